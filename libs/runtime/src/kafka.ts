@@ -1,4 +1,4 @@
-import { Kafka, type KafkaConfig, type LogEntry, logLevel } from 'kafkajs';
+import { type ISocketFactory, Kafka, type KafkaConfig, type LogEntry, logLevel } from 'kafkajs';
 import type { Logger } from './logger.ts';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
@@ -20,6 +20,8 @@ export function createKafka(opts: {
   connectionTimeout?: number;
   requestTimeout?: number;
   retry?: KafkaConfig['retry'];
+  /** Opens broker connections; tests use it to route every connection through a TCP proxy they control. */
+  socketFactory?: ISocketFactory;
 }): Kafka {
   const log = opts.logger.child({ component: 'kafkajs' });
   return new Kafka({
@@ -29,6 +31,7 @@ export function createKafka(opts: {
     requestTimeout: opts.requestTimeout ?? 30000,
     retry: opts.retry ?? { initialRetryTime: 100, maxRetryTime: 2000, retries: 8 },
     logLevel: opts.minLevel ?? logLevel.WARN,
+    ...(opts.socketFactory ? { socketFactory: opts.socketFactory } : {}),
     logCreator:
       () =>
       ({ level, log: entry }: LogEntry) => {
