@@ -1,0 +1,89 @@
+import { invariant } from '@votestream/runtime';
+import type { Redis } from 'ioredis';
+import { resultsKey } from './keys.ts';
+import type { Results, TallyInput } from './types.ts';
+
+/**
+ * Compare-and-set of a poll's results on version, atomic in Redis. Versions are compared as decimal
+ * strings (length first, then lexicographically) so the comparison is exact for any 64-bit version,
+ * not just the 2^53 a Lua number holds. Returns 1 if written, 0 if the stored version is equal or newer
+ * (a replay or a stale update: both are no-ops).
+ */
+export const casResultsLua = `
+local cur = redis.call('HGET', KEYS[1], 'version')
+local v = ARGV[1]
+if cur then
+  if #cur > #v or (#cur == #v and cur >= v) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'version', v, 'json', ARGV[2])
+return 1
+`;
+
+export const casResultsCommand = 'votestreamCasResults';
+
+type RedisWithCas = Redis & {
+  [casResultsCommand](key: string, version: string, json: string): Promise<number>;
+};
+
+/** Registers the CAS script on a client once (ioredis sends EVALSHA and loads the script on NOSCRIPT). */
+export function withCasResults(redis: Redis): RedisWithCas {
+  const r = redis as RedisWithCas;
+  if (typeof r[casResultsCommand] !== 'function') {
+    redis.defineCommand(casResultsCommand, { numberOfKeys: 1, lua: casResultsLua });
+  }
+  return r;
+}
+
+export function versionString(version: number): string {
+  invariant(
+    Number.isSafeInteger(version) && version >= 0,
+    `tally version must be a non-negative safe integer, got ${version}`,
+  );
+  return String(version);
+}
+
+export function resultsFromTally(t: TallyInput): Results {
+  return {
+    pollId: t.pollId,
+    totals: { ...t.totals },
+    total: t.total,
+    version: t.version,
+    asOf: new Date(t.asOf).toISOString(),
+    final: t.final,
+  };
+}
+
+/** Newest of the candidates by version (the first wins a tie); null if all are null. */
+export function newest(...candidates: (Results | null | undefined)[]): Results | null {
+  let best: Results | null = null;
+  for (const c of candidates) if (c && (!best || c.version > best.version)) best = c;
+  return best;
+}
+
+export function parseResults(json: string): Results {
+  const r = JSON.parse(json) as Results;
+  invariant(typeof r.pollId === 'string' && typeof r.version === 'number', 'malformed results in Redis');
+  return r;
+}
+
+/**
+ * Writes many polls' results in one Redis round trip (a pipeline of CAS scripts).
+ * Returns, per input, whether it was newer than what Redis held.
+ */
+export async function casResultsBatch(redis: Redis, redisPrefix: string, results: Results[]): Promise<boolean[]> {
+  if (results.length === 0) return [];
+  const r = withCasResults(redis);
+  const pipeline = r.pipeline() as unknown as {
+    [casResultsCommand](key: string, version: string, json: string): void;
+    exec(): Promise<[Error | null, unknown][] | null>;
+  };
+  for (const res of results) {
+    pipeline[casResultsCommand](resultsKey(redisPrefix, res.pollId), versionString(res.version), JSON.stringify(res));
+  }
+  const replies = await pipeline.exec();
+  invariant(replies !== null && replies.length === results.length, 'Redis pipeline returned no replies');
+  return replies.map(([err, written]) => {
+    if (err) throw err;
+    return written === 1;
+  });
+}
