@@ -1,0 +1,85 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export interface ServiceProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly logFile: string;
+  /** Resolves with the exit code (or the signal name) when the process has exited. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  stop(graceMs?: number): Promise<number | string>;
+  /** SIGKILL at once: a crash, for failure tests. */
+  kill9(): Promise<number | string>;
+}
+
+/**
+ * Starts `node --import tsx <entry>` from the repo root with `env` on top of this process's environment,
+ * logs to `logFile`, and resolves once `ready()` answers true (polled), or rejects, after killing the
+ * process, if it exits first or `readyTimeoutMs` passes.
+ */
+export async function startService(opts: {
+  name: string;
+  entry: string;
+  env: Record<string, string>;
+  logFile: string;
+  ready: () => Promise<boolean>;
+  readyTimeoutMs?: number;
+}): Promise<ServiceProcess> {
+  mkdirSync(dirname(opts.logFile), { recursive: true });
+  const log = createWriteStream(opts.logFile, { flags: 'a' });
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', opts.entry], {
+    cwd: repoRoot,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  if (child.pid === undefined) throw new Error(`${opts.name}: spawn failed`);
+  const exited = new Promise<number | string>((resolveExit) => {
+    child.once('exit', (code, signal) => resolveExit(code ?? signal ?? 'unknown'));
+  });
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+
+  const stop = async (graceMs = 15_000) => {
+    if (!gone) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    }
+    return exited;
+  };
+  const kill9 = async () => {
+    if (!gone) child.kill('SIGKILL');
+    return exited;
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
+  for (;;) {
+    if (gone) throw new Error(`${opts.name} exited with ${await exited} before it was ready (log: ${opts.logFile})`);
+    if (await opts.ready().catch(() => false)) break;
+    if (Date.now() > deadline) {
+      await stop(2000);
+      throw new Error(`${opts.name} was not ready within ${opts.readyTimeoutMs ?? 90_000} ms (log: ${opts.logFile})`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { name: opts.name, pid: child.pid, logFile: opts.logFile, exited, stop, kill9 };
+}
+
+/** A readiness probe: true when GET `url` answers 2xx. */
+export function httpOk(url: string): () => Promise<boolean> {
+  return async () => {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    await res.arrayBuffer();
+    return res.ok;
+  };
+}
