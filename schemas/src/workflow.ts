@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { CompatIssue } from './compat.ts';
 import { checkAgainstHistory, lintContract } from './compat.ts';
-import type { Contract } from './contracts.ts';
+import type { Contract, HistoricVersion } from './contracts.ts';
 import { avroDir, historyDir, historyFileText, loadContracts, loadHistory, schemaText } from './contracts.ts';
 import { compatibilityPolicy, subjectFor } from './policy.ts';
 import { ensureSubjectCompatibility, parseSchema } from './serde.ts';
@@ -52,7 +52,7 @@ export function checkContracts(dirs: Dirs = {}): CheckResult {
       errors.push(`${file}: not a valid Avro schema: ${(err as Error).message}`);
       continue;
     }
-    let versions;
+    let versions: HistoricVersion[];
     try {
       versions = loadHistory(c.fullName, history);
     } catch (err) {
