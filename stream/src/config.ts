@@ -1,0 +1,65 @@
+import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+
+export const stageNames = ['dedupe', 'tally', 'sink'] as const;
+export type StageName = (typeof stageNames)[number];
+
+/** Stream processor settings, read once at start-up from the environment (defaults fit the local stack). */
+export interface StreamConfig extends CommonConfig {
+  /** Names the consumer groups, the transactional ids and the changelog topics (like Kafka Streams' application.id). */
+  applicationId: string;
+  /** Which stages this process runs: dedupe (stage 1), tally (stage 2, global), sink (tallies -> CQL). */
+  stages: StageName[];
+  metricsPort: number;
+  schemaSubjectPrefix: string;
+  /** Tumbling event-time window length. */
+  windowMs: number;
+  /** How long after a window's end (in event time) votes still count as on time; also the delay before a final tally. */
+  graceMs: number;
+  /** How long (event time) a window's counts stay in the state store after it closed; later votes only count in totals. */
+  windowRetentionMs: number;
+  /** A caught-up task that has seen no record for this long advances its watermark to wall clock minus this. */
+  idleTimeoutMs: number;
+  punctuateIntervalMs: number;
+  /** Records per transaction at most; a fetched batch larger than this is committed in several transactions. */
+  commitRecordsMax: number;
+  fetchMaxWaitMs: number;
+  fetchPartitionBytesMax: number;
+  /** The broker aborts a transaction left open longer than this (e.g. by a process killed mid-commit). */
+  transactionTimeoutMs: number;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** Input partitions one process works on at the same time. */
+  partitionsConsumedConcurrently: number;
+  /** Consecutive failed commits of one task before the process gives up and exits (the supervisor restarts it). */
+  taskFailuresMax: number;
+}
+
+export function loadStreamConfig(env: Record<string, string | undefined> = process.env): StreamConfig {
+  const r = envReader(env);
+  const stages = r.list('STREAM_STAGES', [...stageNames]);
+  for (const s of stages) {
+    if (!(stageNames as readonly string[]).includes(s))
+      throw new ConfigError(`STREAM_STAGES must list some of ${stageNames.join(', ')}, got ${JSON.stringify(s)}`);
+  }
+  const windowMs = r.int('STREAM_WINDOW_MS', 1000, { min: 10, max: 3_600_000 });
+  return {
+    ...loadCommonConfig('stream', env),
+    applicationId: r.string('STREAM_APPLICATION_ID', 'votestream-stream'),
+    stages: stages as StageName[],
+    metricsPort: r.int('STREAM_METRICS_PORT', 9470, { min: 0, max: 65535 }),
+    schemaSubjectPrefix: r.string('SCHEMA_SUBJECT_PREFIX', ''),
+    windowMs,
+    graceMs: r.int('STREAM_GRACE_MS', 2000, { min: 0, max: 3_600_000 }),
+    windowRetentionMs: r.int('STREAM_WINDOW_RETENTION_MS', 600_000, { min: windowMs, max: 7 * 86_400_000 }),
+    idleTimeoutMs: r.int('STREAM_IDLE_TIMEOUT_MS', 3000, { min: 100, max: 600_000 }),
+    punctuateIntervalMs: r.int('STREAM_PUNCTUATE_INTERVAL_MS', 500, { min: 50, max: 60_000 }),
+    commitRecordsMax: r.int('STREAM_COMMIT_RECORDS_MAX', 5000, { min: 1, max: 100_000 }),
+    fetchMaxWaitMs: r.int('STREAM_FETCH_MAX_WAIT_MS', 100, { min: 1, max: 10_000 }),
+    fetchPartitionBytesMax: r.int('STREAM_FETCH_PARTITION_BYTES_MAX', 1_048_576, { min: 1024, max: 52_428_800 }),
+    transactionTimeoutMs: r.int('STREAM_TRANSACTION_TIMEOUT_MS', 60_000, { min: 1000, max: 900_000 }),
+    sessionTimeoutMs: r.int('STREAM_SESSION_TIMEOUT_MS', 30_000, { min: 6000, max: 300_000 }),
+    heartbeatIntervalMs: r.int('STREAM_HEARTBEAT_INTERVAL_MS', 3000, { min: 100, max: 60_000 }),
+    partitionsConsumedConcurrently: r.int('STREAM_PARTITIONS_CONCURRENCY', 8, { min: 1, max: 256 }),
+    taskFailuresMax: r.int('STREAM_TASK_FAILURES_MAX', 10, { min: 1, max: 1000 }),
+  };
+}

@@ -1,0 +1,11 @@
+export { closeTimeOf, PollCatalog } from './catalog.ts';
+export { loadStreamConfig, type StageName, type StreamConfig, stageNames } from './config.ts';
+export { DedupeProcessor } from './processors/dedupe.ts';
+export { GlobalTallyProcessor } from './processors/global-tally.ts';
+export { nextVersion, windowStartOf } from './processors/tally-state.ts';
+export { RecordCollector } from './runtime/collector.ts';
+export type { ProcessorFactory, TaskProcessor } from './runtime/processor.ts';
+export { StreamThread } from './runtime/stream-thread.ts';
+export { CqlTallySink } from './sink/cql-tally-sink.ts';
+export { fingerprintOf, VoterTable, voterTableSlotBytes } from './state/voter-table.ts';
+export { streamTopics } from './topology.ts';

@@ -1,0 +1,324 @@
+import { invariant, type Logger } from '@votestream/runtime';
+import type { AvroSerde, RejectReason, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
+import type { KafkaMessage } from 'kafkajs';
+import { Counter, type Registry } from 'prom-client';
+import { closeTimeOf, type PollCatalog } from '../catalog.ts';
+import type { StreamConfig } from '../config.ts';
+import type { RecordCollector } from '../runtime/collector.ts';
+import type { TaskProcessor } from '../runtime/processor.ts';
+import type { ChangelogRecord } from '../runtime/restore.ts';
+import { type Fingerprint, fingerprintOf, VoterTable } from '../state/voter-table.ts';
+import { nextVersion, sumOf, toWindowCounts, type WindowState, windowStartOf } from './tally-state.ts';
+
+export interface DedupeTopics {
+  votes: string;
+  voteDecisions: string;
+  tallyPartials: string;
+  /** Changelog of the tally store (poll partials, windows) and of the task position. */
+  tallyChangelog: string;
+  /** Changelog of the dedupe store: key pollId/voterId, value the voteId of the first vote. */
+  dedupeChangelog: string;
+}
+
+/** The partial tally of one poll in one task (source = the votes partition). */
+interface PartialTally {
+  version: number;
+  totals: Record<string, number>;
+  late: number;
+  final: boolean;
+  windows: Map<number, WindowState>;
+  dirty: boolean;
+  dirtyWindows: Set<number>;
+  evictedWindows: Set<number>;
+}
+
+interface TallyRecord {
+  version: number;
+  totals: Record<string, number>;
+  late: number;
+  final: boolean;
+}
+
+export interface DedupeContext {
+  config: StreamConfig;
+  topics: DedupeTopics;
+  serde: AvroSerde;
+  catalog: PollCatalog;
+  logger: Logger;
+  registry: Registry;
+}
+
+function decisionsCounter(registry: Registry): Counter {
+  return (
+    (registry.getSingleMetric('stream_vote_decisions_total') as Counter | undefined) ??
+    new Counter({
+      name: 'stream_vote_decisions_total',
+      help: 'Vote decisions committed by the dedupe stage, by outcome and reason',
+      labelNames: ['outcome', 'reason', 'late'],
+      registers: [registry],
+    })
+  );
+}
+
+/**
+ * Stage 1 (dedupe) of one votes partition: the first vote of a voter in a poll counts, every vote gets exactly
+ * one VoteDecision, and the task keeps absolute per-poll and per-window counts that it emits as TallyUpdate
+ * partials (source = partition). Event time is the vote's receivedAt; the task's watermark is the highest event
+ * time seen (or wall clock minus idleTimeoutMs when idle); a window [s, s + windowMs) closes when the watermark
+ * passes its end plus grace; a vote for a closed window is still counted, and marked late.
+ */
+export class DedupeProcessor implements TaskProcessor {
+  readonly changelogTopics: readonly string[];
+  private readonly voters = new Map<string, VoterTable>();
+  private readonly tallies = new Map<string, PartialTally>();
+  private watermark = 0;
+  private watermarkDirty = false;
+  private readonly fp: Fingerprint = { hi: 0, lo: 0 };
+  private readonly decodeVote: (buf: Buffer) => Promise<VoteCast>;
+  private readonly encodeDecision: (v: VoteDecision) => Buffer;
+  private readonly encodeTally: (v: TallyUpdate) => Buffer;
+  private readonly decisions: Counter;
+
+  constructor(
+    private readonly partition: number,
+    private readonly ctx: DedupeContext,
+  ) {
+    this.changelogTopics = [ctx.topics.tallyChangelog, ctx.topics.dedupeChangelog];
+    this.decodeVote = ctx.serde.decoder('VoteCast');
+    this.encodeDecision = ctx.serde.encoder('VoteDecision', { validate: false });
+    this.encodeTally = ctx.serde.encoder('TallyUpdate', { validate: false });
+    this.decisions = decisionsCounter(ctx.registry);
+  }
+
+  /** Remembered voters and the bytes their tables use, for the memory-per-voter measurement. */
+  dedupeStoreStats(): { voters: number; bytes: number } {
+    let voters = 0;
+    let bytes = 0;
+    for (const t of this.voters.values()) {
+      voters += t.size;
+      bytes += t.bytes;
+    }
+    return { voters, bytes };
+  }
+
+  restore({ topic, key, value }: ChangelogRecord): void {
+    if (topic === this.ctx.topics.dedupeChangelog) {
+      if (!value) return;
+      const slash = key.indexOf('/');
+      invariant(slash > 0, `dedupe changelog key must be pollId/voterId, got ${JSON.stringify(key)}`);
+      this.table(key.slice(0, slash)).insert(fingerprintOf(key.slice(slash + 1), this.fp), value.toString());
+      return;
+    }
+    if (key === 'watermark') {
+      if (value) this.watermark = Number(value.toString());
+    } else if (key.startsWith('t/')) {
+      const pollId = key.slice(2);
+      if (!value) {
+        this.tallies.delete(pollId);
+        return;
+      }
+      const r = JSON.parse(value.toString()) as TallyRecord;
+      const t = this.tally(pollId);
+      t.version = r.version;
+      t.totals = r.totals;
+      t.late = r.late;
+      t.final = r.final;
+    } else if (key.startsWith('w/')) {
+      const at = key.lastIndexOf('/');
+      const pollId = key.slice(2, at);
+      const start = Number(key.slice(at + 1));
+      const t = this.tally(pollId);
+      if (value) t.windows.set(start, JSON.parse(value.toString()) as WindowState);
+      else t.windows.delete(start);
+    }
+  }
+
+  restored(): void {
+    for (const [pollId, t] of this.tallies) {
+      t.dirty = false;
+      t.dirtyWindows.clear();
+      if (t.final) this.voters.delete(pollId); // a final poll rejects every further vote as POLL_CLOSED
+    }
+  }
+
+  async process(messages: readonly KafkaMessage[], out: RecordCollector): Promise<void> {
+    const { config, topics, catalog } = this.ctx;
+    const now = Date.now();
+    let caughtUp = false;
+    for (const m of messages) {
+      invariant(m.value, `votes record at offset ${m.offset} has no value`);
+      const vote = await this.decodeVote(m.value);
+      let poll = catalog.get(vote.pollId);
+      if (!poll && !caughtUp) {
+        await catalog.catchUp();
+        caughtUp = true;
+        poll = catalog.get(vote.pollId);
+      }
+      const eventTime = vote.receivedAt;
+      const windowStart = windowStartOf(eventTime, config.windowMs);
+      const late = windowStart + config.windowMs + config.graceMs <= this.watermark;
+      let reason: RejectReason | null = null;
+      let countedVoteId: string | null = null;
+      if (!poll) reason = 'UNKNOWN_POLL';
+      else if (!poll.options.some((o) => o.id === vote.optionId)) reason = 'UNKNOWN_OPTION';
+      else if (eventTime < poll.opensAt) reason = 'POLL_NOT_OPEN';
+      else {
+        const closeAt = closeTimeOf(poll);
+        const tally = this.tallies.get(vote.pollId);
+        if ((closeAt !== null && eventTime >= closeAt) || tally?.final) reason = 'POLL_CLOSED';
+        else {
+          const table = this.table(vote.pollId);
+          const fp = fingerprintOf(vote.voterId, this.fp);
+          const slot = table.find(fp);
+          if (slot >= 0) {
+            reason = 'DUPLICATE';
+            countedVoteId = table.voteIdAt(slot);
+          } else {
+            table.insert(fp, vote.voteId);
+            out.send(
+              topics.dedupeChangelog,
+              `${vote.pollId}/${vote.voterId}`,
+              Buffer.from(vote.voteId),
+              this.partition,
+            );
+            this.count(vote.pollId, vote.optionId, windowStart, late);
+          }
+        }
+      }
+      if (eventTime > this.watermark) {
+        this.watermark = eventTime;
+        this.watermarkDirty = true;
+      }
+      const decision: VoteDecision = {
+        vote,
+        outcome: reason === null ? 'COUNTED' : 'REJECTED',
+        reason,
+        countedVoteId,
+        late,
+        windowStart,
+        decidedAt: now,
+      };
+      out.send(
+        topics.voteDecisions,
+        m.key ? m.key.toString() : `${vote.pollId}/${vote.voterId}`,
+        this.encodeDecision(decision),
+      );
+      this.decisions.inc({ outcome: decision.outcome, reason: reason ?? '', late: String(late) });
+    }
+  }
+
+  private table(pollId: string): VoterTable {
+    let t = this.voters.get(pollId);
+    if (!t) {
+      t = new VoterTable();
+      this.voters.set(pollId, t);
+    }
+    return t;
+  }
+
+  private tally(pollId: string): PartialTally {
+    let t = this.tallies.get(pollId);
+    if (!t) {
+      t = {
+        version: 0,
+        totals: {},
+        late: 0,
+        final: false,
+        windows: new Map(),
+        dirty: false,
+        dirtyWindows: new Set(),
+        evictedWindows: new Set(),
+      };
+      this.tallies.set(pollId, t);
+    }
+    return t;
+  }
+
+  private count(pollId: string, optionId: string, windowStart: number, late: boolean): void {
+    const { config } = this.ctx;
+    const t = this.tally(pollId);
+    t.totals[optionId] = (t.totals[optionId] ?? 0) + 1;
+    if (late) t.late++;
+    t.dirty = true;
+    // A window older than the retention is no longer in the store: the vote counts in the totals only.
+    if (windowStart + config.windowMs + config.windowRetentionMs <= this.watermark) return;
+    let w = t.windows.get(windowStart);
+    if (!w) {
+      w = { counts: {}, late: 0 };
+      t.windows.set(windowStart, w);
+    }
+    w.counts[optionId] = (w.counts[optionId] ?? 0) + 1;
+    if (late) w.late++;
+    t.dirtyWindows.add(windowStart);
+  }
+
+  flush(nowMs: number, out: RecordCollector): void {
+    const { topics, config } = this.ctx;
+    for (const [pollId, t] of this.tallies) {
+      if (!t.dirty && t.dirtyWindows.size === 0 && t.evictedWindows.size === 0) continue;
+      t.version = nextVersion(t.version, nowMs);
+      const windows = [];
+      for (const start of t.dirtyWindows) {
+        const w = t.windows.get(start);
+        if (!w) continue;
+        windows.push(toWindowCounts(start, config.windowMs, w));
+        out.send(topics.tallyChangelog, `w/${pollId}/${start}`, Buffer.from(JSON.stringify(w)), this.partition);
+      }
+      for (const start of t.evictedWindows)
+        out.send(topics.tallyChangelog, `w/${pollId}/${start}`, null, this.partition);
+      const record: TallyRecord = { version: t.version, totals: t.totals, late: t.late, final: t.final };
+      out.send(topics.tallyChangelog, `t/${pollId}`, Buffer.from(JSON.stringify(record)), this.partition);
+      if (t.dirty || t.dirtyWindows.size > 0) {
+        const partial: TallyUpdate = {
+          pollId,
+          source: this.partition,
+          version: t.version,
+          totals: { ...t.totals },
+          total: sumOf(t.totals),
+          lateVotes: t.late,
+          windows,
+          watermark: Math.max(0, this.watermark - config.graceMs),
+          asOf: nowMs,
+          final: t.final,
+        };
+        out.send(topics.tallyPartials, pollId, this.encodeTally(partial));
+      }
+      t.dirty = false;
+      t.dirtyWindows.clear();
+      t.evictedWindows.clear();
+    }
+    if (this.watermarkDirty) {
+      out.send(topics.tallyChangelog, 'watermark', Buffer.from(String(this.watermark)), this.partition);
+      this.watermarkDirty = false;
+    }
+  }
+
+  punctuate(nowMs: number, idle: boolean, out: RecordCollector): void {
+    const { config, catalog } = this.ctx;
+    if (idle && nowMs - config.idleTimeoutMs > this.watermark) {
+      this.watermark = nowMs - config.idleTimeoutMs;
+      this.watermarkDirty = true;
+    }
+    // Final partials: once the watermark passed a poll's close plus grace, its count here cannot change.
+    for (const poll of catalog.all()) {
+      const closeAt = closeTimeOf(poll);
+      if (closeAt === null || this.watermark < closeAt + config.graceMs) continue;
+      const t = this.tally(poll.pollId);
+      if (t.final) continue;
+      t.final = true;
+      t.dirty = true;
+      this.voters.delete(poll.pollId);
+    }
+    // Evict windows past their retention from the store (tombstones in the changelog).
+    for (const t of this.tallies.values()) {
+      for (const start of t.windows.keys()) {
+        if (start + config.windowMs + config.windowRetentionMs <= this.watermark) {
+          t.windows.delete(start);
+          t.dirtyWindows.delete(start);
+          t.evictedWindows.add(start);
+        }
+      }
+    }
+    this.flush(nowMs, out);
+  }
+}

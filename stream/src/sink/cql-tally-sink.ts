@@ -1,0 +1,163 @@
+import type { CqlClient, Logger } from '@votestream/runtime';
+import type { AvroSerde, TallyUpdate } from '@votestream/schemas';
+import cassandra from 'cassandra-driver';
+import type { Consumer, Kafka } from 'kafkajs';
+import { Counter, type Registry } from 'prom-client';
+
+const { consistencies } = cassandra.types;
+/** Retry delay bounds while the CQL database is unreachable; the sink never skips a record. */
+export const sinkRetryDelayMsMin = 200;
+export const sinkRetryDelayMsMax = 5000;
+
+/**
+ * The CQL tally sink: a separate consumer of the `tallies` topic (read_committed) that writes every global
+ * TallyUpdate as absolute values with `USING TIMESTAMP <version>`. It commits its offsets only after the writes
+ * succeeded, so it is at-least-once; the writes are idempotent by construction (same version = same cells, an
+ * older version loses to a newer one), which makes the table exactly the latest tally. It is not part of the
+ * stage-2 transaction on purpose: a CQL outage then delays only the tables, never the Kafka pipeline.
+ */
+export class CqlTallySink {
+  private readonly consumer: Consumer;
+  private readonly written: Counter;
+  private readonly failures: Counter;
+  private running = true;
+
+  constructor(
+    private readonly o: {
+      kafka: Kafka;
+      cql: CqlClient;
+      keyspace: string;
+      talliesTopic: string;
+      groupId: string;
+      serde: AvroSerde;
+      logger: Logger;
+      registry: Registry;
+    },
+  ) {
+    this.consumer = o.kafka.consumer({
+      groupId: o.groupId,
+      readUncommitted: false,
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+    });
+    this.written = new Counter({
+      name: 'stream_sink_tallies_written_total',
+      help: 'TallyUpdates written to CQL',
+      registers: [o.registry],
+    });
+    this.failures = new Counter({
+      name: 'stream_sink_write_failures_total',
+      help: 'Failed CQL writes (retried)',
+      registers: [o.registry],
+    });
+  }
+
+  async start(): Promise<void> {
+    const { consumer, o } = this;
+    const decode = o.serde.decoder('TallyUpdate');
+    const ks = o.keyspace;
+    const totalsCql = `INSERT INTO ${ks}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
+    const windowCql = `INSERT INTO ${ks}.poll_tally_windows (poll_id, window_start, window_end, counts, total, late, version) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
+    await consumer.connect();
+    await consumer.subscribe({ topics: [o.talliesTopic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary }) => {
+        // The newest update per poll is enough for the totals; every window of every update is written.
+        const latest = new Map<string, TallyUpdate>();
+        const windows = new Map<string, { u: TallyUpdate; w: TallyUpdate['windows'][number] }>();
+        for (const m of batch.messages) {
+          if (!m.value) continue;
+          const u = await decode(m.value);
+          const prev = latest.get(u.pollId);
+          if (!prev || u.version > prev.version) latest.set(u.pollId, u);
+          for (const w of u.windows) {
+            const k = `${u.pollId}/${w.windowStart}`;
+            const had = windows.get(k);
+            if (!had || u.version > had.u.version) windows.set(k, { u, w });
+          }
+        }
+        const queries: Array<Promise<unknown>> = [];
+        const write = () => {
+          queries.length = 0;
+          for (const u of latest.values()) {
+            const ts = cassandra.types.Long.fromNumber(u.version);
+            queries.push(
+              o.cql.execute(
+                totalsCql,
+                [
+                  u.pollId,
+                  ts,
+                  longs(u.totals),
+                  cassandra.types.Long.fromNumber(u.total),
+                  cassandra.types.Long.fromNumber(u.lateVotes),
+                  new Date(u.watermark),
+                  new Date(u.asOf),
+                  u.final,
+                  ts,
+                ],
+                { prepare: true, consistency: consistencies.localQuorum, isIdempotent: true },
+              ),
+            );
+          }
+          for (const { u, w } of windows.values()) {
+            const ts = cassandra.types.Long.fromNumber(u.version);
+            let total = 0;
+            for (const n of Object.values(w.counts)) total += n;
+            queries.push(
+              o.cql.execute(
+                windowCql,
+                [
+                  u.pollId,
+                  new Date(w.windowStart),
+                  new Date(w.windowEnd),
+                  longs(w.counts),
+                  cassandra.types.Long.fromNumber(total),
+                  cassandra.types.Long.fromNumber(w.late),
+                  ts,
+                  ts,
+                ],
+                { prepare: true, consistency: consistencies.localQuorum, isIdempotent: true },
+              ),
+            );
+          }
+          return Promise.all(queries);
+        };
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await write();
+            break;
+          } catch (err) {
+            this.failures.inc();
+            if (!this.running) throw err;
+            o.logger.warn({ err, attempt }, 'CQL tally write failed, retrying');
+            await heartbeat();
+            await new Promise((r) => setTimeout(r, Math.min(sinkRetryDelayMsMax, sinkRetryDelayMsMin * 2 ** attempt)));
+          }
+        }
+        const last = batch.messages[batch.messages.length - 1];
+        if (last) {
+          resolveOffset(last.offset);
+          const offset = String(BigInt(last.offset) + 1n);
+          await commitOffsetsIfNecessary({
+            topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }],
+          });
+        }
+        this.written.inc(latest.size);
+        await heartbeat();
+      },
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.consumer.disconnect();
+  }
+}
+
+function longs(counts: Record<string, number>): Record<string, cassandra.types.Long> {
+  const out: Record<string, cassandra.types.Long> = {};
+  for (const [k, n] of Object.entries(counts)) out[k] = cassandra.types.Long.fromNumber(n);
+  return out;
+}

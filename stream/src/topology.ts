@@ -1,0 +1,62 @@
+import { type Logger, type Topics, topicNames } from '@votestream/runtime';
+import type { Admin } from 'kafkajs';
+
+/** Internal topics of the stream application (Kafka Streams naming: `<application.id>-<store>-changelog`). */
+export interface StreamTopics extends Topics {
+  dedupeChangelog: string;
+  partialTallyChangelog: string;
+  globalTallyChangelog: string;
+}
+
+export function streamTopics(prefix: string, applicationId: string): StreamTopics {
+  return {
+    ...topicNames(prefix),
+    dedupeChangelog: `${prefix}${applicationId}-dedupe-store-changelog`,
+    partialTallyChangelog: `${prefix}${applicationId}-partial-tally-store-changelog`,
+    globalTallyChangelog: `${prefix}${applicationId}-global-tally-store-changelog`,
+  };
+}
+
+export async function partitionCount(admin: Admin, topic: string): Promise<number> {
+  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+  const n = meta.topics[0]?.partitions.length ?? 0;
+  if (n === 0) throw new Error(`topic ${topic} does not exist (topic auto-creation is off: create it first)`);
+  return n;
+}
+
+/**
+ * Creates a changelog topic co-partitioned with its input (same partition count), compacted, if it does not
+ * exist yet; fails if one exists with another partition count (its partitions would no longer match the tasks).
+ */
+export async function ensureChangelog(
+  admin: Admin,
+  topic: string,
+  partitions: number,
+  replicationFactor: number,
+  logger: Logger,
+): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  if (!existing.has(topic)) {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic,
+          numPartitions: partitions,
+          replicationFactor,
+          configEntries: [
+            { name: 'cleanup.policy', value: 'compact' },
+            { name: 'min.compaction.lag.ms', value: '60000' },
+          ],
+        },
+      ],
+    });
+    logger.info({ topic, partitions }, 'changelog topic created');
+  }
+  const n = await partitionCount(admin, topic);
+  if (n !== partitions) {
+    throw new Error(
+      `changelog ${topic} has ${n} partitions but its input has ${partitions}: they must be co-partitioned`,
+    );
+  }
+}
