@@ -4,11 +4,20 @@ import { resultsKey } from './keys.ts';
 import { pickReceipt, readReceipts, writeReceipts } from './receipts.ts';
 import { casResultsBatch, newest, parseResults, resultsFromTally } from './results.ts';
 import { cqlTallyStore, type TallyStore } from './tallies-cql.ts';
-import type { DecisionInput, Receipt, Results, TallyInput } from './types.ts';
+import type { DecisionInput, LiveSeries, Receipt, Results, TallyInput } from './types.ts';
 
 export * from './keys.ts';
 export { pickReceipt, readReceipts, receiptsPerVoterMax, writeReceipts } from './receipts.ts';
-export { casResultsBatch, casResultsLua, newest, resultsFromTally } from './results.ts';
+export {
+  casResultsBatch,
+  casResultsLua,
+  newest,
+  parseResults,
+  parseSeries,
+  resultsFromTally,
+  scanLatest,
+  scanPollsMax,
+} from './results.ts';
 export { cqlTallyStore, type TallyStore } from './tallies-cql.ts';
 export * from './types.ts';
 
@@ -89,8 +98,11 @@ export function createReadModels(opts: ReadModelsOptions): ReadModels {
 }
 
 export interface ReadModelWriter {
-  /** CAS each poll's results into Redis on version; returns per tally whether it was newer. */
-  writeResults(tallies: readonly TallyInput[]): Promise<boolean[]>;
+  /**
+   * CAS each poll's results (and, optionally, its series at that version) into Redis on version;
+   * returns per tally whether it was newer than what Redis held.
+   */
+  writeResults(tallies: readonly TallyInput[], series?: readonly (LiveSeries | null)[]): Promise<boolean[]>;
   /** Upsert receipts into the CQL ledger (idempotent). */
   writeReceipts(decisions: readonly DecisionInput[]): Promise<void>;
 }
@@ -103,7 +115,8 @@ export function createReadModelWriter(opts: {
   redisPrefix: string;
 }): ReadModelWriter {
   return {
-    writeResults: (tallies) => casResultsBatch(opts.redis, opts.redisPrefix, tallies.map(resultsFromTally)),
+    writeResults: (tallies, series) =>
+      casResultsBatch(opts.redis, opts.redisPrefix, tallies.map(resultsFromTally), series),
     writeReceipts: (decisions) => writeReceipts(opts.cql, opts.keyspace, decisions),
   };
 }

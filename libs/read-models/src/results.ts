@@ -1,13 +1,14 @@
 import { invariant } from '@votestream/runtime';
 import type { Redis } from 'ioredis';
 import { resultsKey } from './keys.ts';
-import type { Results, TallyInput } from './types.ts';
+import type { LiveSeries, Results, TallyInput } from './types.ts';
 
 /**
  * Compare-and-set of a poll's results on version, atomic in Redis. Versions are compared as decimal
  * strings (length first, then lexicographically) so the comparison is exact for any 64-bit version,
  * not just the 2^53 a Lua number holds. Returns 1 if written, 0 if the stored version is equal or newer
- * (a replay or a stale update: both are no-ops).
+ * (a replay or a stale update: both are no-ops). ARGV[3], if not empty, is the poll's LiveSeries JSON, written
+ * in the same step so the series stored next to a version is the one built up to that version.
  */
 export const casResultsLua = `
 local cur = redis.call('HGET', KEYS[1], 'version')
@@ -16,13 +17,14 @@ if cur then
   if #cur > #v or (#cur == #v and cur >= v) then return 0 end
 end
 redis.call('HSET', KEYS[1], 'version', v, 'json', ARGV[2])
+if ARGV[3] and ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'series', ARGV[3]) end
 return 1
 `;
 
 export const casResultsCommand = 'votestreamCasResults';
 
 type RedisWithCas = Redis & {
-  [casResultsCommand](key: string, version: string, json: string): Promise<number>;
+  [casResultsCommand](key: string, version: string, json: string, series: string): Promise<number>;
 };
 
 /** Registers the CAS script on a client once (ioredis sends EVALSHA and loads the script on NOSCRIPT). */
@@ -70,20 +72,66 @@ export function parseResults(json: string): Results {
  * Writes many polls' results in one Redis round trip (a pipeline of CAS scripts).
  * Returns, per input, whether it was newer than what Redis held.
  */
-export async function casResultsBatch(redis: Redis, redisPrefix: string, results: Results[]): Promise<boolean[]> {
+export async function casResultsBatch(
+  redis: Redis,
+  redisPrefix: string,
+  results: readonly Results[],
+  series?: readonly (LiveSeries | null)[],
+): Promise<boolean[]> {
   if (results.length === 0) return [];
+  invariant(series === undefined || series.length === results.length, 'one series (or null) per results');
   const r = withCasResults(redis);
   const pipeline = r.pipeline() as unknown as {
-    [casResultsCommand](key: string, version: string, json: string): void;
+    [casResultsCommand](key: string, version: string, json: string, series: string): void;
     exec(): Promise<[Error | null, unknown][] | null>;
   };
-  for (const res of results) {
-    pipeline[casResultsCommand](resultsKey(redisPrefix, res.pollId), versionString(res.version), JSON.stringify(res));
-  }
+  results.forEach((res, i) => {
+    const s = series?.[i] ?? null;
+    invariant(s === null || (s.pollId === res.pollId && s.version === res.version), 'series must match its results');
+    pipeline[casResultsCommand](
+      resultsKey(redisPrefix, res.pollId),
+      versionString(res.version),
+      JSON.stringify(res),
+      s === null ? '' : JSON.stringify(s),
+    );
+  });
   const replies = await pipeline.exec();
   invariant(replies !== null && replies.length === results.length, 'Redis pipeline returned no replies');
   return replies.map(([err, written]) => {
     if (err) throw err;
     return written === 1;
   });
+}
+
+export function parseSeries(json: string): LiveSeries {
+  const s = JSON.parse(json) as LiveSeries;
+  invariant(typeof s.pollId === 'string' && Array.isArray(s.windows), 'malformed series in Redis');
+  return s;
+}
+
+/** Upper bound on polls one scanLatest call returns (a start-up republish, not a hot path). */
+export const scanPollsMax = 100_000;
+
+/** The latest results and series of every poll in Redis under the prefix (SCAN, never KEYS). */
+export async function scanLatest(
+  redis: Redis,
+  redisPrefix: string,
+): Promise<{ results: Results; series: LiveSeries | null }[]> {
+  const out: { results: Results; series: LiveSeries | null }[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${redisPrefix}results:{*}`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length === 0) continue;
+    const pipeline = redis.pipeline();
+    for (const key of keys) pipeline.hmget(key, 'json', 'series');
+    for (const [err, reply] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      const [json, series] = reply as [string | null, string | null];
+      if (json === null) continue;
+      invariant(out.length < scanPollsMax, `more than ${scanPollsMax} polls in Redis under ${redisPrefix}`);
+      out.push({ results: parseResults(json), series: series ? parseSeries(series) : null });
+    }
+  } while (cursor !== '0');
+  return out;
 }

@@ -14,7 +14,7 @@ export interface TallyStore {
 }
 
 export function cqlTallyStore(cql: CqlClient, keyspace: string): TallyStore {
-  // PROVISIONAL until 001_tallies.cql lands: one row per poll with absolute totals and the version.
+  // poll_totals: one row per poll, absolute totals, version = the cell write timestamp (001_tallies.cql).
   const select = `SELECT poll_id, version, totals, total, as_of, final FROM ${keyspace}.poll_totals WHERE poll_id = ?`;
   return {
     async read(pollId) {

@@ -1,0 +1,52 @@
+import { readFileSync } from 'node:fs';
+import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+
+export interface ProjectionsConfig extends CommonConfig {
+  httpPort: number;
+  /** Consumer group id prefix; the tallies and receipts projectors add `-tallies` / `-receipts`. */
+  groupId: string;
+  mqttUrl: string;
+  mqttUsername: string;
+  mqttPassword: string;
+  /** What the live page's browser connects to (MQTT over WebSockets). */
+  liveMqttWsUrl: string;
+  /** Coalescing: at most this many messages per poll per topic per second; always the latest state. */
+  liveMessagesPerPollPerSecondMax: number;
+  /** Polls the live publisher tracks at once; the least recently updated is forgotten beyond it. */
+  livePollsMax: number;
+  /** Windows kept in each poll's series message. */
+  seriesWindowsMax: number;
+  mqttReconnectDelayMsMin: number;
+  mqttReconnectDelayMsMax: number;
+  /** Upper bound on bytes fetched per partition per Kafka fetch (bounds a batch in memory). */
+  fetchBytesPerPartitionMax: number;
+}
+
+export function loadProjectionsConfig(env: Record<string, string | undefined> = process.env): ProjectionsConfig {
+  const r = envReader(env);
+  const common = loadCommonConfig('projections', env);
+  const passwordFile = r.string('MQTT_PASSWORD_FILE', '.stack/secrets/mqtt-projections.password');
+  let mqttPassword = r.optionalString('MQTT_PASSWORD');
+  if (mqttPassword === undefined) {
+    try {
+      mqttPassword = readFileSync(passwordFile, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`MQTT_PASSWORD_FILE ${passwordFile} cannot be read: ${(err as Error).message}`);
+    }
+  }
+  return {
+    ...common,
+    httpPort: r.int('HTTP_PORT', 8090, { min: 0, max: 65535 }),
+    groupId: r.string('PROJECTIONS_GROUP_ID', `${common.topicPrefix}projections`),
+    mqttUrl: r.string('MQTT_URL', 'mqtt://127.0.0.1:1883'),
+    mqttUsername: r.string('MQTT_USERNAME', 'projections'),
+    mqttPassword,
+    liveMqttWsUrl: r.string('LIVE_MQTT_WS_URL', 'ws://127.0.0.1:9001'),
+    liveMessagesPerPollPerSecondMax: r.int('LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX', 10, { min: 1, max: 1000 }),
+    livePollsMax: r.int('LIVE_POLLS_MAX', 10_000, { min: 1 }),
+    seriesWindowsMax: r.int('SERIES_WINDOWS_MAX', 120, { min: 1, max: 10_000 }),
+    mqttReconnectDelayMsMin: r.int('MQTT_RECONNECT_DELAY_MS_MIN', 250, { min: 10 }),
+    mqttReconnectDelayMsMax: r.int('MQTT_RECONNECT_DELAY_MS_MAX', 10_000, { min: 10 }),
+    fetchBytesPerPartitionMax: r.int('FETCH_BYTES_PER_PARTITION_MAX', 1024 * 1024, { min: 1024 }),
+  };
+}

@@ -1,0 +1,59 @@
+import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
+import type { ReadModels } from '@votestream/read-models';
+import type { Logger } from '@votestream/runtime';
+import express from 'express';
+import type { Registry } from 'prom-client';
+import { livePage } from './live-page.ts';
+
+const pollIdPattern = /^[a-z0-9-]{1,64}$/;
+const mqttBrowserBundle = createRequire(import.meta.url).resolve('mqtt/dist/mqtt.min.js');
+
+/** HTTP: the live page, the results API (same read model as ingest's), health and metrics. Not a hot path. */
+export function createHttpServer(opts: {
+  readModels: ReadModels;
+  registry: Registry;
+  mqttWsUrl: string;
+  logger: Logger;
+  health: () => { ok: boolean; detail: Record<string, unknown> };
+}) {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/live/assets/mqtt.min.js', (_req, res) => {
+    res.sendFile(mqttBrowserBundle, { maxAge: '1h' });
+  });
+  app.get('/live/:pollId', (req, res) => {
+    const { pollId } = req.params;
+    if (!pollIdPattern.test(pollId)) return void res.status(400).type('text/plain').send('invalid poll id');
+    res
+      .type('html')
+      .set('Cache-Control', 'no-store')
+      .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl }));
+  });
+  app.get('/v1/polls/:pollId/results', async (req, res) => {
+    const { pollId } = req.params;
+    if (!pollIdPattern.test(pollId)) return void res.status(400).json({ error: 'invalid_poll_id' });
+    try {
+      const results = await opts.readModels.getResults(pollId);
+      if (!results) return void res.status(404).json({ error: 'no_results' });
+      res.set('Cache-Control', 'no-store').json(results);
+    } catch (err) {
+      opts.logger.error({ err, pollId }, 'results read failed');
+      res.status(503).set('Retry-After', '1').json({ error: 'unavailable' });
+    }
+  });
+  app.get('/health', (_req, res) => {
+    const h = opts.health();
+    res.status(h.ok ? 200 : 503).json(h);
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(opts.registry.contentType).send(await opts.registry.metrics());
+  });
+  return {
+    listen(port: number): Promise<Server> {
+      return new Promise((resolve, reject) => {
+        const server = app.listen(port, '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(server)));
+      });
+    },
+  };
+}

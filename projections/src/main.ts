@@ -1,0 +1,13 @@
+// The projections service: `node --import tsx projections/src/main.ts` (env: see config.ts and docs/components/projections.md).
+import { createLogger, onShutdown } from '@votestream/runtime';
+import { loadProjectionsConfig } from './config.ts';
+import { startProjections } from './service.ts';
+
+const config = loadProjectionsConfig();
+const logger = createLogger('projections', config.logLevel);
+const projections = await startProjections(config, {
+  logger,
+  fromBeginning: process.env.PROJECTIONS_FROM_BEGINNING === 'true',
+  ...(process.env.SCHEMA_SUBJECT_PREFIX ? { subjectPrefix: process.env.SCHEMA_SUBJECT_PREFIX } : {}),
+});
+onShutdown(logger, [() => projections.close()]);

@@ -1,0 +1,54 @@
+import type { ReadModelWriter } from '@votestream/read-models';
+import { invariant, type Logger } from '@votestream/runtime';
+import type { VoteDecision } from '@votestream/schemas';
+import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { Counter, Histogram } from 'prom-client';
+
+/**
+ * Projects `vote-decisions` (read_committed) into the ballot receipts ledger in CQL: decode the batch,
+ * upsert every receipt (idempotent, USING TIMESTAMP decidedAt), then commit the batch's offsets.
+ */
+export class ReceiptProjector {
+  constructor(
+    private readonly opts: {
+      consumer: Consumer;
+      topic: string;
+      decode: (buf: Buffer) => Promise<VoteDecision>;
+      writer: ReadModelWriter;
+      metrics: { records: Counter<'topic'>; writeSeconds: Histogram<'model'> };
+      logger: Logger;
+    },
+  ) {}
+
+  async start(fromBeginning: boolean): Promise<void> {
+    const { consumer, topic } = this.opts;
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 2,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private async onBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+    const decisions: VoteDecision[] = [];
+    for (const message of batch.messages) {
+      invariant(
+        message.value !== null,
+        `${batch.topic}/${batch.partition}@${message.offset}: tombstone on vote-decisions`,
+      );
+      decisions.push(await this.opts.decode(message.value));
+    }
+    const stop = this.opts.metrics.writeSeconds.startTimer({ model: 'receipts' });
+    await this.opts.writer.writeReceipts(decisions);
+    stop();
+    this.opts.metrics.records.inc({ topic: 'vote-decisions' }, decisions.length);
+    await this.opts.consumer.commitOffsets([
+      { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() },
+    ]);
+    await heartbeat();
+  }
+}

@@ -1,0 +1,131 @@
+import type { LiveSeries, ReadModelWriter, Results } from '@votestream/read-models';
+import { parseSeries, resultsFromTally, resultsKey } from '@votestream/read-models';
+import { invariant, type Logger } from '@votestream/runtime';
+import type { TallyUpdate } from '@votestream/schemas';
+import type { Redis } from 'ioredis';
+import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { Counter, Histogram } from 'prom-client';
+import type { LivePublisher } from '../live/publisher.ts';
+import { SeriesState } from '../live/series.ts';
+
+export interface TallyProjectorMetrics {
+  records: Counter<'topic'>;
+  staleResults: Counter;
+  writeSeconds: Histogram<'model'>;
+}
+
+/**
+ * Projects the global `tallies` topic (read_committed) into the results read model (Redis, CAS on version)
+ * and the live MQTT topics. One batch: decode, keep the newest tally per poll and merge every tally's
+ * windows into the poll's series, write Redis in one pipeline, offer to the live publisher, then commit
+ * the batch's offsets. A failed write throws before the commit, so the batch is consumed again; every write
+ * is idempotent, so a crash or a replay leaves the same state.
+ */
+export class TallyProjector {
+  private readonly series = new Map<string, SeriesState>();
+
+  constructor(
+    private readonly opts: {
+      consumer: Consumer;
+      topic: string;
+      decode: (buf: Buffer) => Promise<TallyUpdate>;
+      writer: ReadModelWriter;
+      redis: Redis;
+      redisPrefix: string;
+      publisher: LivePublisher;
+      seriesWindowsMax: number;
+      /** Polls whose series is kept in memory; beyond it the least recently updated is dropped (reloaded from Redis). */
+      seriesPollsMax: number;
+      metrics: TallyProjectorMetrics;
+      logger: Logger;
+    },
+  ) {}
+
+  async start(fromBeginning: boolean): Promise<void> {
+    const { consumer, topic } = this.opts;
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private async onBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+    const { metrics, writer } = this.opts;
+    const newestByPoll = new Map<string, TallyUpdate>();
+    const seriesTouched = new Set<string>();
+    const pending: TallyUpdate[] = [];
+    for (const message of batch.messages) {
+      invariant(message.value !== null, `${batch.topic}/${batch.partition}@${message.offset}: tombstone on tallies`);
+      const t = await this.opts.decode(message.value);
+      invariant(t.source === -1, `tallies carries global tallies only (source -1), got source ${t.source}`);
+      pending.push(t);
+      const cur = newestByPoll.get(t.pollId);
+      if (!cur || t.version > cur.version) newestByPoll.set(t.pollId, t);
+    }
+    metrics.records.inc({ topic: 'tallies' }, batch.messages.length);
+    await this.loadSeries([...newestByPoll.keys()]);
+    for (const t of pending) {
+      if (t.windows.length > 0) {
+        this.seriesOf(t.pollId).apply(t.version, t.windows);
+        seriesTouched.add(t.pollId);
+      }
+    }
+    const tallies = [...newestByPoll.values()];
+    const results: Results[] = tallies.map(resultsFromTally);
+    const series: (LiveSeries | null)[] = results.map((r) => {
+      const s = this.series.get(r.pollId);
+      return s ? s.snapshot(r.version, r.asOf, r.final) : null;
+    });
+    const stop = metrics.writeSeconds.startTimer({ model: 'results' });
+    const written = await writer.writeResults(tallies, series);
+    stop();
+    written.forEach((w, i) => {
+      if (!w) metrics.staleResults.inc();
+      // Offer even when Redis already held this version (a replay or a restart): the publisher drops anything
+      // not newer than what it has, and after a restart it may not have published this version yet.
+      this.opts.publisher.offer(results[i] as Results, series[i] ?? null);
+    });
+    // Offsets only after the writes succeeded (the commit is the next offset to read).
+    const last = batch.lastOffset();
+    await this.opts.consumer.commitOffsets([
+      { topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() },
+    ]);
+    await heartbeat();
+  }
+
+  private seriesOf(pollId: string): SeriesState {
+    let s = this.series.get(pollId);
+    if (!s) {
+      s = new SeriesState(pollId, this.opts.seriesWindowsMax);
+      this.series.set(pollId, s);
+    } else {
+      this.series.delete(pollId); // keep Map order = least recently updated first
+      this.series.set(pollId, s);
+    }
+    while (this.series.size > this.opts.seriesPollsMax) {
+      const oldest = this.series.keys().next().value;
+      if (oldest === undefined) break;
+      this.series.delete(oldest);
+    }
+    return s;
+  }
+
+  /** Seeds the series of polls this process has not seen yet from Redis (after a restart or an eviction). */
+  private async loadSeries(pollIds: string[]): Promise<void> {
+    const missing = pollIds.filter((id) => !this.series.has(id));
+    if (missing.length === 0) return;
+    const pipeline = this.opts.redis.pipeline();
+    for (const id of missing) pipeline.hget(resultsKey(this.opts.redisPrefix, id), 'series');
+    const replies = (await pipeline.exec()) ?? [];
+    missing.forEach((id, i) => {
+      const [err, json] = replies[i] ?? [new Error('no reply'), null];
+      if (err) throw err;
+      if (typeof json === 'string' && json !== '') this.seriesOf(id).seed(parseSeries(json));
+    });
+  }
+}

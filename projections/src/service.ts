@@ -1,0 +1,195 @@
+import type { AddressInfo } from 'node:net';
+import { createReadModels, createReadModelWriter, scanLatest } from '@votestream/read-models';
+import {
+  createCqlClient,
+  createKafka,
+  createLogger,
+  createMetricsRegistry,
+  type Logger,
+  topicNames,
+} from '@votestream/runtime';
+import { createAvroSerde } from '@votestream/schemas';
+import { Redis } from 'ioredis';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { ProjectionsConfig } from './config.ts';
+import { createHttpServer } from './http/server.ts';
+import { connectLiveMqtt } from './live/mqtt.ts';
+import { LivePublisher } from './live/publisher.ts';
+import { ReceiptProjector } from './projector/receipts.ts';
+import { TallyProjector } from './projector/tallies.ts';
+
+export interface Projections {
+  httpPort: number;
+  publisher: LivePublisher;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the projections service: the tallies projector (Redis results + live MQTT), the receipts projector
+ * (CQL ledger), and the HTTP server. Before consuming, it republishes the latest results of every poll in
+ * Redis, so after a restart the live topics carry the newest state again.
+ */
+export async function startProjections(
+  config: ProjectionsConfig,
+  opts: { fromBeginning?: boolean; logger?: Logger; subjectPrefix?: string } = {},
+): Promise<Projections> {
+  const logger = opts.logger ?? createLogger('projections', config.logLevel);
+  const registry = createMetricsRegistry('projections');
+  const topics = topicNames(config.topicPrefix);
+  const metrics = {
+    records: new Counter({
+      name: 'projections_records_total',
+      help: 'Records projected, by input topic',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    staleResults: new Counter({
+      name: 'projections_results_stale_total',
+      help: 'Tallies not newer than the results already in Redis (replays, restarts)',
+      registers: [registry],
+    }),
+    writeSeconds: new Histogram({
+      name: 'projections_write_seconds',
+      help: 'Duration of one batch write, by read model',
+      labelNames: ['model'] as const,
+      buckets: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3],
+      registers: [registry],
+    }),
+    messages: new Counter({
+      name: 'projections_live_messages_total',
+      help: 'MQTT messages acknowledged by the broker',
+      labelNames: ['topic_kind'] as const,
+      registers: [registry],
+    }),
+    coalesced: new Counter({
+      name: 'projections_live_coalesced_total',
+      help: 'Poll states replaced by a newer one before they were published',
+      registers: [registry],
+    }),
+    publishErrors: new Counter({
+      name: 'projections_live_publish_errors_total',
+      help: 'MQTT publishes that failed (republished later)',
+      registers: [registry],
+    }),
+    connected: new Gauge({
+      name: 'projections_mqtt_connected',
+      help: '1 while connected to the MQTT broker',
+      registers: [registry],
+    }),
+    publishDelay: new Histogram({
+      name: 'projections_live_publish_delay_seconds',
+      help: "From a tally's asOf to the broker's PUBACK of its live message",
+      buckets: [0.01, 0.03, 0.1, 0.3, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
+  };
+
+  const redis = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: 3,
+    enableOfflineQueue: true,
+    connectTimeout: 5_000,
+  });
+  redis.on('error', (err) => logger.warn({ err }, 'Redis error'));
+  const cql = createCqlClient({ contactPoints: config.cqlContactPoints, localDataCenter: config.cqlLocalDataCenter });
+  await cql.connect();
+  const serde = await createAvroSerde({
+    registryUrl: config.schemaRegistryUrl,
+    records: ['TallyUpdate', 'VoteDecision'],
+    ...(opts.subjectPrefix !== undefined ? { subjectPrefix: opts.subjectPrefix } : {}),
+  });
+  const writer = createReadModelWriter({ redis, cql, keyspace: config.cqlKeyspace, redisPrefix: config.redisPrefix });
+  const readModels = createReadModels({
+    redis,
+    cql,
+    keyspace: config.cqlKeyspace,
+    redisPrefix: config.redisPrefix,
+    logger,
+  });
+
+  const mqttClient = connectLiveMqtt({
+    url: config.mqttUrl,
+    username: config.mqttUsername,
+    password: config.mqttPassword,
+    logger,
+    reconnectDelayMsMin: config.mqttReconnectDelayMsMin,
+    reconnectDelayMsMax: config.mqttReconnectDelayMsMax,
+  });
+  const publisher = new LivePublisher(mqttClient, {
+    messagesPerPollPerSecondMax: config.liveMessagesPerPollPerSecondMax,
+    pollsMax: config.livePollsMax,
+    logger,
+    metrics,
+  });
+  // Republish what Redis holds (the newest state written before a restart) before consuming anything newer.
+  for (const { results, series } of await scanLatest(redis, config.redisPrefix)) publisher.offer(results, series);
+
+  const kafka = createKafka({ clientId: 'projections', brokers: config.kafkaBrokers, logger });
+  const consumerOptions = {
+    readUncommitted: false, // read_committed: only what the stream's transactions committed
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3_000,
+    maxBytesPerPartition: config.fetchBytesPerPartitionMax,
+    maxWaitTimeInMs: 50, // live totals within a second: do not let the broker hold a fetch long
+    retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
+  };
+  const tallyConsumer = kafka.consumer({ groupId: `${config.groupId}-tallies`, ...consumerOptions });
+  const receiptConsumer = kafka.consumer({ groupId: `${config.groupId}-receipts`, ...consumerOptions });
+  const tallyProjector = new TallyProjector({
+    consumer: tallyConsumer,
+    topic: topics.tallies,
+    decode: serde.decoder('TallyUpdate'),
+    writer,
+    redis,
+    redisPrefix: config.redisPrefix,
+    publisher,
+    seriesWindowsMax: config.seriesWindowsMax,
+    seriesPollsMax: config.livePollsMax,
+    metrics,
+    logger,
+  });
+  const receiptProjector = new ReceiptProjector({
+    consumer: receiptConsumer,
+    topic: topics.voteDecisions,
+    decode: serde.decoder('VoteDecision'),
+    writer,
+    metrics,
+    logger,
+  });
+  let consuming = true;
+  for (const c of [tallyConsumer, receiptConsumer]) {
+    c.on(c.events.CRASH, ({ payload }) => {
+      logger.error({ err: payload.error, restart: payload.restart }, 'projector consumer crashed');
+      if (!payload.restart) consuming = false;
+    });
+  }
+  await tallyProjector.start(opts.fromBeginning ?? false);
+  await receiptProjector.start(opts.fromBeginning ?? false);
+
+  const http = createHttpServer({
+    readModels,
+    registry,
+    mqttWsUrl: config.liveMqttWsUrl,
+    logger,
+    health: () => ({
+      ok: consuming && redis.status === 'ready',
+      detail: { consuming, redis: redis.status, mqttConnected: mqttClient.connected },
+    }),
+  });
+  const server = await http.listen(config.httpPort);
+  const httpPort = (server.address() as AddressInfo).port;
+  logger.info({ httpPort, topics: [topics.tallies, topics.voteDecisions] }, 'projections started');
+
+  return {
+    httpPort,
+    publisher,
+    async close() {
+      server.close();
+      await tallyConsumer.disconnect();
+      await receiptConsumer.disconnect();
+      publisher.close();
+      await mqttClient.endAsync();
+      redis.disconnect();
+      await cql.shutdown();
+    },
+  };
+}
