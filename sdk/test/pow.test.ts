@@ -40,8 +40,8 @@ for (const [algorithm, cost, prefix] of [
     t.true(result.verified);
     // Same smallest counter as altcha-lib's reference solver.
     const reference = await solveChallenge({ challenge: c, deriveKey });
-    t.is(solution.counter, reference?.counter);
-    t.is(solution.derivedKey, reference?.derivedKey);
+    t.is(solution.counter, reference!.counter);
+    t.is(solution.derivedKey, reference!.derivedKey);
   });
 }
 
