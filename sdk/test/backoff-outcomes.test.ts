@@ -98,8 +98,8 @@ test('every documented error code of the vote API maps to its own typed outcome 
   t.deepEqual(Object.keys(table).sort(), [...voteErrorCodes].sort());
   for (const [code, want] of Object.entries(table)) {
     const step = classifyVoteAnswer(ctx, problem(want.status, code, {}, want.retryAfter ?? null), now);
-    t.is<string>(step.action, want.action, code);
-    t.is<string>(step.outcome.kind, want.kind, code);
+    t.is<string, string>(step.action, want.action, code);
+    t.is<string, string>(step.outcome.kind, want.kind, code);
     if (step.action === 'retry') t.is(step.retryAfterMs, Number(want.retryAfter) * 1000, code);
   }
 });
