@@ -56,6 +56,12 @@ export interface AvroSerdeOptions {
   autoRegister?: boolean;
   /** Records to prepare writers for at start-up. Default: all. */
   records?: readonly RecordName[];
+  /**
+   * The schema this process writes and reads each record with. Default: the working copy (generated). A consumer
+   * pinned to an older version (or a test playing one) passes it here; the TypeScript types then no longer describe
+   * the values exactly, which is the caller's business.
+   */
+  schemas?: Partial<Record<RecordName, AvroComplexSchemaJson>>;
   /** Registry request timeout; the client retries on its own up to `retries` times. */
   registryTimeoutMs?: number;
   registryRetries?: number;
@@ -110,11 +116,12 @@ export async function createAvroSerde(options: AvroSerdeOptions): Promise<AvroSe
   });
   const timeoutMs = options.registryTimeoutMs ?? 10_000;
 
+  const schemaOf = (name: RecordName): AvroComplexSchemaJson => options.schemas?.[name] ?? expandedSchemas[name];
   const readerTypes = new Map<RecordName, avro.Type>();
   const readerType = (name: RecordName): avro.Type => {
     let t = readerTypes.get(name);
     if (!t) {
-      t = parseSchema(expandedSchemas[name]);
+      t = parseSchema(schemaOf(name));
       readerTypes.set(name, t);
     }
     return t;
@@ -124,7 +131,7 @@ export async function createAvroSerde(options: AvroSerdeOptions): Promise<AvroSe
   for (const name of records) {
     schemaIds[name] = await prepareWriter(registry, options.registryUrl, {
       subject: subjectFor(recordFullNames[name], subjectPrefix),
-      text: schemaText(expandedSchemas[name]),
+      text: schemaText(schemaOf(name)),
       autoRegister,
       timeoutMs,
     });
