@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createReadModels, type ReadModels } from '@votestream/read-models';
 import {
   createCqlClient,
   createKafka,
@@ -10,7 +11,6 @@ import {
   topicNames,
   voteKey,
 } from '@votestream/runtime';
-import { createReadModels, type ReadModels } from '@votestream/read-models';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Redis } from 'ioredis';
@@ -21,7 +21,7 @@ import { createRateLimits, networkPrefixOf, type RateLimits } from './abuse/rate
 import { createTokenVerifier, type Principal, type TokenVerifier } from './auth/tokens.ts';
 import type { IngestConfig } from './config.ts';
 import { openApiDocument } from './http/openapi.ts';
-import { ProblemError, type ProblemCode, sendProblem } from './http/problem.ts';
+import { type ProblemCode, ProblemError, sendProblem } from './http/problem.ts';
 import { PollAdmin, parseCreatePoll, pollView } from './polls/admin.ts';
 import { PollCatalog, pollStatus } from './polls/catalog.ts';
 import { createVoteGuards, type IdempotencyRecord, type VoteGuards } from './votes/admission.ts';
@@ -125,7 +125,8 @@ function header(req: Request, name: string, max: number): string | null {
 async function authenticate(ctx: Context, req: Request, scope?: string): Promise<Principal> {
   const principal = await ctx.verifyToken(req.headers.authorization);
   if (principal === null) throw new ProblemError('unauthenticated', 'missing, malformed, expired or untrusted token');
-  if (scope !== undefined && !principal.scopes.has(scope)) throw new ProblemError('forbidden', `scope ${scope} required`);
+  if (scope !== undefined && !principal.scopes.has(scope))
+    throw new ProblemError('forbidden', `scope ${scope} required`);
   return principal;
 }
 
@@ -147,7 +148,8 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
     throw new ProblemError('unknown_option', `option ${body.optionId} is not part of poll ${pollId}`);
   }
   const status = pollStatus(entry.poll, now);
-  if (status === 'scheduled') throw new ProblemError('poll_not_open', `poll ${pollId} opens at ${new Date(entry.poll.opensAt).toISOString()}`);
+  if (status === 'scheduled')
+    throw new ProblemError('poll_not_open', `poll ${pollId} opens at ${new Date(entry.poll.opensAt).toISOString()}`);
   if (status === 'closed') throw new ProblemError('poll_closed', `poll ${pollId} is closed`);
 
   const networkPrefix = networkPrefixOf(req.ip);
@@ -186,7 +188,12 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
         throw new ProblemError('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
       }
       if (record.s === 'P') {
-        throw new ProblemError('unavailable', 'the original request with this Idempotency-Key is still in flight', undefined, 1);
+        throw new ProblemError(
+          'unavailable',
+          'the original request with this Idempotency-Key is still in flight',
+          undefined,
+          1,
+        );
       }
       ctx.metrics.votes.inc({ outcome: 'replayed' });
       res.status(202).json(record.r);
@@ -235,7 +242,12 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
   } catch (err) {
     await release();
     ctx.logger.warn({ err: (err as Error).message }, 'vote not acknowledged by Kafka');
-    throw new ProblemError('unavailable', 'Kafka did not acknowledge the vote; retry with the same Idempotency-Key', undefined, 2);
+    throw new ProblemError(
+      'unavailable',
+      'Kafka did not acknowledge the vote; retry with the same Idempotency-Key',
+      undefined,
+      2,
+    );
   }
   const answer = { voteId, pollId, optionId: body.optionId, status: 'accepted' as const };
   // Best effort: if Redis lost this write, a retry with the same key sees already_voted instead of the replay.
@@ -312,7 +324,14 @@ export function createIngestApp(ctx: Context): express.Express {
       // No tally yet: every option at zero, version 0 (any real tally is newer).
       const totals: Record<string, number> = {};
       for (const o of entry.poll.options) totals[o.id] = 0;
-      res.json({ pollId: entry.poll.pollId, totals, total: 0, version: 0, asOf: new Date().toISOString(), final: false });
+      res.json({
+        pollId: entry.poll.pollId,
+        totals,
+        total: 0,
+        version: 0,
+        asOf: new Date().toISOString(),
+        final: false,
+      });
       return;
     }
     res.json(results);
@@ -350,9 +369,16 @@ export function createIngestApp(ctx: Context): express.Express {
       return;
     }
     const type = (err as { type?: unknown }).type;
-    if (typeof type === 'string' && (type.startsWith('entity.') || type.endsWith('.unsupported') || type === 'request.aborted')) {
+    if (
+      typeof type === 'string' &&
+      (type.startsWith('entity.') || type.endsWith('.unsupported') || type === 'request.aborted')
+    ) {
       const code: ProblemCode = 'invalid_body';
-      sendProblem(res, code, type === 'entity.too.large' ? `body larger than ${ctx.config.bodyLimitBytes} bytes` : 'malformed JSON body');
+      sendProblem(
+        res,
+        code,
+        type === 'entity.too.large' ? `body larger than ${ctx.config.bodyLimitBytes} bytes` : 'malformed JSON body',
+      );
       return;
     }
     ctx.logger.error({ err }, 'unhandled error');

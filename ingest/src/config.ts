@@ -23,7 +23,7 @@ export interface IngestConfig extends CommonConfig {
 
   /** ALTCHA HMAC key (hex text, used as the HMAC secret). */
   altchaHmacKey: string;
-  /** Upper bound of the secret number: the expected work is maxNumber/2 SHA-256 hashes on the device. */
+  /** Upper bound of the secret counter (ALTCHA deterministic mode): expected work is maxNumber/2 SHA-256 on the device. */
   altchaMaxNumber: number;
   altchaExpiresS: number;
   /** `required` (default): votes without a solved challenge get 403. `off`: for load tests only. */
@@ -64,7 +64,8 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
   const r = envReader(env);
   const common = loadCommonConfig('ingest', env);
   const jwksUrl = r.optionalString('JWT_JWKS_URL');
-  const keyFile = r.optionalString('JWT_PUBLIC_KEY_FILE') ?? (jwksUrl ? undefined : '.stack/secrets/dev-jwt-public.pem');
+  const keyFile =
+    r.optionalString('JWT_PUBLIC_KEY_FILE') ?? (jwksUrl ? undefined : '.stack/secrets/dev-jwt-public.pem');
   if (jwksUrl && r.optionalString('JWT_PUBLIC_KEY_FILE')) {
     throw new ConfigError('set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both');
   }
@@ -78,9 +79,12 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     jwtAudience: r.string('JWT_AUDIENCE', 'votestream'),
     jwtAdminScope: r.string('JWT_ADMIN_SCOPE', 'votestream:admin'),
     jwtClockToleranceS: r.int('JWT_CLOCK_TOLERANCE_S', 5, { min: 0, max: 300 }),
-    altchaHmacKey: readKeyFile('ALTCHA_HMAC_KEY_FILE', r.string('ALTCHA_HMAC_KEY_FILE', '.stack/secrets/altcha-hmac.key')),
-    // 100k: ~50k SHA-256 on average, about 0.1-0.5 s on a phone (altcha's own default is 1e6, ~1-5 s;
-    // a vote during a live show cannot wait that long). Bots pay per vote; tests set 1000.
+    altchaHmacKey: readKeyFile(
+      'ALTCHA_HMAC_KEY_FILE',
+      r.string('ALTCHA_HMAC_KEY_FILE', '.stack/secrets/altcha-hmac.key'),
+    ),
+    // 100k: ~50k SHA-256 on average, roughly 0.1-0.5 s on a phone with WebCrypto: invisible to a voter,
+    // but a bot farm pays it per vote (one challenge, one vote). Tests and the demo set 1000.
     altchaMaxNumber: r.int('ALTCHA_MAX_NUMBER', 100_000, { min: 10, max: 10_000_000 }),
     altchaExpiresS: r.int('ALTCHA_EXPIRES_S', 300, { min: 5, max: 3600 }),
     challengePolicy: r.oneOf('CHALLENGE_POLICY', ['required', 'off'] as const, 'required'),

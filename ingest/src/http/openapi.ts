@@ -74,7 +74,10 @@ export const openApiDocument = {
               type: 'object',
               additionalProperties: false,
               required: ['id', 'label'],
-              properties: { id: { $ref: '#/components/schemas/Id' }, label: { type: 'string', minLength: 1, maxLength: 200 } },
+              properties: {
+                id: { $ref: '#/components/schemas/Id' },
+                label: { type: 'string', minLength: 1, maxLength: 200 },
+              },
             },
           },
           opensAt: { type: 'string', format: 'date-time', description: 'Default: now.' },
@@ -92,7 +95,11 @@ export const openApiDocument = {
             items: { type: 'object', properties: { id: { type: 'string' }, label: { type: 'string' } } },
           },
           opensAt: { type: 'string', format: 'date-time' },
-          closesAt: { type: ['string', 'null'], format: 'date-time', description: 'Effective end: min(closesAt, closed by admin).' },
+          closesAt: {
+            type: ['string', 'null'],
+            format: 'date-time',
+            description: 'Effective end: min(closesAt, closed by admin).',
+          },
           status: { type: 'string', enum: ['scheduled', 'open', 'closed'] },
         },
       },
@@ -156,9 +163,15 @@ export const openApiDocument = {
       post: {
         summary: 'Create a poll (admin)',
         security: [{ bearer: [] }],
-        requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatePoll' } } } },
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/CreatePoll' } } },
+        },
         responses: {
-          '201': { description: 'Created; stored in Kafka (acks=all).', content: { 'application/json': { schema: { $ref: '#/components/schemas/Poll' } } } },
+          '201': {
+            description: 'Created; stored in Kafka (acks=all).',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Poll' } } },
+          },
           '400': problem(['invalid_body'], 'Invalid input.'),
           '401': problem(['unauthenticated'], 'No valid token.'),
           '403': problem(['forbidden'], 'Not an admin.'),
@@ -172,7 +185,10 @@ export const openApiDocument = {
         summary: 'A poll and its status',
         parameters: [pollIdParam],
         responses: {
-          '200': { description: 'The poll.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Poll' } } } },
+          '200': {
+            description: 'The poll.',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Poll' } } },
+          },
           '404': problem(['poll_not_found'], 'No such poll.'),
         },
       },
@@ -183,7 +199,10 @@ export const openApiDocument = {
         security: [{ bearer: [] }],
         parameters: [pollIdParam],
         responses: {
-          '200': { description: 'Closed.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Poll' } } } },
+          '200': {
+            description: 'Closed.',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Poll' } } },
+          },
           '401': problem(['unauthenticated'], 'No valid token.'),
           '403': problem(['forbidden'], 'Not an admin.'),
           '404': problem(['poll_not_found'], 'No such poll.'),
@@ -195,7 +214,10 @@ export const openApiDocument = {
       get: {
         summary: 'A signed, expiring proof-of-work challenge',
         responses: {
-          '200': { description: 'Solve it and send the ALTCHA payload (base64 JSON) in X-Altcha.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Challenge' } } } },
+          '200': {
+            description: 'Solve it and send the ALTCHA payload (base64 JSON) in X-Altcha.',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Challenge' } } },
+          },
         },
       },
     },
@@ -205,21 +227,51 @@ export const openApiDocument = {
         security: [{ bearer: [] }],
         parameters: [
           pollIdParam,
-          { name: 'Idempotency-Key', in: 'header', required: true, schema: { type: 'string', pattern: '^[\\x21-\\x7e]{8,128}$' } },
-          { name: 'X-Altcha', in: 'header', required: false, description: 'Solved challenge (required by the default policy).', schema: { type: 'string' } },
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: true,
+            schema: { type: 'string', pattern: '^[\\x21-\\x7e]{8,128}$' },
+          },
+          {
+            name: 'X-Altcha',
+            in: 'header',
+            required: false,
+            description: 'Solved challenge (required by the default policy).',
+            schema: { type: 'string' },
+          },
           { name: 'X-Device-Id', in: 'header', required: false, schema: { type: 'string', maxLength: 128 } },
         ],
-        requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/VoteRequest' } } } },
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/VoteRequest' } } },
+        },
         responses: {
-          '202': { description: 'Kafka acknowledged the vote (acks=all). The same Idempotency-Key with the same body returns this answer again.', content: { 'application/json': { schema: { $ref: '#/components/schemas/VoteAccepted' } } } },
-          '400': problem(['invalid_body', 'unknown_option'], 'Invalid input (also a missing or malformed Idempotency-Key, an oversized body).'),
+          '202': {
+            description:
+              'Kafka acknowledged the vote (acks=all). The same Idempotency-Key with the same body returns this answer again.',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/VoteAccepted' } } },
+          },
+          '400': problem(
+            ['invalid_body', 'unknown_option'],
+            'Invalid input (also a missing or malformed Idempotency-Key, an oversized body).',
+          ),
           '401': problem(['unauthenticated'], 'No valid token.'),
-          '403': problem(['challenge_required', 'challenge_failed'], 'Proof of work missing, invalid, expired or replayed.'),
+          '403': problem(
+            ['challenge_required', 'challenge_failed'],
+            'Proof of work missing, invalid, expired or replayed.',
+          ),
           '404': problem(['poll_not_found'], 'No such poll.'),
-          '409': problem(['already_voted', 'poll_not_open', 'poll_closed'], 'The vote conflicts with the poll or an earlier vote (already_voted carries voteId).'),
+          '409': problem(
+            ['already_voted', 'poll_not_open', 'poll_closed'],
+            'The vote conflicts with the poll or an earlier vote (already_voted carries voteId).',
+          ),
           '422': problem(['idempotency_key_reused'], 'Same Idempotency-Key, different request.'),
           '429': { ...problem(['rate_limited'], 'Too many requests.'), headers: retryAfter },
-          '503': { ...problem(['unavailable'], 'Kafka (or the guard store) cannot take the vote; nothing was acknowledged.'), headers: retryAfter },
+          '503': {
+            ...problem(['unavailable'], 'Kafka (or the guard store) cannot take the vote; nothing was acknowledged.'),
+            headers: retryAfter,
+          },
         },
       },
     },
@@ -228,7 +280,10 @@ export const openApiDocument = {
         summary: 'Latest results (read side)',
         parameters: [pollIdParam],
         responses: {
-          '200': { description: 'Results.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Results' } } } },
+          '200': {
+            description: 'Results.',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Results' } } },
+          },
           '404': problem(['poll_not_found'], 'No such poll.'),
           '503': { ...problem(['unavailable'], 'The read side is unreachable.'), headers: retryAfter },
         },
@@ -240,7 +295,10 @@ export const openApiDocument = {
         security: [{ bearer: [] }],
         parameters: [pollIdParam],
         responses: {
-          '200': { description: 'Receipt.', content: { 'application/json': { schema: { $ref: '#/components/schemas/Receipt' } } } },
+          '200': {
+            description: 'Receipt.',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Receipt' } } },
+          },
           '401': problem(['unauthenticated'], 'No valid token.'),
           '404': problem(['no_vote', 'poll_not_found'], 'No vote by this voter, or no such poll.'),
         },
@@ -253,6 +311,8 @@ export const openApiDocument = {
         responses: { '200': { description: 'Ready.' }, '503': { description: 'Not ready.' } },
       },
     },
-    '/metrics': { get: { summary: 'Prometheus metrics', responses: { '200': { description: 'Text exposition format.' } } } },
+    '/metrics': {
+      get: { summary: 'Prometheus metrics', responses: { '200': { description: 'Text exposition format.' } } },
+    },
   },
 } as const;

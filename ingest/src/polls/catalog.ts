@@ -55,11 +55,15 @@ export class PollCatalog {
   apply(event: PollEvent, offset: number): void {
     const current = this.polls.get(event.poll.pollId);
     if (current !== undefined && current.offset >= offset) return;
-    invariant(current !== undefined || this.polls.size < catalogPollsMax, `poll catalog is full (catalogPollsMax=${catalogPollsMax})`);
+    invariant(
+      current !== undefined || this.polls.size < catalogPollsMax,
+      `poll catalog is full (catalogPollsMax=${catalogPollsMax})`,
+    );
     let poll = event.poll;
     // Two admins closing at once on two instances: the earliest close stands.
     const prevClosed = current?.poll.closedAt ?? null;
-    if (prevClosed !== null && (poll.closedAt === null || poll.closedAt > prevClosed)) poll = { ...poll, closedAt: prevClosed };
+    if (prevClosed !== null && (poll.closedAt === null || poll.closedAt > prevClosed))
+      poll = { ...poll, closedAt: prevClosed };
     this.polls.set(poll.pollId, { poll, offset, optionIds: new Set(poll.options.map((o) => o.id)) });
   }
 
@@ -123,7 +127,10 @@ export class PollCatalog {
     await Promise.race([
       caughtUp,
       new Promise<void>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`poll catalog not caught up after ${caughtUpTimeoutMs} ms`)), caughtUpTimeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`poll catalog not caught up after ${caughtUpTimeoutMs} ms`)),
+          caughtUpTimeoutMs,
+        );
       }),
     ]).finally(() => clearTimeout(timer));
   }

@@ -43,7 +43,14 @@ return 0
 `;
 
 type GuardRedis = Redis & {
-  vsAdmit(idemKey: string, votedKey: string, guard: string, idem: string, guardTtl: number, idemTtl: number): Promise<[string, string?]>;
+  vsAdmit(
+    idemKey: string,
+    votedKey: string,
+    guard: string,
+    idem: string,
+    guardTtl: number,
+    idemTtl: number,
+  ): Promise<[string, string?]>;
   vsCompareAndDelete(key: string, value: string): Promise<number>;
 };
 
@@ -64,12 +71,23 @@ export interface VoteGuards {
   /** After a 202: the idempotency record answers future retries with the same body. */
   complete(idem: string, record: IdempotencyRecord): Promise<void>;
   /** After a failed produce: release everything so the voter can retry. */
-  release(a: { voted: string; idem: string; guardValue: string; idemPending: string; challengeId: string | null; voteId: string }): Promise<void>;
+  release(a: {
+    voted: string;
+    idem: string;
+    guardValue: string;
+    idemPending: string;
+    challengeId: string | null;
+    voteId: string;
+  }): Promise<void>;
   /** The guard value of a vote ingest accepted (or is producing), for votes/me while the decision is pending. */
   pending(pollId: string, voterId: string): Promise<{ voteId: string; optionId: string } | null>;
 }
 
-export function createVoteGuards(redis: Redis, prefix: string, ttl: { guardS: number; idempotencyS: number }): VoteGuards {
+export function createVoteGuards(
+  redis: Redis,
+  prefix: string,
+  ttl: { guardS: number; idempotencyS: number },
+): VoteGuards {
   const r = redis as GuardRedis;
   if (typeof r.vsAdmit !== 'function') {
     redis.defineCommand('vsAdmit', { numberOfKeys: 2, lua: admitLua });
