@@ -19,7 +19,7 @@ for (const name of recordNames) {
     const value = samples[name as RecordName]();
     const bytes = serde.encoder(name)(value as never);
     t.is(bytes[0], 0, 'magic byte');
-    t.is(bytes.readUInt32BE(1), serde.schemaIds[name]);
+    t.is(bytes.readUInt32BE(1), serde.schemaIds[name]!);
     // A second serde has an empty cache: it must fetch the writer schema by id from the registry.
     const fresh = await createAvroSerde({ registryUrl, subjectPrefix, records: [] });
     t.deepEqual(plain(await fresh.decoder(name)(bytes)), plain(value));
