@@ -156,18 +156,17 @@ export function resolutionIssues(reader: AvroComplexSchemaJson, writer: AvroComp
       // Every branch the writer may have written must be readable.
       for (const branch of w) {
         const sub = Array.isArray(r) ? readableByUnion(r, branch, rc, wc, path) : canRead(r, branch, rc, wc, path);
-        if (sub.length > 0) {
-          out.push(
-            sub.length === 1 && !Array.isArray(r)
-              ? sub[0]!
-              : {
-                  path,
-                  rule: 'union-branch-unreadable',
-                  reader: r0,
-                  writer: branch,
-                  detail: `the writer may write ${typeLabel(branch)}, which the reader's ${typeLabel(r0)} cannot hold`,
-                },
-          );
+        // Problems deeper inside a branch keep their own path and rule; a branch that does not fit at all is
+        // reported as a union problem at this field.
+        out.push(...sub.filter((x) => x.path !== path));
+        if (sub.some((x) => x.path === path)) {
+          out.push({
+            path,
+            rule: 'union-branch-unreadable',
+            reader: r0,
+            writer: branch,
+            detail: `the writer may write ${typeLabel(branch)}, which the reader's ${typeLabel(r0)} cannot hold`,
+          });
         }
       }
       return;
@@ -400,7 +399,7 @@ function explain(
       return {
         ...base,
         message: `field \`${field}\`: ${raw.detail} (${direction === 'backward' ? `records written with ${v}` : `consumers still on ${v} reading new records`}).`,
-        fix: 'only add branches to a union, never remove or change one; a nullable field stays nullable.',
+        fix: `under ${compatibilityPolicy} a field's set of types is fixed: a required field cannot become nullable (old readers cannot read null) and a nullable one cannot become required (old records hold null). Add a new field with the type you need and a default instead.`,
       };
   }
 }

@@ -357,7 +357,9 @@ async function prepareWriter(
     );
   } catch (err) {
     if (err instanceof SchemaRegistryUnavailableError) throw err;
-    if (!isNotFound(err)) {
+    // The client turns the registry's 404 (unknown subject, or schema not under it) into a bare
+    // ConfluentSchemaRegistryError (the class is not exported, so match its name); anything else is an outage.
+    if ((err as Error)?.name !== 'ConfluentSchemaRegistryError' && !isNotFound(err)) {
       throw new SchemaRegistryUnavailableError(`schema registry: look up ${subject}: ${(err as Error).message}`);
     }
     if (!autoRegister) {
