@@ -27,3 +27,8 @@ output "private_subnet_cidrs" {
   description = "CIDRs of the private subnets."
   value       = aws_subnet.private[*].cidr_block
 }
+
+output "data_subnet_cidrs" {
+  description = "CIDRs of the data subnets (ScyllaDB takes fixed addresses from them)."
+  value       = aws_subnet.data[*].cidr_block
+}

@@ -1,0 +1,108 @@
+# Service secrets. Source of truth is Secrets Manager (KMS-encrypted); the same values are mirrored into
+# Kubernetes secrets (etcd envelope-encrypted with the cluster's KMS key) that pods mount as files, which is
+# how the services read them (ALTCHA_HMAC_KEY_FILE, MQTT_PASSWORD_FILE).
+
+resource "random_id" "altcha" {
+  byte_length = 32
+}
+
+resource "aws_secretsmanager_secret" "altcha" {
+  name       = "${var.name}/ingest/altcha-hmac-key"
+  kms_key_id = var.secrets_kms_key_arn
+}
+
+resource "aws_secretsmanager_secret_version" "altcha" {
+  secret_id     = aws_secretsmanager_secret.altcha.id
+  secret_string = random_id.altcha.hex
+}
+
+resource "random_password" "mqtt_projections" {
+  length  = 40
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "mqtt_projections" {
+  name       = "${var.name}/projections/mqtt-password"
+  kms_key_id = var.secrets_kms_key_arn
+}
+
+resource "aws_secretsmanager_secret_version" "mqtt_projections" {
+  secret_id     = aws_secretsmanager_secret.mqtt_projections.id
+  secret_string = random_password.mqtt_projections.result
+}
+
+data "aws_secretsmanager_secret_version" "redis_auth" {
+  secret_id = var.redis_auth_secret_arn
+}
+
+data "aws_secretsmanager_secret_version" "apicurio" {
+  secret_id = var.apicurio_secret_arn
+}
+
+resource "kubernetes_namespace_v1" "votestream" {
+  metadata {
+    name = "votestream"
+    labels = {
+      "pod-security.kubernetes.io/enforce" = "restricted"
+    }
+  }
+}
+
+resource "kubernetes_namespace_v1" "emqx" {
+  metadata {
+    name = "emqx"
+  }
+}
+
+resource "kubernetes_secret_v1" "ingest" {
+  metadata {
+    name      = "ingest"
+    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
+  }
+  data = {
+    "altcha-hmac.key" = random_id.altcha.hex
+    "redis-url"       = "rediss://:${data.aws_secretsmanager_secret_version.redis_auth.secret_string}@${var.redis_endpoint}:6379"
+  }
+}
+
+resource "kubernetes_secret_v1" "projections" {
+  metadata {
+    name      = "projections"
+    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
+  }
+  data = {
+    "mqtt-projections.password" = random_password.mqtt_projections.result
+    "redis-url"                 = "rediss://:${data.aws_secretsmanager_secret_version.redis_auth.secret_string}@${var.redis_endpoint}:6379"
+  }
+}
+
+resource "kubernetes_secret_v1" "emqx" {
+  metadata {
+    name      = "emqx-projections-user"
+    namespace = kubernetes_namespace_v1.emqx.metadata[0].name
+  }
+  data = {
+    password = random_password.mqtt_projections.result
+  }
+}
+
+resource "kubernetes_secret_v1" "apicurio" {
+  metadata {
+    name      = "apicurio-kafka"
+    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
+  }
+  data = {
+    "sasl.jaas.config" = "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"${jsondecode(data.aws_secretsmanager_secret_version.apicurio.secret_string).username}\" password=\"${jsondecode(data.aws_secretsmanager_secret_version.apicurio.secret_string).password}\";"
+  }
+}
+
+resource "kubernetes_service_account_v1" "service" {
+  for_each = module.service_role
+  metadata {
+    name      = each.key
+    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
+    annotations = {
+      "eks.amazonaws.com/role-arn" = each.value.role_arn
+    }
+  }
+}
