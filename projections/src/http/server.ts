@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import { livePage } from './live-page.ts';
 
 const pollIdPattern = /^[a-z0-9-]{1,64}$/;
-const mqttBrowserBundle = createRequire(import.meta.url).resolve('mqtt/dist/mqtt.min.js');
+const mqttBrowserBundle = createRequire(import.meta.url).resolve('mqtt/dist/mqtt.min');
 
 /** HTTP: the live page, the results API (same read model as ingest's), health and metrics. Not a hot path. */
 export function createHttpServer(opts: {
