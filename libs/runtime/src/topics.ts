@@ -29,3 +29,60 @@ export function topicNames(prefix: string): Topics {
 export function voteKey(pollId: string, voterId: string): string {
   return `${pollId}/${voterId}`;
 }
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  configs: Record<string, string>;
+}
+
+/**
+ * The pipeline's topics with their partition counts and configs, for the local stack and tests.
+ * Production creates the same topics from terraform/ (MSK) with more partitions and replication factor 3.
+ * votes and vote-decisions share a partition count (same key): the stream task for votes partition p writes
+ * the decisions of partition p.
+ */
+export function pipelineTopicSpecs(
+  prefix: string,
+  opts: { votePartitions?: number; tallyPartitions?: number } = {},
+): TopicSpec[] {
+  const t = topicNames(prefix);
+  const votePartitions = opts.votePartitions ?? 8;
+  const tallyPartitions = opts.tallyPartitions ?? 4;
+  const week = String(7 * 24 * 3600 * 1000);
+  return [
+    { topic: t.votes, partitions: votePartitions, configs: { 'retention.ms': week, 'min.insync.replicas': '1' } },
+    { topic: t.polls, partitions: 1, configs: { 'cleanup.policy': 'compact', 'min.insync.replicas': '1' } },
+    { topic: t.voteDecisions, partitions: votePartitions, configs: { 'retention.ms': week } },
+    { topic: t.tallyPartials, partitions: tallyPartitions, configs: { 'retention.ms': week } },
+    { topic: t.tallies, partitions: tallyPartitions, configs: { 'retention.ms': week } },
+  ];
+}
+
+/** Creates the topics that do not exist yet; an existing topic with another partition count is an error. */
+export async function ensureTopics(
+  admin: import('kafkajs').Admin,
+  specs: TopicSpec[],
+  replicationFactor = 1,
+): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const missing = specs.filter((s) => !existing.has(s.topic));
+  if (missing.length > 0) {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((s) => ({
+        topic: s.topic,
+        numPartitions: s.partitions,
+        replicationFactor,
+        configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
+      })),
+    });
+  }
+  const meta = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+  for (const spec of specs) {
+    const n = meta.topics.find((m) => m.name === spec.topic)?.partitions.length ?? 0;
+    if (n !== spec.partitions) {
+      throw new Error(`topic ${spec.topic} has ${n} partitions, expected ${spec.partitions}`);
+    }
+  }
+}
