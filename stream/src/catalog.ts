@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@votestream/runtime';
 import type { AvroSerde, PollDefinition } from '@votestream/schemas';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
+import { topicOffsets } from './runtime/offsets.ts';
 
 /** Longest a caller waits for the catalog to reach the end of the polls topic. */
 export const catalogCatchUpTimeoutMs = 15_000;
@@ -82,12 +83,10 @@ export class PollCatalog {
   }
 
   private async catchUpOnce(): Promise<void> {
-    const ends = await this.admin.fetchTopicOffsets(this.topic);
+    const ends = await topicOffsets(this.admin, this.topic);
     const deadline = Date.now() + catalogCatchUpTimeoutMs;
     for (;;) {
-      const behind = ends.some(
-        (e) => BigInt(e.high) > BigInt(e.low) && (this.positions.get(e.partition) ?? 0n) < BigInt(e.high),
-      );
+      const behind = ends.some((e) => e.high > e.low && (this.positions.get(e.partition) ?? 0n) < e.high);
       if (!behind) return;
       if (Date.now() > deadline) throw new Error(`poll catalog did not catch up within ${catalogCatchUpTimeoutMs} ms`);
       await new Promise<void>((resolve) => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@votestream/runtime';
 import type { Admin, Kafka } from 'kafkajs';
+import { topicOffsets } from './offsets.ts';
 
 /** Longest a task waits for one changelog partition to be read to its end before the process gives up. */
 export const restoreTimeoutMs = 300_000;
@@ -27,11 +28,10 @@ export async function restoreChangelogPartition(opts: {
   apply: (record: ChangelogRecord) => void;
 }): Promise<number> {
   const { kafka, admin, topic, partition } = opts;
-  const offsets = await admin.fetchTopicOffsets(topic);
-  const bounds = offsets.find((o) => o.partition === partition);
+  const bounds = (await topicOffsets(admin, topic)).find((o) => o.partition === partition);
   if (!bounds) throw new Error(`changelog ${topic} has no partition ${partition}`);
-  const end = BigInt(bounds.high);
-  if (end <= BigInt(bounds.low)) return 0;
+  const end = bounds.high;
+  if (end <= bounds.low) return 0;
 
   const consumer = kafka.consumer({
     groupId: `${topic}-restore-${randomUUID()}`,

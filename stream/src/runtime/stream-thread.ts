@@ -3,6 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
 import { RecordCollector } from './collector.ts';
+import { topicOffsets } from './offsets.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
 import { restoreChangelogPartition } from './restore.ts';
 
@@ -289,6 +290,7 @@ export class StreamThread {
       return;
     }
     if (task.closed) return;
+    let rebalancing: unknown;
     try {
       await this.run(task, async () => {
         const { o } = this;
@@ -306,7 +308,13 @@ export class StreamThread {
           task.nextOffset = next;
           resolveOffset(last.offset);
           this.metrics.records.inc({ stage: o.stage }, chunk.length);
-          await heartbeat();
+          try {
+            await heartbeat();
+          } catch (err) {
+            // The group is rebalancing: what is committed stays committed; hand the error to KafkaJS to rejoin.
+            rebalancing = err;
+            break;
+          }
         }
         if (todo.length === 0) {
           const last = batch.messages[batch.messages.length - 1];
@@ -318,7 +326,9 @@ export class StreamThread {
       });
     } catch (err) {
       await this.failed(partition, err);
+      return;
     }
+    if (rebalancing) throw rebalancing;
   }
 
   private async commit(task: Task, out: RecordCollector, nextOffset: bigint | undefined): Promise<void> {
@@ -389,9 +399,8 @@ export class StreamThread {
   /** For a task that has not fetched anything yet: is its input partition empty past its committed position? */
   private async reachedEnd(task: Task): Promise<boolean> {
     if (Date.now() - task.lastRecordAtMs < this.o.config.idleTimeoutMs) return false;
-    const offsets = await this.o.admin.fetchTopicOffsets(this.o.inputTopic);
-    const p = offsets.find((x) => x.partition === task.partition);
+    const p = (await topicOffsets(this.o.admin, this.o.inputTopic)).find((x) => x.partition === task.partition);
     if (!p) return false;
-    return BigInt(p.high) <= (task.nextOffset < 0n ? BigInt(p.low) : task.nextOffset);
+    return p.high <= (task.nextOffset < 0n ? p.low : task.nextOffset);
   }
 }
