@@ -1,0 +1,100 @@
+import { join } from 'node:path';
+import { createKafka, createLogger, ensureTopics, pipelineTopicSpecs } from '@votestream/runtime';
+import { httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
+
+export interface VotestreamPorts {
+  ingest: number;
+  projections: number;
+  streamMetrics: number;
+}
+
+export interface RunningVotestream {
+  prefix: string;
+  apiUrl: string;
+  projectionsUrl: string;
+  ingest: ServiceProcess;
+  stream: ServiceProcess;
+  projections: ServiceProcess;
+  env: Record<string, string>;
+  /** Restarts one service with the same settings (after stop() or kill9()). */
+  restart(name: 'ingest' | 'stream' | 'projections'): Promise<ServiceProcess>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts ingest, the stream processors and projections as separate processes on the local stack, sharing one
+ * topic prefix, Redis prefix and CQL keyspace (`env` on top). Creates the pipeline's topics first.
+ * The CQL keyspace must already be migrated (npm run migrate, or applyCqlMigrations in a test).
+ */
+export async function startVotestream(opts: {
+  prefix: string;
+  ports: VotestreamPorts;
+  env?: Record<string, string>;
+  logDir: string;
+}): Promise<RunningVotestream> {
+  const env: Record<string, string> = {
+    TOPIC_PREFIX: opts.prefix,
+    INGEST_PORT: String(opts.ports.ingest),
+    HTTP_PORT: String(opts.ports.projections),
+    STREAM_METRICS_PORT: String(opts.ports.streamMetrics),
+    LOG_LEVEL: 'info',
+    ...opts.env,
+  };
+  const logger = createLogger('devstack', 'warn');
+  const admin = createKafka({ clientId: 'devstack', brokers: (env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','), logger }).admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, pipelineTopicSpecs(opts.prefix));
+  } finally {
+    await admin.disconnect();
+  }
+
+  const apiUrl = `http://127.0.0.1:${opts.ports.ingest}`;
+  const projectionsUrl = `http://127.0.0.1:${opts.ports.projections}`;
+  const specs = {
+    stream: { entry: 'stream/src/main.ts', ready: httpOk(`http://127.0.0.1:${opts.ports.streamMetrics}/health`) },
+    projections: { entry: 'projections/src/main.ts', ready: httpOk(`${projectionsUrl}/health`) },
+    ingest: { entry: 'ingest/src/main.ts', ready: httpOk(`${apiUrl}/readyz`) },
+  } as const;
+  const start = (name: keyof typeof specs) =>
+    startService({
+      name,
+      entry: join(repoRoot, specs[name].entry),
+      env,
+      logFile: join(opts.logDir, `${name}.log`),
+      ready: specs[name].ready,
+      readyTimeoutMs: 120_000,
+    });
+
+  const started: ServiceProcess[] = [];
+  try {
+    const stream = await start('stream');
+    started.push(stream);
+    const projections = await start('projections');
+    started.push(projections);
+    const ingest = await start('ingest');
+    started.push(ingest);
+    const running: RunningVotestream = {
+      prefix: opts.prefix,
+      apiUrl,
+      projectionsUrl,
+      ingest,
+      stream,
+      projections,
+      env,
+      async restart(name) {
+        const p = await start(name);
+        running[name] = p;
+        return p;
+      },
+      async stop() {
+        // Front to back: no new votes, then let the processors and projections finish what they hold.
+        for (const p of [running.ingest, running.stream, running.projections]) await p.stop();
+      },
+    };
+    return running;
+  } catch (err) {
+    for (const p of started.reverse()) await p.stop(5000);
+    throw err;
+  }
+}
