@@ -49,13 +49,15 @@ export function pipelineTopicSpecs(
   const t = topicNames(prefix);
   const votePartitions = opts.votePartitions ?? 8;
   const tallyPartitions = opts.tallyPartitions ?? 4;
-  const week = String(7 * 24 * 3600 * 1000);
+  const hours = (h: number) => String(h * 3600 * 1000);
+  // Retention as in production (terraform/modules/kafka-topics). min.insync.replicas is left to the cluster
+  // (2 on MSK with replication factor 3): a topic-level 1 would let acks=all acknowledge a single copy.
   return [
-    { topic: t.votes, partitions: votePartitions, configs: { 'retention.ms': week, 'min.insync.replicas': '1' } },
-    { topic: t.polls, partitions: 1, configs: { 'cleanup.policy': 'compact', 'min.insync.replicas': '1' } },
-    { topic: t.voteDecisions, partitions: votePartitions, configs: { 'retention.ms': week } },
-    { topic: t.tallyPartials, partitions: tallyPartitions, configs: { 'retention.ms': week } },
-    { topic: t.tallies, partitions: tallyPartitions, configs: { 'retention.ms': week } },
+    { topic: t.votes, partitions: votePartitions, configs: { 'retention.ms': hours(72) } },
+    { topic: t.polls, partitions: 1, configs: { 'cleanup.policy': 'compact' } },
+    { topic: t.voteDecisions, partitions: votePartitions, configs: { 'retention.ms': hours(72) } },
+    { topic: t.tallyPartials, partitions: tallyPartitions, configs: { 'retention.ms': hours(24) } },
+    { topic: t.tallies, partitions: tallyPartitions, configs: { 'retention.ms': hours(7 * 24) } },
   ];
 }
 
