@@ -41,7 +41,11 @@ export async function startVotestream(opts: {
     ...opts.env,
   };
   const logger = createLogger('devstack', 'warn');
-  const admin = createKafka({ clientId: 'devstack', brokers: (env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','), logger }).admin();
+  const admin = createKafka({
+    clientId: 'devstack',
+    brokers: (env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
+    logger,
+  }).admin();
   await admin.connect();
   try {
     await ensureTopics(admin, pipelineTopicSpecs(opts.prefix));
