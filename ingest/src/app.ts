@@ -525,7 +525,15 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
       const cut = setTimeout(() => server.closeAllConnections(), config.shutdownDrainMs);
       await serverClosed;
       clearTimeout(cut);
-      await Promise.allSettled([producer.disconnect(), catalog.stop(), probeAdmin.disconnect(), cql.shutdown()]);
+      // Bounded: a broker that is gone must not keep the process from exiting (nothing is left to flush).
+      let giveUp: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([producer.disconnect(), catalog.stop(), probeAdmin.disconnect(), cql.shutdown()]),
+        new Promise((resolve) => {
+          giveUp = setTimeout(resolve, 5000);
+        }),
+      ]);
+      clearTimeout(giveUp);
       redis.disconnect();
       logger.info('ingest stopped');
     })();
