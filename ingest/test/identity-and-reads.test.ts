@@ -1,12 +1,26 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { createCqlClient } from '@votestream/runtime';
 import { writeReceipts } from '@votestream/read-models';
+import { createCqlClient } from '@votestream/runtime';
 import anyTest, { type TestFn } from 'ava';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { type IngestHandle, mintToken, startIngest } from '../src/index.ts';
-import { createPoll, migrateTestKeyspace, silent, solvedChallenge, type TestEnv, testEnv, testKeyspace, vote } from './helpers.ts';
+import {
+  createPoll,
+  migrateTestKeyspace,
+  silent,
+  solvedChallenge,
+  type TestEnv,
+  testEnv,
+  testKeyspace,
+  vote,
+} from './helpers.ts';
 
-const test = anyTest as TestFn<{ env: TestEnv; ingest: IngestHandle; url: string; cleanup: (() => Promise<unknown>)[] }>;
+const test = anyTest as TestFn<{
+  env: TestEnv;
+  ingest: IngestHandle;
+  url: string;
+  cleanup: (() => Promise<unknown>)[];
+}>;
 
 test.before(async (t) => {
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -37,7 +51,11 @@ test('bad tokens are 401 unauthenticated: missing, expired, not yet valid, forge
     ['wrong issuer', await mintToken({ privateKeyPem: env.privateKeyPem, sub: 'v1', issuer: 'evil' })],
     [
       'alg none',
-      new UnsecuredJWT({ sub: 'v1' }).setIssuer('votestream-dev').setAudience('votestream').setExpirationTime('1h').encode(),
+      new UnsecuredJWT({ sub: 'v1' })
+        .setIssuer('votestream-dev')
+        .setAudience('votestream')
+        .setExpirationTime('1h')
+        .encode(),
     ],
     [
       'HS256 keyed with the public key (algorithm confusion)',
@@ -118,6 +136,9 @@ test('results: every option at zero before the first tally; unknown poll 404', a
   const res = await fetch(`${url}/v1/polls/${pollId}/results`);
   t.is(res.status, 200);
   const body = await res.json();
-  t.deepEqual({ ...body, asOf: undefined }, { pollId, totals: { a: 0, b: 0 }, total: 0, version: 0, asOf: undefined, final: false });
+  t.deepEqual(
+    { ...body, asOf: undefined },
+    { pollId, totals: { a: 0, b: 0 }, total: 0, version: 0, asOf: undefined, final: false },
+  );
   t.is((await fetch(`${url}/v1/polls/p-missing/results`)).status, 404);
 });

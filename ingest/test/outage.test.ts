@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket, connect } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
@@ -31,7 +31,10 @@ function kafkaProxy(target = { host: '127.0.0.1', port: 9092 }) {
     client.pipe(upstream).pipe(client);
   });
   return {
-    listen: () => new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port))),
+    listen: () =>
+      new Promise<number>((resolve) =>
+        server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+      ),
     cut() {
       open = false;
       for (const s of sockets) s.destroy();
@@ -40,164 +43,174 @@ function kafkaProxy(target = { host: '127.0.0.1', port: 9092 }) {
     restore() {
       open = true;
     },
-    close: () => new Promise<void>((resolve) => {
-      open = false;
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        open = false;
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test.serial('Kafka unreachable mid-test: votes get 503, every 202 is in the topic, and votes succeed again once it is back', async (t) => {
-  const cleanup: (() => Promise<unknown>)[] = [];
-  t.teardown(async () => {
-    for (const fn of cleanup) await fn();
-  });
-  const proxy = kafkaProxy();
-  const proxyPort = await proxy.listen();
-  cleanup.push(() => proxy.close());
-  const env = await testEnv((fn) => cleanup.push(fn), { PRODUCE_BACKOFF_MS: '300', RATE_NETWORK_POINTS: '100000' });
-  const ingest = await startIngest(
-    { ...env.config, kafkaBrokers: [`127.0.0.1:${proxyPort}`] },
-    {
-      logger: silent,
-      // Every broker connection (bootstrap and the advertised 127.0.0.1:9092) goes through the proxy.
-      kafkaSocketFactory: ({ onConnect }) => connect({ host: '127.0.0.1', port: proxyPort }, onConnect),
-    },
-  );
-  cleanup.unshift(() => ingest.close());
-  const url = ingest.url;
-  const { pollId } = await createPoll(url, await env.admin());
-  const acknowledged = new Set<string>();
-  const castOne = async (token?: string, idempotencyKey?: string) => {
-    const res = await vote(url, pollId, {
-      token: token ?? (await env.voter()),
-      altcha: await solvedChallenge(url),
-      ...(idempotencyKey ? { idempotencyKey } : {}),
+test.serial(
+  'Kafka unreachable mid-test: votes get 503, every 202 is in the topic, and votes succeed again once it is back',
+  async (t) => {
+    const cleanup: (() => Promise<unknown>)[] = [];
+    t.teardown(async () => {
+      for (const fn of cleanup) await fn();
     });
-    if (res.status === 202) acknowledged.add(res.body.voteId);
-    return res;
-  };
-
-  for (let i = 0; i < 10; i++) t.is((await castOne()).status, 202);
-
-  proxy.cut();
-  const during: number[] = [];
-  let refused: { token: string; key: string } | undefined;
-  const deadline = Date.now() + 90_000;
-  while (refused === undefined && Date.now() < deadline) {
-    const token = await env.voter();
-    const key = randomUUID();
-    const res = await castOne(token, key);
-    during.push(res.status);
-    if (res.status === 503) {
-      t.is(res.body.code, 'unavailable');
-      t.true(Number(res.headers.get('retry-after')) >= 1);
-      refused = { token, key };
-    }
-  }
-  t.truthy(refused, 'a vote was refused with 503 while Kafka was unreachable');
-  t.true(during.every((s) => s === 202 || s === 503), `only 202 or 503 while cut: ${during.join(',')}`);
-  // Quick burst while still cut: nothing but 503.
-  const burst = await Promise.all(Array.from({ length: 5 }, () => castOne()));
-  t.deepEqual(
-    burst.map((r) => r.status),
-    [503, 503, 503, 503, 503],
-  );
-
-  proxy.restore();
-  let retried: Awaited<ReturnType<typeof vote>> | undefined;
-  const back = Date.now() + 90_000;
-  while (Date.now() < back) {
-    // The refused voter retries with the same Idempotency-Key: the guard was released, so it goes through.
-    retried = await castOne(refused?.token, refused?.key);
-    if (retried.status === 202) break;
-    t.is(retried.status, 503);
-    await sleep(500);
-  }
-  t.is(retried?.status, 202);
-  for (let i = 0; i < 5; i++) t.is((await castOne()).status, 202);
-
-  const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
-  const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) => {
-    const ids = new Set(r.map((v) => v.voteId));
-    return [...acknowledged].every((id) => ids.has(id));
-  });
-  const inTopic = new Set(records.map((v) => v.voteId));
-  const lost = [...acknowledged].filter((id) => !inTopic.has(id));
-  t.deepEqual(lost, [], 'every acknowledged vote is in the votes topic');
-  t.true(acknowledged.size >= 16);
-});
-
-test.serial('SIGTERM drains in-flight votes: the votes in the batcher are acknowledged and in the topic, then the process exits 0', async (t) => {
-  const cleanup: (() => Promise<unknown>)[] = [];
-  t.teardown(async () => {
-    for (const fn of cleanup) await fn();
-  });
-  const env = await testEnv((fn) => cleanup.push(fn));
-  const dir = mkdtempSync(join(tmpdir(), 'ingest-test-'));
-  writeFileSync(join(dir, 'jwt.pem'), env.config.jwtPublicKeyPem as string);
-  writeFileSync(join(dir, 'altcha.key'), env.config.altchaHmacKey);
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
-    env: {
-      ...process.env,
-      INGEST_PORT: String(port),
-      TOPIC_PREFIX: env.prefix,
-      REDIS_PREFIX: env.config.redisPrefix,
-      CQL_KEYSPACE: env.config.cqlKeyspace,
-      JWT_PUBLIC_KEY_FILE: join(dir, 'jwt.pem'),
-      ALTCHA_HMAC_KEY_FILE: join(dir, 'altcha.key'),
-      ALTCHA_MAX_NUMBER: '1000',
-      // A long linger keeps the votes in the batcher long enough to send SIGTERM while they wait there.
-      PRODUCE_LINGER_MS: '1000',
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  cleanup.unshift(async () => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const startBy = Date.now() + 90_000;
-  while (Date.now() < startBy) {
-    const ok = await fetch(`${url}/readyz`).then(
-      (r) => r.status === 200,
-      () => false,
+    const proxy = kafkaProxy();
+    const proxyPort = await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const env = await testEnv((fn) => cleanup.push(fn), { PRODUCE_BACKOFF_MS: '300', RATE_NETWORK_POINTS: '100000' });
+    const ingest = await startIngest(
+      { ...env.config, kafkaBrokers: [`127.0.0.1:${proxyPort}`] },
+      {
+        logger: silent,
+        // Every broker connection (bootstrap and the advertised 127.0.0.1:9092) goes through the proxy.
+        kafkaSocketFactory: ({ onConnect }) => connect({ host: '127.0.0.1', port: proxyPort }, onConnect),
+      },
     );
-    if (ok) break;
-    await sleep(250);
-  }
-  const { pollId } = await createPoll(url, await env.admin());
-  const ballots = await Promise.all(
-    Array.from({ length: 20 }, async () => ({ token: await env.voter(), altcha: await solvedChallenge(url) })),
-  );
-  const pending = ballots.map((b) => vote(url, pollId, b));
-  // Wait until the votes sit in the batcher, then ask the process to stop.
-  const inFlightBy = Date.now() + 30_000;
-  while (Date.now() < inFlightBy) {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
-    if (m && Number(m[1]) === 20) break;
-    await sleep(20);
-  }
-  child.kill('SIGTERM');
-  const results = await Promise.all(pending);
-  t.deepEqual(
-    results.map((r) => r.status),
-    Array(20).fill(202),
-  );
-  t.is(await exited, 0);
-  const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
-  const ids = results.map((r) => r.body.voteId as string).sort();
-  const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) => r.length >= 20);
-  t.deepEqual(records.map((v) => v.voteId).sort(), ids);
-});
+    cleanup.unshift(() => ingest.close());
+    const url = ingest.url;
+    const { pollId } = await createPoll(url, await env.admin());
+    const acknowledged = new Set<string>();
+    const castOne = async (token?: string, idempotencyKey?: string) => {
+      const res = await vote(url, pollId, {
+        token: token ?? (await env.voter()),
+        altcha: await solvedChallenge(url),
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+      });
+      if (res.status === 202) acknowledged.add(res.body.voteId);
+      return res;
+    };
+
+    for (let i = 0; i < 10; i++) t.is((await castOne()).status, 202);
+
+    proxy.cut();
+    const during: number[] = [];
+    let refused: { token: string; key: string } | undefined;
+    const deadline = Date.now() + 90_000;
+    while (refused === undefined && Date.now() < deadline) {
+      const token = await env.voter();
+      const key = randomUUID();
+      const res = await castOne(token, key);
+      during.push(res.status);
+      if (res.status === 503) {
+        t.is(res.body.code, 'unavailable');
+        t.true(Number(res.headers.get('retry-after')) >= 1);
+        refused = { token, key };
+      }
+    }
+    t.truthy(refused, 'a vote was refused with 503 while Kafka was unreachable');
+    t.true(
+      during.every((s) => s === 202 || s === 503),
+      `only 202 or 503 while cut: ${during.join(',')}`,
+    );
+    // Quick burst while still cut: nothing but 503.
+    const burst = await Promise.all(Array.from({ length: 5 }, () => castOne()));
+    t.deepEqual(
+      burst.map((r) => r.status),
+      [503, 503, 503, 503, 503],
+    );
+
+    proxy.restore();
+    let retried: Awaited<ReturnType<typeof vote>> | undefined;
+    const back = Date.now() + 90_000;
+    while (Date.now() < back) {
+      // The refused voter retries with the same Idempotency-Key: the guard was released, so it goes through.
+      retried = await castOne(refused?.token, refused?.key);
+      if (retried.status === 202) break;
+      t.is(retried.status, 503);
+      await sleep(500);
+    }
+    t.is(retried?.status, 202);
+    for (let i = 0; i < 5; i++) t.is((await castOne()).status, 202);
+
+    const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
+    const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) => {
+      const ids = new Set(r.map((v) => v.voteId));
+      return [...acknowledged].every((id) => ids.has(id));
+    });
+    const inTopic = new Set(records.map((v) => v.voteId));
+    const lost = [...acknowledged].filter((id) => !inTopic.has(id));
+    t.deepEqual(lost, [], 'every acknowledged vote is in the votes topic');
+    t.true(acknowledged.size >= 16);
+  },
+);
+
+test.serial(
+  'SIGTERM drains in-flight votes: the votes in the batcher are acknowledged and in the topic, then the process exits 0',
+  async (t) => {
+    const cleanup: (() => Promise<unknown>)[] = [];
+    t.teardown(async () => {
+      for (const fn of cleanup) await fn();
+    });
+    const env = await testEnv((fn) => cleanup.push(fn));
+    const dir = mkdtempSync(join(tmpdir(), 'ingest-test-'));
+    writeFileSync(join(dir, 'jwt.pem'), env.config.jwtPublicKeyPem as string);
+    writeFileSync(join(dir, 'altcha.key'), env.config.altchaHmacKey);
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
+      env: {
+        ...process.env,
+        INGEST_PORT: String(port),
+        TOPIC_PREFIX: env.prefix,
+        REDIS_PREFIX: env.config.redisPrefix,
+        CQL_KEYSPACE: env.config.cqlKeyspace,
+        JWT_PUBLIC_KEY_FILE: join(dir, 'jwt.pem'),
+        ALTCHA_HMAC_KEY_FILE: join(dir, 'altcha.key'),
+        ALTCHA_MAX_NUMBER: '1000',
+        // A long linger keeps the votes in the batcher long enough to send SIGTERM while they wait there.
+        PRODUCE_LINGER_MS: '1000',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    cleanup.unshift(async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    const url = `http://127.0.0.1:${port}`;
+    const startBy = Date.now() + 90_000;
+    while (Date.now() < startBy) {
+      const ok = await fetch(`${url}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ok) break;
+      await sleep(250);
+    }
+    const { pollId } = await createPoll(url, await env.admin());
+    const ballots = await Promise.all(
+      Array.from({ length: 20 }, async () => ({ token: await env.voter(), altcha: await solvedChallenge(url) })),
+    );
+    const pending = ballots.map((b) => vote(url, pollId, b));
+    // Wait until the votes sit in the batcher, then ask the process to stop.
+    const inFlightBy = Date.now() + 30_000;
+    while (Date.now() < inFlightBy) {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
+      if (m && Number(m[1]) === 20) break;
+      await sleep(20);
+    }
+    child.kill('SIGTERM');
+    const results = await Promise.all(pending);
+    t.deepEqual(
+      results.map((r) => r.status),
+      Array(20).fill(202),
+    );
+    t.is(await exited, 0);
+    const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
+    const ids = results.map((r) => r.body.voteId as string).sort();
+    const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) => r.length >= 20);
+    t.deepEqual(records.map((v) => v.voteId).sort(), ids);
+  },
+);
