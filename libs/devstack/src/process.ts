@@ -5,6 +5,12 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
+/** Children still running; killed when this process exits for any reason, so a crashed demo leaves no orphans. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 export interface ServiceProcess {
   readonly name: string;
   readonly pid: number;
@@ -40,8 +46,12 @@ export async function startService(opts: {
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   if (child.pid === undefined) throw new Error(`${opts.name}: spawn failed`);
+  live.add(child);
   const exited = new Promise<number | string>((resolveExit) => {
-    child.once('exit', (code, signal) => resolveExit(code ?? signal ?? 'unknown'));
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      resolveExit(code ?? signal ?? 'unknown');
+    });
   });
   let gone = false;
   void exited.then(() => {
