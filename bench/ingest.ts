@@ -157,7 +157,8 @@ try {
   }));
 
   const port = await freePort();
-  const ingest = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
+  const profile = process.env.BENCH_CPU_PROF_DIR ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof'] : [];
+  const ingest = spawn(process.execPath, [...profile, '--import', 'tsx', 'ingest/src/main.ts'], {
     env: {
       ...process.env,
       INGEST_PORT: String(port),
