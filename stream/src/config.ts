@@ -32,6 +32,10 @@ export interface StreamConfig extends CommonConfig {
   partitionsConsumedConcurrently: number;
   /** Consecutive failed commits of one task before the process gives up and exits (the supervisor restarts it). */
   taskFailuresMax: number;
+  /** Replication factor of the changelog topics the process creates (3 in production, 1 on the local stack). */
+  changelogReplicationFactor: number;
+  /** Address the metrics/health server binds to (0.0.0.0 so Kubernetes probes and Prometheus reach it). */
+  metricsHost: string;
 }
 
 export function loadStreamConfig(env: Record<string, string | undefined> = process.env): StreamConfig {
@@ -61,5 +65,7 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     heartbeatIntervalMs: r.int('STREAM_HEARTBEAT_INTERVAL_MS', 3000, { min: 100, max: 60_000 }),
     partitionsConsumedConcurrently: r.int('STREAM_PARTITIONS_CONCURRENCY', 8, { min: 1, max: 256 }),
     taskFailuresMax: r.int('STREAM_TASK_FAILURES_MAX', 10, { min: 1, max: 1000 }),
+    changelogReplicationFactor: r.int('STREAM_CHANGELOG_REPLICATION', 1, { min: 1, max: 5 }),
+    metricsHost: r.string('STREAM_METRICS_HOST', '0.0.0.0'),
   };
 }

@@ -18,7 +18,7 @@ const kafka = createKafka({ clientId: config.applicationId, brokers: config.kafk
 const admin = kafka.admin();
 await admin.connect();
 const topics = streamTopics(config.topicPrefix, config.applicationId);
-const replicationFactor = Number(process.env.STREAM_CHANGELOG_REPLICATION ?? 1);
+const replicationFactor = config.changelogReplicationFactor;
 const serde = await createAvroSerde({
   registryUrl: config.schemaRegistryUrl,
   subjectPrefix: config.schemaSubjectPrefix,
@@ -134,7 +134,7 @@ const server = createServer((req, res) => {
     res.end();
   }
 });
-server.listen(config.metricsPort, '127.0.0.1');
+server.listen(config.metricsPort, config.metricsHost);
 closers.push(
   () => new Promise<void>((r) => server.close(() => r())),
   () => admin.disconnect(),
