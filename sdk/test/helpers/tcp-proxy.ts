@@ -32,6 +32,8 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
   const proxy = {
     mode: 'pass' as ProxyMode,
   };
+  // The mode is looked at per chunk, not per connection: HTTP keep-alive reuses one connection for the challenge
+  // fetch and the vote, and the test switches modes between the two.
   const server: Server = createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
@@ -40,7 +42,6 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
       client.resume(); // read and discard
       return;
     }
-    const dropResponses = proxy.mode === 'drop-responses';
     const upstream = connect(target, upstreamHost);
     sockets.add(upstream);
     upstream.on('close', () => {
@@ -49,19 +50,23 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
     });
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
-    client.pipe(upstream);
-    if (dropResponses) {
-      upstream.once('data', () => {
+    client.on('data', (chunk) => {
+      if (proxy.mode !== 'blackhole') upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (proxy.mode === 'pass') {
+        client.write(chunk);
+        return;
+      }
+      if (proxy.mode === 'drop-responses') {
         dropped++;
-        client.resetAndDestroy();
-        upstream.destroy();
         const waiters = dropWaiters;
         dropWaiters = [];
         for (const w of waiters) w();
-      });
-    } else {
-      upstream.pipe(client);
-    }
+      }
+      client.resetAndDestroy();
+      upstream.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -69,22 +74,27 @@ export async function startTcpProxy(upstreamPort: number, upstreamHost = '127.0.
   });
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('proxy has no port');
-  return Object.assign(proxy, {
-    port: address.port,
-    get droppedResponses() {
-      return dropped;
+  // A getter must be defined on the object itself: Object.assign would copy its value once.
+  return Object.defineProperties(proxy, {
+    port: { value: address.port, enumerable: true },
+    droppedResponses: { get: () => dropped, enumerable: true },
+    nextDrop: { value: () => new Promise<void>((resolve) => dropWaiters.push(resolve)) },
+    cutAll: {
+      value: () => {
+        for (const s of sockets) s.destroy();
+        sockets.clear();
+      },
     },
-    nextDrop: () => new Promise<void>((resolve) => dropWaiters.push(resolve)),
-    cutAll() {
-      for (const s of sockets) s.destroy();
-      sockets.clear();
+    retarget: {
+      value: (port: number) => {
+        target = port;
+      },
     },
-    retarget(port: number) {
-      target = port;
+    close: {
+      value: () => {
+        for (const s of sockets) s.destroy();
+        return new Promise<void>((resolve) => server.close(() => resolve()));
+      },
     },
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  });
+  }) as TcpProxy;
 }
