@@ -9,7 +9,10 @@ import { livePage } from './live-page.ts';
 const pollIdPattern = /^[a-z0-9-]{1,64}$/;
 const mqttBrowserBundle = createRequire(import.meta.url).resolve('mqtt/dist/mqtt.min');
 
-/** HTTP: the live page, the results API (same read model as ingest's), health and metrics. Not a hot path. */
+/**
+ * HTTP: the live results page, health and metrics. Not a hot path. The results API is ingest's
+ * (`GET /v1/polls/{pollId}/results`, one contract, problem+json errors), reading the same read models.
+ */
 export function createHttpServer(opts: {
   readModels: ReadModels;
   registry: Registry;
@@ -29,18 +32,6 @@ export function createHttpServer(opts: {
       .type('html')
       .set('Cache-Control', 'no-store')
       .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl }));
-  });
-  app.get('/v1/polls/:pollId/results', async (req, res) => {
-    const { pollId } = req.params;
-    if (!pollIdPattern.test(pollId)) return void res.status(400).json({ error: 'invalid_poll_id' });
-    try {
-      const results = await opts.readModels.getResults(pollId);
-      if (!results) return void res.status(404).json({ error: 'no_results' });
-      res.set('Cache-Control', 'no-store').json(results);
-    } catch (err) {
-      opts.logger.error({ err, pollId }, 'results read failed');
-      res.status(503).set('Retry-After', '1').json({ error: 'unavailable' });
-    }
   });
   app.get('/health', (_req, res) => {
     const h = opts.health();
