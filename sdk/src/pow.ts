@@ -139,12 +139,17 @@ function deriveKeyFor(parameters: AltchaChallengeParameters, subtle: SubtleCrypt
   const cost = Math.max(1, parameters.cost);
   const sha = shaAlgorithms[parameters.algorithm];
   if (sha !== undefined) {
-    return async (salt, password) => {
-      let data: Bytes = new Uint8Array(salt.length + password.length);
+    // Hot loop: one buffer per lane for salt || password, no async wrapper for the common cost = 1.
+    return (salt, password) => {
+      const data: Bytes = new Uint8Array(salt.length + password.length);
       data.set(salt, 0);
       data.set(password, salt.length);
-      for (let i = 0; i < cost; i++) data = new Uint8Array(await subtle.digest(sha, data));
-      return data.slice(0, keyLength);
+      if (cost === 1) return subtle.digest(sha, data).then((d) => truncate(new Uint8Array(d), keyLength));
+      return (async () => {
+        let k: Bytes = data;
+        for (let i = 0; i < cost; i++) k = new Uint8Array(await subtle.digest(sha, k));
+        return truncate(k, keyLength);
+      })();
     };
   }
   const pbkdf2Hash = pbkdf2Algorithms[parameters.algorithm];
@@ -163,6 +168,11 @@ function deriveKeyFor(parameters: AltchaChallengeParameters, subtle: SubtleCrypt
     'unsupported_algorithm',
     `algorithm ${parameters.algorithm} is not available through WebCrypto (supported: SHA-256/384/512, PBKDF2/SHA-256/384/512)`,
   );
+}
+
+/** The first keyLength bytes; no copy when the digest is exactly that long (SHA-256 with the default 32). */
+function truncate(k: Bytes, keyLength: number): Bytes {
+  return k.length <= keyLength ? k : k.slice(0, keyLength);
 }
 
 function prefixMatcher(keyPrefix: string): (key: Uint8Array) => boolean {
