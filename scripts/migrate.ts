@@ -5,7 +5,11 @@ import { applyCqlMigrations, createCqlClient, createLogger, loadCommonConfig } f
 
 const config = loadCommonConfig('migrate');
 const logger = createLogger('migrate', config.logLevel);
-const client = createCqlClient({ contactPoints: config.cqlContactPoints, localDataCenter: config.cqlLocalDataCenter });
+const client = createCqlClient({
+  contactPoints: config.cqlContactPoints,
+  localDataCenter: config.cqlLocalDataCenter,
+  security: config.cqlSecurity,
+});
 try {
   const applied = await applyCqlMigrations({
     client,

@@ -4,7 +4,12 @@ import { createKafka, createLogger, ensureTopics, loadCommonConfig, pipelineTopi
 
 const config = loadCommonConfig('topics');
 const logger = createLogger('topics', config.logLevel);
-const admin = createKafka({ clientId: 'votestream-topics', brokers: config.kafkaBrokers, logger }).admin();
+const admin = createKafka({
+  clientId: 'votestream-topics',
+  brokers: config.kafkaBrokers,
+  security: config.kafkaSecurity,
+  logger,
+}).admin();
 await admin.connect();
 try {
   const specs = pipelineTopicSpecs(config.topicPrefix);

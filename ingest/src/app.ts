@@ -7,13 +7,13 @@ import {
   createKafka,
   createLogger,
   createMetricsRegistry,
+  createRedis,
   type Logger,
   topicNames,
   voteKey,
 } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { Redis } from 'ioredis';
 import type { Admin, ISocketFactory, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type ChallengeIssuer, createChallengeIssuer } from './abuse/challenge.ts';
@@ -398,6 +398,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
   const kafka = createKafka({
     clientId: `ingest-${process.pid}`,
     brokers: config.kafkaBrokers,
+    security: config.kafkaSecurity,
     logger,
     connectionTimeout: 3000,
     requestTimeout: 10_000,
@@ -406,7 +407,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     ...(deps.kafkaSocketFactory ? { socketFactory: deps.kafkaSocketFactory } : {}),
   });
   const serde = await createAvroSerde({ registryUrl: config.schemaRegistryUrl, records: ['VoteCast', 'PollEvent'] });
-  const redis = new Redis(config.redisUrl, {
+  const redis = createRedis(config, {
     // Many concurrent votes' commands leave in one write: one round trip carries hundreds of requests.
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
@@ -416,7 +417,11 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     lazyConnect: false,
   });
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
-  const cql = createCqlClient({ contactPoints: config.cqlContactPoints, localDataCenter: config.cqlLocalDataCenter });
+  const cql = createCqlClient({
+    contactPoints: config.cqlContactPoints,
+    localDataCenter: config.cqlLocalDataCenter,
+    security: config.cqlSecurity,
+  });
   const producer: Producer = kafka.producer({
     idempotent: true, // broker drops the duplicates of our own retries
     maxInFlightRequests: 1, // ordering + idempotence without sequence gaps

@@ -5,11 +5,11 @@ import {
   createKafka,
   createLogger,
   createMetricsRegistry,
+  createRedis,
   type Logger,
   topicNames,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
-import { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { ProjectionsConfig } from './config.ts';
 import { createHttpServer } from './http/server.ts';
@@ -84,13 +84,17 @@ export async function startProjections(
     }),
   };
 
-  const redis = new Redis(config.redisUrl, {
+  const redis = createRedis(config, {
     maxRetriesPerRequest: 3,
     enableOfflineQueue: true,
     connectTimeout: 5_000,
   });
   redis.on('error', (err) => logger.warn({ err }, 'Redis error'));
-  const cql = createCqlClient({ contactPoints: config.cqlContactPoints, localDataCenter: config.cqlLocalDataCenter });
+  const cql = createCqlClient({
+    contactPoints: config.cqlContactPoints,
+    localDataCenter: config.cqlLocalDataCenter,
+    security: config.cqlSecurity,
+  });
   await cql.connect();
   const serde = await createAvroSerde({
     registryUrl: config.schemaRegistryUrl,
@@ -123,7 +127,12 @@ export async function startProjections(
   // Republish what Redis holds (the newest state written before a restart) before consuming anything newer.
   for (const { results, series } of await scanLatest(redis, config.redisPrefix)) publisher.offer(results, series);
 
-  const kafka = createKafka({ clientId: 'projections', brokers: config.kafkaBrokers, logger });
+  const kafka = createKafka({
+    clientId: 'projections',
+    brokers: config.kafkaBrokers,
+    security: config.kafkaSecurity,
+    logger,
+  });
   const consumerOptions = {
     readUncommitted: false, // read_committed: only what the stream's transactions committed
     sessionTimeout: 30_000,

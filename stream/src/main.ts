@@ -14,7 +14,12 @@ import { ensureChangelog, partitionCount, streamTopics } from './topology.ts';
 const config = loadStreamConfig();
 const logger = createLogger('stream', config.logLevel);
 const registry = createMetricsRegistry('stream');
-const kafka = createKafka({ clientId: config.applicationId, brokers: config.kafkaBrokers, logger });
+const kafka = createKafka({
+  clientId: config.applicationId,
+  brokers: config.kafkaBrokers,
+  security: config.kafkaSecurity,
+  logger,
+});
 const admin = kafka.admin();
 await admin.connect();
 const topics = streamTopics(config.topicPrefix, config.applicationId);
@@ -96,7 +101,11 @@ if (config.stages.includes('tally')) {
 }
 
 if (config.stages.includes('sink')) {
-  const cql = createCqlClient({ contactPoints: config.cqlContactPoints, localDataCenter: config.cqlLocalDataCenter });
+  const cql = createCqlClient({
+    contactPoints: config.cqlContactPoints,
+    localDataCenter: config.cqlLocalDataCenter,
+    security: config.cqlSecurity,
+  });
   const sink = new CqlTallySink({
     kafka,
     cql,

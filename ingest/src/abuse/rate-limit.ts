@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@votestream/runtime';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 
 /**
@@ -13,7 +13,7 @@ export interface RateLimits {
 }
 
 export function createRateLimits(opts: {
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix: string;
   voterPoints: number;
   voterDurationS: number;

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { RedisClient } from '@votestream/runtime';
 import type { PollDefinition, PollEvent, PollEventType } from '@votestream/schemas';
-import type { Redis } from 'ioredis';
 import type { Producer } from 'kafkajs';
 import { ProblemError } from '../http/problem.ts';
 import { type PollCatalog, pollStatus } from './catalog.ts';
@@ -90,7 +90,7 @@ export class PollAdmin {
     private readonly topic: string,
     private readonly encode: (e: PollEvent) => Buffer,
     private readonly catalog: PollCatalog,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly redisPrefix: string,
   ) {}
 

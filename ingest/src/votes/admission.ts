@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@votestream/runtime';
 
 /**
  * The vote's fast guards in Redis. The stream processor's dedupe is the authoritative one-vote-per-voter
@@ -42,7 +42,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
-type GuardRedis = Redis & {
+type GuardRedis = RedisClient & {
   vsAdmit(
     idemKey: string,
     votedKey: string,
@@ -84,7 +84,7 @@ export interface VoteGuards {
 }
 
 export function createVoteGuards(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   ttl: { guardS: number; idempotencyS: number },
 ): VoteGuards {

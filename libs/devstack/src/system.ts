@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { createKafka, createLogger, ensureTopics, pipelineTopicSpecs } from '@votestream/runtime';
+import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
 import { httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
 
 export interface VotestreamPorts {
@@ -44,6 +44,7 @@ export async function startVotestream(opts: {
   const admin = createKafka({
     clientId: 'devstack',
     brokers: (env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
+    security: loadKafkaSecurity({ ...process.env, ...env }),
     logger,
   }).admin();
   await admin.connect();

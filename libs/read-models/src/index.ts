@@ -1,5 +1,4 @@
-import type { CqlClient, Logger } from '@votestream/runtime';
-import type { Redis } from 'ioredis';
+import type { CqlClient, Logger, RedisClient } from '@votestream/runtime';
 import { resultsKey } from './keys.ts';
 import { pickReceipt, readReceipts, writeReceipts } from './receipts.ts';
 import { casResultsBatch, newest, parseResults, resultsFromTally } from './results.ts';
@@ -22,7 +21,7 @@ export { cqlTallyStore, type TallyStore } from './tallies-cql.ts';
 export * from './types.ts';
 
 export interface ReadModelsOptions {
-  redis: Redis;
+  redis: RedisClient;
   cql: CqlClient;
   keyspace: string;
   redisPrefix: string;
@@ -109,7 +108,7 @@ export interface ReadModelWriter {
 
 /** The writers projections uses; they live here so the storage layout is defined once. */
 export function createReadModelWriter(opts: {
-  redis: Redis;
+  redis: RedisClient;
   cql: CqlClient;
   keyspace: string;
   redisPrefix: string;

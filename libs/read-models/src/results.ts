@@ -1,5 +1,4 @@
-import { invariant } from '@votestream/runtime';
-import type { Redis } from 'ioredis';
+import { invariant, type RedisClient, scanKeys } from '@votestream/runtime';
 import { resultsKey } from './keys.ts';
 import type { LiveSeries, Results, TallyInput } from './types.ts';
 
@@ -23,12 +22,12 @@ return 1
 
 export const casResultsCommand = 'votestreamCasResults';
 
-type RedisWithCas = Redis & {
+type RedisWithCas = RedisClient & {
   [casResultsCommand](key: string, version: string, json: string, series: string): Promise<number>;
 };
 
 /** Registers the CAS script on a client once (ioredis sends EVALSHA and loads the script on NOSCRIPT). */
-export function withCasResults(redis: Redis): RedisWithCas {
+export function withCasResults(redis: RedisClient): RedisWithCas {
   const r = redis as RedisWithCas;
   if (typeof r[casResultsCommand] !== 'function') {
     redis.defineCommand(casResultsCommand, { numberOfKeys: 1, lua: casResultsLua });
@@ -69,11 +68,12 @@ export function parseResults(json: string): Results {
 }
 
 /**
- * Writes many polls' results in one Redis round trip (a pipeline of CAS scripts).
- * Returns, per input, whether it was newer than what Redis held.
+ * Writes many polls' results: one CAS script per poll, all sent at once (in flight together on the connection,
+ * not a MULTI and not an ioredis pipeline: a cluster refuses a pipeline whose keys live in different slots, and
+ * each poll's key has its own `{pollId}` slot). Returns, per input, whether it was newer than what Redis held.
  */
 export async function casResultsBatch(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
   results: readonly Results[],
   series?: readonly (LiveSeries | null)[],
@@ -81,26 +81,19 @@ export async function casResultsBatch(
   if (results.length === 0) return [];
   invariant(series === undefined || series.length === results.length, 'one series (or null) per results');
   const r = withCasResults(redis);
-  const pipeline = r.pipeline() as unknown as {
-    [casResultsCommand](key: string, version: string, json: string, series: string): void;
-    exec(): Promise<[Error | null, unknown][] | null>;
-  };
-  results.forEach((res, i) => {
-    const s = series?.[i] ?? null;
-    invariant(s === null || (s.pollId === res.pollId && s.version === res.version), 'series must match its results');
-    pipeline[casResultsCommand](
-      resultsKey(redisPrefix, res.pollId),
-      versionString(res.version),
-      JSON.stringify(res),
-      s === null ? '' : JSON.stringify(s),
-    );
-  });
-  const replies = await pipeline.exec();
-  invariant(replies !== null && replies.length === results.length, 'Redis pipeline returned no replies');
-  return replies.map(([err, written]) => {
-    if (err) throw err;
-    return written === 1;
-  });
+  const replies = await Promise.all(
+    results.map((res, i) => {
+      const s = series?.[i] ?? null;
+      invariant(s === null || (s.pollId === res.pollId && s.version === res.version), 'series must match its results');
+      return r[casResultsCommand](
+        resultsKey(redisPrefix, res.pollId),
+        versionString(res.version),
+        JSON.stringify(res),
+        s === null ? '' : JSON.stringify(s),
+      );
+    }),
+  );
+  return replies.map((written) => written === 1);
 }
 
 export function parseSeries(json: string): LiveSeries {
@@ -112,26 +105,22 @@ export function parseSeries(json: string): LiveSeries {
 /** Upper bound on polls one scanLatest call returns (a start-up republish, not a hot path). */
 export const scanPollsMax = 100_000;
 
-/** The latest results and series of every poll in Redis under the prefix (SCAN, never KEYS). */
+/**
+ * The latest results and series of every poll in Redis under the prefix (SCAN, never KEYS; on every master
+ * of a cluster). The HMGETs of a batch go out together as separate commands: their keys are in many slots.
+ */
 export async function scanLatest(
-  redis: Redis,
+  redis: RedisClient,
   redisPrefix: string,
 ): Promise<{ results: Results; series: LiveSeries | null }[]> {
   const out: { results: Results; series: LiveSeries | null }[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${redisPrefix}results:{*}`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length === 0) continue;
-    const pipeline = redis.pipeline();
-    for (const key of keys) pipeline.hmget(key, 'json', 'series');
-    for (const [err, reply] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      const [json, series] = reply as [string | null, string | null];
+  for await (const keys of scanKeys(redis, `${redisPrefix}results:{*}`)) {
+    const replies = await Promise.all(keys.map((key) => redis.hmget(key, 'json', 'series')));
+    for (const [json = null, series = null] of replies) {
       if (json === null) continue;
       invariant(out.length < scanPollsMax, `more than ${scanPollsMax} polls in Redis under ${redisPrefix}`);
       out.push({ results: parseResults(json), series: series ? parseSeries(series) : null });
     }
-  } while (cursor !== '0');
+  }
   return out;
 }

@@ -2,6 +2,7 @@
  * Configuration from environment variables, validated once at start-up.
  * A bad value fails fast with an error that names the variable, never later on the hot path.
  */
+import { readFileSync } from 'node:fs';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -70,34 +71,200 @@ export function envReader(env: Env = process.env): Reader {
   };
 }
 
+/** How clients reach Kafka. Defaults (local stack): plaintext, no authentication. */
+export interface KafkaSecurity {
+  /** TLS to the brokers (MSK: always). */
+  ssl: boolean;
+  /** PEM of the CA that signed the brokers' certificates; undefined = Node's public CA bundle (MSK's certificates chain to it). */
+  caPem?: string | undefined;
+  sasl?: KafkaSasl | undefined;
+}
+
+export type KafkaSasl =
+  | { mechanism: 'scram-sha-512'; username: string; password: string }
+  /** AWS MSK IAM: SASL/OAUTHBEARER with tokens signed by the pod's AWS credentials (IRSA). */
+  | { mechanism: 'aws-msk-iam'; region: string };
+
+/** How clients reach CQL. Defaults (local stack): plaintext, no authentication. */
+export interface CqlSecurity {
+  tls: boolean;
+  /** PEM of the CA that signed the nodes' certificates; undefined = Node's public CA bundle. */
+  caPem?: string | undefined;
+  /** PasswordAuthenticator credentials; undefined = no authentication. */
+  auth?: { username: string; password: string } | undefined;
+}
+
 /** Settings every service shares: where the local stack (or production) services are. Defaults fit compose/. */
 export interface CommonConfig {
   serviceName: string;
   kafkaBrokers: string[];
+  kafkaSecurity: KafkaSecurity;
   schemaRegistryUrl: string;
   /** Prefix of every Kafka topic name, so tests and tenants can run side by side on one cluster. */
   topicPrefix: string;
   cqlContactPoints: string[];
   cqlLocalDataCenter: string;
   cqlKeyspace: string;
+  cqlSecurity: CqlSecurity;
+  /** `redis://` (plaintext) or `rediss://` (TLS); in cluster mode its host:port is the seed (ElastiCache configuration endpoint). */
   redisUrl: string;
+  /** Redis Cluster (ElastiCache cluster mode): `Redis.Cluster` seeded from redisUrl. */
+  redisCluster: boolean;
+  /** AUTH password (ElastiCache AUTH token) read from REDIS_PASSWORD_FILE; undefined = none (or the one in the URL). */
+  redisPassword?: string | undefined;
+  /** PEM of the CA for `rediss://`; undefined = Node's public CA bundle (ElastiCache's certificates chain to it). */
+  redisTlsCaPem?: string | undefined;
   /** Prefix of every Redis key. */
   redisPrefix: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
+/** Reads a secret or certificate file named by `name`; a missing, unreadable or empty file is a ConfigError naming it. */
+export function readConfigFile(name: string, path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${name}=${path} cannot be read: ${(err as Error).message}`);
+  }
+  if (text.trim() === '') throw new ConfigError(`${name}=${path} is empty`);
+  return text;
+}
+
+/** A password file holds the password, without a trailing newline (trimmed). */
+function readPasswordFile(name: string, path: string): string {
+  return readConfigFile(name, path).trim();
+}
+
+function readCaFile(name: string, path: string): string {
+  const pem = readConfigFile(name, path);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new ConfigError(`${name}=${path} is not a PEM certificate (no BEGIN CERTIFICATE line)`);
+  }
+  return pem;
+}
+
+export function loadKafkaSecurity(env: Env = process.env): KafkaSecurity {
+  const r = envReader(env);
+  const ssl = r.bool('KAFKA_SSL', false);
+  const caFile = r.optionalString('KAFKA_SSL_CA_FILE');
+  if (caFile !== undefined && !ssl) throw new ConfigError('KAFKA_SSL_CA_FILE is set but KAFKA_SSL is not true');
+  const mechanism = r.oneOf('KAFKA_SASL_MECHANISM', ['none', 'scram-sha-512', 'aws-msk-iam'] as const, 'none');
+  const username = r.optionalString('KAFKA_SASL_USERNAME');
+  const passwordFile = r.optionalString('KAFKA_SASL_PASSWORD_FILE');
+  let sasl: KafkaSasl | undefined;
+  if (mechanism === 'scram-sha-512') {
+    if (username === undefined)
+      throw new ConfigError('KAFKA_SASL_USERNAME is required with KAFKA_SASL_MECHANISM=scram-sha-512');
+    if (passwordFile === undefined) {
+      throw new ConfigError('KAFKA_SASL_PASSWORD_FILE is required with KAFKA_SASL_MECHANISM=scram-sha-512');
+    }
+    sasl = { mechanism, username, password: readPasswordFile('KAFKA_SASL_PASSWORD_FILE', passwordFile) };
+  } else {
+    // A credential next to a mechanism that ignores it is a deployment mistake, not something to ignore.
+    if (username !== undefined)
+      throw new ConfigError(`KAFKA_SASL_USERNAME is set but KAFKA_SASL_MECHANISM is ${mechanism}`);
+    if (passwordFile !== undefined) {
+      throw new ConfigError(`KAFKA_SASL_PASSWORD_FILE is set but KAFKA_SASL_MECHANISM is ${mechanism}`);
+    }
+    if (mechanism === 'aws-msk-iam') {
+      // EKS sets AWS_REGION in every pod with an IRSA service account.
+      const region = r.optionalString('AWS_REGION');
+      if (region === undefined) throw new ConfigError('AWS_REGION is required with KAFKA_SASL_MECHANISM=aws-msk-iam');
+      if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) {
+        throw new ConfigError(`AWS_REGION must be an AWS region like us-east-1, got ${JSON.stringify(region)}`);
+      }
+      sasl = { mechanism, region };
+    }
+  }
+  if (sasl !== undefined && !ssl) {
+    throw new ConfigError(
+      `KAFKA_SASL_MECHANISM=${mechanism} requires KAFKA_SSL=true (credentials never cross the network in clear)`,
+    );
+  }
+  return {
+    ssl,
+    ...(caFile !== undefined ? { caPem: readCaFile('KAFKA_SSL_CA_FILE', caFile) } : {}),
+    ...(sasl !== undefined ? { sasl } : {}),
+  };
+}
+
+export function loadCqlSecurity(env: Env = process.env): CqlSecurity {
+  const r = envReader(env);
+  const tls = r.bool('CQL_TLS', false);
+  const caFile = r.optionalString('CQL_TLS_CA_FILE');
+  if (caFile !== undefined && !tls) throw new ConfigError('CQL_TLS_CA_FILE is set but CQL_TLS is not true');
+  const username = r.optionalString('CQL_USERNAME');
+  const passwordFile = r.optionalString('CQL_PASSWORD_FILE');
+  if ((username === undefined) !== (passwordFile === undefined)) {
+    throw new ConfigError(
+      username === undefined
+        ? 'CQL_PASSWORD_FILE is set but CQL_USERNAME is not'
+        : 'CQL_USERNAME is set but CQL_PASSWORD_FILE is not',
+    );
+  }
+  if (username !== undefined && !tls) {
+    throw new ConfigError('CQL_USERNAME requires CQL_TLS=true (PasswordAuthenticator sends the password in clear)');
+  }
+  return {
+    tls,
+    ...(caFile !== undefined ? { caPem: readCaFile('CQL_TLS_CA_FILE', caFile) } : {}),
+    ...(username !== undefined && passwordFile !== undefined
+      ? { auth: { username, password: readPasswordFile('CQL_PASSWORD_FILE', passwordFile) } }
+      : {}),
+  };
+}
+
 export function loadCommonConfig(serviceName: string, env: Env = process.env): CommonConfig {
   const r = envReader(env);
+  const redisUrl = r.string('REDIS_URL', 'redis://127.0.0.1:6379');
+  let parsed: URL;
+  try {
+    parsed = new URL(redisUrl);
+  } catch {
+    throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, got ${JSON.stringify(redisUrl)}`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new ConfigError(
+      `REDIS_URL must be a redis:// or rediss:// URL, got protocol ${JSON.stringify(parsed.protocol)}`,
+    );
+  }
+  if (parsed.hostname === '') throw new ConfigError('REDIS_URL has no host');
+  const redisCluster = r.bool('REDIS_CLUSTER', false);
+  if (redisCluster && parsed.pathname !== '' && parsed.pathname !== '/' && parsed.pathname !== '/0') {
+    throw new ConfigError(
+      `REDIS_URL selects database ${parsed.pathname.slice(1)}, which REDIS_CLUSTER=true cannot use (cluster mode has only database 0)`,
+    );
+  }
+  const redisPasswordFile = r.optionalString('REDIS_PASSWORD_FILE');
+  if (redisPasswordFile !== undefined && parsed.password !== '') {
+    throw new ConfigError('REDIS_PASSWORD_FILE is set but REDIS_URL has a password too: use one');
+  }
+  const redisCaFile = r.optionalString('REDIS_TLS_CA_FILE');
+  if (redisCaFile !== undefined && parsed.protocol !== 'rediss:') {
+    throw new ConfigError('REDIS_TLS_CA_FILE is set but REDIS_URL is not rediss://');
+  }
+  const redisPrefix = r.string('REDIS_PREFIX', 'vs:');
+  // Keys carry hash tags `{...}` so a script's keys share one cluster slot; braces in the prefix would move the tag.
+  if (/[{}]/.test(redisPrefix))
+    throw new ConfigError(`REDIS_PREFIX must not contain { or }, got ${JSON.stringify(redisPrefix)}`);
   return {
     serviceName,
     kafkaBrokers: r.list('KAFKA_BROKERS', ['127.0.0.1:9092']),
+    kafkaSecurity: loadKafkaSecurity(env),
     schemaRegistryUrl: r.string('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7'),
     topicPrefix: r.string('TOPIC_PREFIX', 'votestream.'),
     cqlContactPoints: r.list('CQL_CONTACT_POINTS', ['127.0.0.1:9042']),
     cqlLocalDataCenter: r.string('CQL_LOCAL_DC', 'datacenter1'),
     cqlKeyspace: r.string('CQL_KEYSPACE', 'votestream'),
-    redisUrl: r.string('REDIS_URL', 'redis://127.0.0.1:6379'),
-    redisPrefix: r.string('REDIS_PREFIX', 'vs:'),
+    cqlSecurity: loadCqlSecurity(env),
+    redisUrl,
+    redisCluster,
+    ...(redisPasswordFile !== undefined
+      ? { redisPassword: readPasswordFile('REDIS_PASSWORD_FILE', redisPasswordFile) }
+      : {}),
+    ...(redisCaFile !== undefined ? { redisTlsCaPem: readCaFile('REDIS_TLS_CA_FILE', redisCaFile) } : {}),
+    redisPrefix,
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
   };
 }

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import cassandra from 'cassandra-driver';
+import type { CqlSecurity } from './config.ts';
 import type { Logger } from './logger.ts';
 
 export type CqlClient = cassandra.Client;
@@ -10,14 +11,34 @@ export function createCqlClient(opts: {
   contactPoints: string[];
   localDataCenter: string;
   keyspace?: string;
+  /** TLS and PasswordAuthenticator credentials (CommonConfig.cqlSecurity); omitted = plaintext, no auth (local stack). */
+  security?: CqlSecurity;
 }): CqlClient {
-  return new cassandra.Client({
+  return new cassandra.Client(cqlClientOptions(opts));
+}
+
+/** The driver options createCqlClient uses (exported so tests can check what TLS/auth settings become). */
+export function cqlClientOptions(opts: {
+  contactPoints: string[];
+  localDataCenter: string;
+  keyspace?: string;
+  security?: CqlSecurity;
+}): cassandra.ClientOptions {
+  const security = opts.security ?? { tls: false };
+  return {
     contactPoints: opts.contactPoints,
     localDataCenter: opts.localDataCenter,
     ...(opts.keyspace ? { keyspace: opts.keyspace } : {}),
+    // The node's certificate must verify (against caPem, or Node's CA bundle) and name the address dialled.
+    ...(security.tls
+      ? { sslOptions: { rejectUnauthorized: true, ...(security.caPem !== undefined ? { ca: [security.caPem] } : {}) } }
+      : {}),
+    ...(security.auth
+      ? { authProvider: new cassandra.auth.PlainTextAuthProvider(security.auth.username, security.auth.password) }
+      : {}),
     queryOptions: { consistency: cassandra.types.consistencies.localQuorum, prepare: true },
     socketOptions: { connectTimeout: 5000, readTimeout: 12000 },
-  });
+  };
 }
 
 /**

@@ -4,5 +4,6 @@ export * from './cql.ts';
 export * from './kafka.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
+export * from './redis.ts';
 export * from './shutdown.ts';
 export * from './topics.ts';

@@ -1,4 +1,5 @@
-import { type ISocketFactory, Kafka, type KafkaConfig, type LogEntry, logLevel } from 'kafkajs';
+import { type ISocketFactory, Kafka, type KafkaConfig, type LogEntry, logLevel, type SASLOptions } from 'kafkajs';
+import type { KafkaSecurity } from './config.ts';
 import type { Logger } from './logger.ts';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
@@ -10,10 +11,11 @@ const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
-/** A KafkaJS client whose logs go through the service's pino logger. */
-export function createKafka(opts: {
+export interface CreateKafkaOptions {
   clientId: string;
   brokers: string[];
+  /** TLS and SASL (CommonConfig.kafkaSecurity); omitted = plaintext without authentication (the local stack). */
+  security?: KafkaSecurity;
   logger: Logger;
   /** KafkaJS logs below this level are dropped (its INFO is chatty). */
   minLevel?: logLevel;
@@ -22,11 +24,24 @@ export function createKafka(opts: {
   retry?: KafkaConfig['retry'];
   /** Opens broker connections; tests use it to route every connection through a TCP proxy they control. */
   socketFactory?: ISocketFactory;
-}): Kafka {
+}
+
+/** A KafkaJS client whose logs go through the service's pino logger. */
+export function createKafka(opts: CreateKafkaOptions): Kafka {
+  return new Kafka(kafkaClientConfig(opts));
+}
+
+/** The KafkaJS configuration createKafka uses (exported so tests can check what TLS/SASL settings become). */
+export function kafkaClientConfig(opts: CreateKafkaOptions): KafkaConfig {
   const log = opts.logger.child({ component: 'kafkajs' });
-  return new Kafka({
+  const security = opts.security ?? { ssl: false };
+  const sasl = saslOptions(security, log);
+  return {
     clientId: opts.clientId,
     brokers: opts.brokers,
+    // rejectUnauthorized stays true: a broker certificate that does not verify is a refused connection.
+    ...(security.ssl ? { ssl: security.caPem !== undefined ? { ca: [security.caPem] } : true } : {}),
+    ...(sasl ? { sasl } : {}),
     connectionTimeout: opts.connectionTimeout ?? 3000,
     requestTimeout: opts.requestTimeout ?? 30000,
     retry: opts.retry ?? { initialRetryTime: 100, maxRetryTime: 2000, retries: 8 },
@@ -38,5 +53,41 @@ export function createKafka(opts: {
         const { message, ...rest } = entry;
         log[levels[level] ?? 'info'](rest, message);
       },
-  });
+  };
+}
+
+/** Refresh an MSK IAM token this long before it expires (tokens live 15 minutes). */
+const mskTokenRefreshMarginMs = 60_000;
+
+function saslOptions(security: KafkaSecurity, log: Logger): SASLOptions | undefined {
+  const sasl = security.sasl;
+  if (sasl === undefined) return undefined;
+  if (sasl.mechanism === 'scram-sha-512') {
+    return { mechanism: 'scram-sha-512', username: sasl.username, password: sasl.password };
+  }
+  // AWS MSK IAM: SASL/OAUTHBEARER with a token that is a SigV4-presigned kafka-cluster:Connect request, signed
+  // with the default credential chain (IRSA web identity in EKS). KafkaJS asks on every new connection's
+  // authentication; one token serves all connections until shortly before it expires.
+  let cached: { value: string; expiresAt: number } | undefined;
+  let pending: Promise<{ value: string }> | undefined;
+  const region = sasl.region;
+  return {
+    mechanism: 'oauthbearer',
+    oauthBearerProvider: async () => {
+      if (cached && cached.expiresAt - Date.now() > mskTokenRefreshMarginMs) return { value: cached.value };
+      pending ??= (async () => {
+        try {
+          // Loaded only when used: the AWS SDK is large and the local stack never needs it.
+          const { generateAuthToken } = await import('aws-msk-iam-sasl-signer-js');
+          const { token, expiryTime } = await generateAuthToken({ region });
+          cached = { value: token, expiresAt: expiryTime };
+          log.debug({ expiresAt: new Date(expiryTime).toISOString() }, 'new MSK IAM token');
+          return { value: token };
+        } finally {
+          pending = undefined;
+        }
+      })();
+      return pending;
+    },
+  };
 }

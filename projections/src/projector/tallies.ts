@@ -1,8 +1,7 @@
 import type { LiveSeries, ReadModelWriter, Results } from '@votestream/read-models';
 import { parseSeries, resultsFromTally, resultsKey } from '@votestream/read-models';
-import { invariant, type Logger } from '@votestream/runtime';
+import { invariant, type Logger, type RedisClient } from '@votestream/runtime';
 import type { TallyUpdate } from '@votestream/schemas';
-import type { Redis } from 'ioredis';
 import type { Consumer, EachBatchPayload } from 'kafkajs';
 import type { Counter, Histogram } from 'prom-client';
 import type { LivePublisher } from '../live/publisher.ts';
@@ -17,7 +16,7 @@ export interface TallyProjectorMetrics {
 /**
  * Projects the global `tallies` topic (read_committed) into the results read model (Redis, CAS on version)
  * and the live MQTT topics. One batch: decode, keep the newest tally per poll and merge every tally's
- * windows into the poll's series, write Redis in one pipeline, offer to the live publisher, then commit
+ * windows into the poll's series, write Redis (one CAS script per poll, sent together), offer to the live publisher, then commit
  * the batch's offsets. A failed write throws before the commit, so the batch is consumed again; every write
  * is idempotent, so a crash or a replay leaves the same state.
  */
@@ -30,7 +29,7 @@ export class TallyProjector {
       topic: string;
       decode: (buf: Buffer) => Promise<TallyUpdate>;
       writer: ReadModelWriter;
-      redis: Redis;
+      redis: RedisClient;
       redisPrefix: string;
       publisher: LivePublisher;
       seriesWindowsMax: number;
@@ -119,12 +118,12 @@ export class TallyProjector {
   private async loadSeries(pollIds: string[]): Promise<void> {
     const missing = pollIds.filter((id) => !this.series.has(id));
     if (missing.length === 0) return;
-    const pipeline = this.opts.redis.pipeline();
-    for (const id of missing) pipeline.hget(resultsKey(this.opts.redisPrefix, id), 'series');
-    const replies = (await pipeline.exec()) ?? [];
+    // Separate commands sent together, not a pipeline: each poll's key is in its own cluster slot.
+    const replies = await Promise.all(
+      missing.map((id) => this.opts.redis.hget(resultsKey(this.opts.redisPrefix, id), 'series')),
+    );
     missing.forEach((id, i) => {
-      const [err, json] = replies[i] ?? [new Error('no reply'), null];
-      if (err) throw err;
+      const json = replies[i];
       if (typeof json === 'string' && json !== '') this.seriesOf(id).seed(parseSeries(json));
     });
   }
