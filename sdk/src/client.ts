@@ -235,9 +235,11 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
         }
       }
       switch (step.action) {
-        case 'done':
+        case 'done': {
+          const outcome = entry.sent ? await confirmLostAnswer(entry, step.outcome, signal) : step.outcome;
           await outbox.remove(entry.pollId, entry.idempotencyKey);
-          return step.outcome;
+          return outcome;
+        }
         case 'keep':
           return step.outcome;
         case 'rechallenge':
@@ -259,6 +261,47 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
         }
       }
     }
+  }
+
+  /**
+   * A resend refused with poll_closed or already_voted may be the echo of our own earlier attempt whose 202 was lost.
+   * One receipt read settles it: COUNTED with this option means that attempt went through. PENDING is not proof (a
+   * guard can outlive an ingest crash between admission and the Kafka acknowledgement), so it keeps the refusal.
+   */
+  async function confirmLostAnswer(
+    entry: OutboxEntry,
+    outcome: VoteOutcome,
+    signal: AbortSignal | undefined,
+  ): Promise<VoteOutcome> {
+    if (outcome.kind !== 'poll_closed' && outcome.kind !== 'already_voted') return outcome;
+    try {
+      const token = await options.getToken();
+      const path = `/v1/polls/${encodeURIComponent(entry.pollId)}/votes/me`;
+      const answer = await request(
+        'GET',
+        path,
+        { authorization: `Bearer ${token}`, accept: jsonContentType },
+        undefined,
+        signal,
+      );
+      const step = classifyReceiptAnswer(entry.pollId, answer, true, now());
+      const r = step.outcome;
+      if (r.kind === 'receipt' && r.status === 'counted' && r.optionId === entry.optionId) {
+        return {
+          kind: 'accepted',
+          pollId: entry.pollId,
+          optionId: entry.optionId,
+          voteId: r.voteId,
+          idempotencyKey: entry.idempotencyKey,
+          replayed: true,
+          confirmedBy: 'receipt',
+        };
+      }
+    } catch {
+      if (signal?.aborted) throw signal.reason;
+      // The receipt could not be read: the refusal stands; nothing is claimed that was not seen.
+    }
+    return outcome;
   }
 
   function runExclusive(pollId: string, optionId: string, run: () => Promise<VoteOutcome>): Promise<VoteOutcome> {

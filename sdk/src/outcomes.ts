@@ -38,8 +38,21 @@ export type RefusalKind =
 export type TransientKind = 'rate_limited' | 'unavailable' | 'network_error' | 'server_error';
 
 export type VoteOutcome =
-  /** Ingest acknowledged the vote (202): it is durable in Kafka. `replayed` is true when the answer came from a resend. */
-  | { kind: 'accepted'; pollId: string; optionId: string; voteId: string; idempotencyKey: string; replayed: boolean }
+  /**
+   * The vote is durable in Kafka. `replayed`: the answer came to a resend. `confirmedBy: 'answer'` is ingest's 202;
+   * `'receipt'` means a resend was refused (`poll_closed` or `already_voted`: ingest checks the poll before the
+   * idempotency record) and the voter's receipt showed this very option already COUNTED, i.e. an earlier attempt
+   * whose answer was lost went through.
+   */
+  | {
+      kind: 'accepted';
+      pollId: string;
+      optionId: string;
+      voteId: string;
+      idempotencyKey: string;
+      replayed: boolean;
+      confirmedBy: 'answer' | 'receipt';
+    }
   /** This voter already has a vote in this poll. `voteId` is the vote that counts, when ingest names it. */
   | { kind: 'already_voted'; pollId: string; voteId: string | null; detail: string }
   | { kind: RefusalKind; pollId: string; status: number; detail: string }
@@ -126,6 +139,7 @@ export function classifyVoteAnswer(ctx: VoteRequestContext, answer: HttpAnswer, 
           voteId: b.voteId,
           idempotencyKey: ctx.idempotencyKey,
           replayed: ctx.resent,
+          confirmedBy: 'answer',
         },
       };
     }

@@ -123,6 +123,7 @@ test('a 202 is accepted with the server voteId; a resend that gets a 202 is mark
       voteId: 'v1',
       idempotencyKey: 'k-123456789',
       replayed: false,
+      confirmedBy: 'answer',
     },
   });
   const resent = classifyVoteAnswer({ ...ctx, resent: true }, { status: 202, retryAfter: null, body }, 0);

@@ -318,3 +318,57 @@ test('subjectOfToken reads sub from a JWT without trusting it, and null from any
   t.is(subjectOfToken('not-a-jwt'), null);
   t.is(subjectOfToken('a.!!!.c'), null);
 });
+
+test('a resend refused as poll_closed is confirmed as accepted when the receipt shows this option counted', async (t) => {
+  const storage = createMemoryStorage();
+  const down = fakeIngest(['network-error', 'network-error', 'network-error', 'network-error']);
+  const first = createVoterClient({
+    apiUrl: 'https://vote.example',
+    getToken: () => tokenFor('v'),
+    fetch: down.fetch,
+    storage,
+    retry: fast,
+  });
+  t.like(await first.castVote('p1', 'a'), { kind: 'network_error', queued: true });
+
+  const receipts = [
+    Response.json({ voteId: 'v-lost-answer', optionId: 'a', status: 'counted', reason: null }),
+    Response.json({ voteId: 'v-other', optionId: 'a', status: 'pending', reason: null }),
+  ];
+  const closed = fakeIngest([problem(409, 'poll_closed')]);
+  const fetch = async (input: string | URL | Request, init?: RequestInit) =>
+    String(input).endsWith('/votes/me') ? (receipts.shift() as Response) : closed.fetch(input, init);
+  const second = createVoterClient({
+    apiUrl: 'https://vote.example',
+    getToken: () => tokenFor('v'),
+    fetch,
+    storage,
+    retry: fast,
+  });
+  t.like(await second.flushOutbox(), [
+    { outcome: { kind: 'accepted', voteId: 'v-lost-answer', replayed: true, confirmedBy: 'receipt' } },
+  ]);
+
+  // PENDING is no proof: the refusal stands.
+  const down2 = fakeIngest(['network-error', 'network-error', 'network-error', 'network-error']);
+  const third = createVoterClient({
+    apiUrl: 'https://vote.example',
+    getToken: () => tokenFor('v'),
+    fetch: down2.fetch,
+    storage,
+    retry: fast,
+  });
+  t.like(await third.castVote('p2', 'a'), { kind: 'network_error' });
+  const closed2 = fakeIngest([problem(409, 'poll_closed')]);
+  const fetch2 = async (input: string | URL | Request, init?: RequestInit) =>
+    String(input).endsWith('/votes/me') ? (receipts.shift() as Response) : closed2.fetch(input, init);
+  const fourth = createVoterClient({
+    apiUrl: 'https://vote.example',
+    getToken: () => tokenFor('v'),
+    fetch: fetch2,
+    storage,
+    retry: fast,
+  });
+  t.like(await fourth.flushOutbox(), [{ outcome: { kind: 'poll_closed' } }]);
+  t.deepEqual(await fourth.pendingVotes(), []);
+});
