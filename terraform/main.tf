@@ -93,6 +93,7 @@ module "scylla" {
   client_security_group_ids = [module.eks.cluster_security_group_id]
   ebs_kms_key_arn           = module.kms.key_arns["ebs"]
   backup_bucket_kms_key_arn = module.kms.key_arns["backup"]
+  secrets_kms_key_arn       = module.kms.key_arns["secrets"]
 }
 
 module "redis" {
@@ -140,6 +141,9 @@ module "platform" {
   cql_datacenter        = module.scylla.datacenter
   cql_keyspace          = var.cql_keyspace
   cql_replication       = module.scylla.replication
+  cql_ca_cert_pem       = module.scylla.ca_cert_pem
+  cql_username          = module.scylla.cql_service_username
+  cql_secret_arn        = module.scylla.cql_service_secret_arn
   redis_endpoint        = module.redis.configuration_endpoint
   redis_auth_secret_arn = module.redis.auth_secret_arn
   secrets_kms_key_arn   = module.kms.key_arns["secrets"]

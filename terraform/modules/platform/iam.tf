@@ -65,9 +65,9 @@ locals {
   }
 
   service_secrets = {
-    ingest      = [aws_secretsmanager_secret.altcha.arn, var.redis_auth_secret_arn]
-    stream      = []
-    projections = [aws_secretsmanager_secret.mqtt_projections.arn, var.redis_auth_secret_arn]
+    ingest      = [aws_secretsmanager_secret.altcha.arn, var.redis_auth_secret_arn, var.cql_secret_arn]
+    stream      = [var.cql_secret_arn]
+    projections = [aws_secretsmanager_secret.mqtt_projections.arn, var.redis_auth_secret_arn, var.cql_secret_arn]
   }
 }
 

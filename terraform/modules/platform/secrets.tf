@@ -1,6 +1,7 @@
 # Service secrets. Source of truth is Secrets Manager (KMS-encrypted); the same values are mirrored into
 # Kubernetes secrets (etcd envelope-encrypted with the cluster's KMS key) that pods mount as files, which is
-# how the services read them (ALTCHA_HMAC_KEY_FILE, MQTT_PASSWORD_FILE).
+# how the services read them (ALTCHA_HMAC_KEY_FILE, MQTT_PASSWORD_FILE, REDIS_PASSWORD_FILE, CQL_PASSWORD_FILE;
+# CQL_TLS_CA_FILE is the ScyllaDB CA certificate, not a secret, mounted from the same volume for simplicity).
 
 resource "random_id" "altcha" {
   byte_length = 32
@@ -35,6 +36,10 @@ data "aws_secretsmanager_secret_version" "redis_auth" {
   secret_id = var.redis_auth_secret_arn
 }
 
+data "aws_secretsmanager_secret_version" "cql" {
+  secret_id = var.cql_secret_arn
+}
+
 data "aws_secretsmanager_secret_version" "apicurio" {
   secret_id = var.apicurio_secret_arn
 }
@@ -60,8 +65,22 @@ resource "kubernetes_secret_v1" "ingest" {
     namespace = kubernetes_namespace_v1.votestream.metadata[0].name
   }
   data = {
-    "altcha-hmac.key" = random_id.altcha.hex
-    "redis-url"       = "rediss://:${data.aws_secretsmanager_secret_version.redis_auth.secret_string}@${var.redis_endpoint}:6379"
+    "altcha-hmac.key"  = random_id.altcha.hex
+    "redis-auth.token" = data.aws_secretsmanager_secret_version.redis_auth.secret_string
+    "cql.password"     = data.aws_secretsmanager_secret_version.cql.secret_string
+    "scylla-ca.crt"    = var.cql_ca_cert_pem
+  }
+}
+
+# The stream processors and the migration job need only CQL's password and CA.
+resource "kubernetes_secret_v1" "stream" {
+  metadata {
+    name      = "stream"
+    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
+  }
+  data = {
+    "cql.password"  = data.aws_secretsmanager_secret_version.cql.secret_string
+    "scylla-ca.crt" = var.cql_ca_cert_pem
   }
 }
 
@@ -72,7 +91,9 @@ resource "kubernetes_secret_v1" "projections" {
   }
   data = {
     "mqtt-projections.password" = random_password.mqtt_projections.result
-    "redis-url"                 = "rediss://:${data.aws_secretsmanager_secret_version.redis_auth.secret_string}@${var.redis_endpoint}:6379"
+    "redis-auth.token"          = data.aws_secretsmanager_secret_version.redis_auth.secret_string
+    "cql.password"              = data.aws_secretsmanager_secret_version.cql.secret_string
+    "scylla-ca.crt"             = var.cql_ca_cert_pem
   }
 }
 

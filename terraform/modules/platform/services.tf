@@ -2,15 +2,32 @@
 # spread over the 3 zones. One image, three commands (compose/docker-compose.yml runs the same commands).
 
 locals {
+  # What loadCommonConfig (libs/runtime/src/config.ts) reads. Files are under /secrets, the pod's secret volume.
   common_env = {
-    KAFKA_BROKERS       = var.kafka_brokers_iam
-    SCHEMA_REGISTRY_URL = "http://apicurio.votestream.svc.cluster.local:8080/apis/ccompat/v7"
-    TOPIC_PREFIX        = var.topic_prefix
-    CQL_CONTACT_POINTS  = join(",", var.cql_contact_points)
-    CQL_LOCAL_DC        = var.cql_datacenter
-    CQL_KEYSPACE        = var.cql_keyspace
-    REDIS_PREFIX        = "vs:"
-    LOG_LEVEL           = "info"
+    # MSK: TLS + IAM (SASL/OAUTHBEARER, tokens signed with the pod's IRSA credentials in AWS_REGION).
+    KAFKA_BROKERS        = var.kafka_brokers_iam
+    KAFKA_SSL            = "true"
+    KAFKA_SASL_MECHANISM = "aws-msk-iam"
+    AWS_REGION           = var.region
+    SCHEMA_REGISTRY_URL  = "http://apicurio.votestream.svc.cluster.local:8080/apis/ccompat/v7"
+    TOPIC_PREFIX         = var.topic_prefix
+    # ScyllaDB: client TLS verified against the module's CA, PasswordAuthenticator.
+    CQL_CONTACT_POINTS = join(",", var.cql_contact_points)
+    CQL_LOCAL_DC       = var.cql_datacenter
+    CQL_KEYSPACE       = var.cql_keyspace
+    CQL_TLS            = "true"
+    CQL_TLS_CA_FILE    = "/secrets/scylla-ca.crt"
+    CQL_USERNAME       = var.cql_username
+    CQL_PASSWORD_FILE  = "/secrets/cql.password"
+    REDIS_PREFIX       = "vs:"
+    LOG_LEVEL          = "info"
+  }
+  # ElastiCache cluster mode over TLS with the AUTH token; only ingest and projections use Redis (the stream's
+  # config would read REDIS_PASSWORD_FILE too, and it has no such file).
+  redis_env = {
+    REDIS_URL           = "rediss://${var.redis_endpoint}:6379"
+    REDIS_CLUSTER       = "true"
+    REDIS_PASSWORD_FILE = "/secrets/redis-auth.token"
   }
 
   deployables = {
@@ -24,13 +41,13 @@ locals {
       cpu      = "1800m"
       memory   = "2Gi"
       secret   = "ingest"
-      env = {
+      env = merge(local.redis_env, {
         INGEST_PORT          = "8080"
         TRUST_PROXY_HOPS     = "1" # the ALB appends the client address to X-Forwarded-For
         JWT_JWKS_URL         = var.jwt_jwks_url
         ALTCHA_HMAC_KEY_FILE = "/secrets/altcha-hmac.key"
         CHALLENGE_POLICY     = "required"
-      }
+      })
     }
     # Stage 1: dedupe tasks, one per votes partition; pods share them through the consumer group.
     stream-dedupe = {
@@ -42,7 +59,7 @@ locals {
       probe    = "/health"
       cpu      = "1800m"
       memory   = "6Gi" # dedupe state of its tasks, see docs/capacity.md
-      secret   = ""
+      secret   = "stream"
       env = {
         STREAM_STAGES                = "dedupe"
         STREAM_APPLICATION_ID        = var.stream_application_id
@@ -60,7 +77,7 @@ locals {
       probe    = "/health"
       cpu      = "1000m"
       memory   = "1Gi"
-      secret   = ""
+      secret   = "stream"
       env = {
         STREAM_STAGES                = "tally,sink"
         STREAM_APPLICATION_ID        = var.stream_application_id
@@ -78,7 +95,7 @@ locals {
       cpu      = "1800m"
       memory   = "2Gi"
       secret   = "projections"
-      env = {
+      env = merge(local.redis_env, {
         HTTP_PORT          = "8090"
         MQTT_URL           = "mqtt://emqx.emqx.svc.cluster.local:1883"
         MQTT_USERNAME      = "projections"
@@ -87,7 +104,7 @@ locals {
         # 2 messages per poll per topic per second, not the code's default 10: the fan-out to tens of millions
         # of subscribers is the largest byte stream of the system (docs/capacity.md, MQTT).
         LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX = "2"
-      }
+      })
     }
   }
 }
@@ -169,19 +186,6 @@ resource "kubernetes_deployment_v1" "service" {
             content {
               name  = env.key
               value = env.value
-            }
-          }
-
-          dynamic "env" {
-            for_each = each.value.secret != "" ? [1] : []
-            content {
-              name = "REDIS_URL"
-              value_from {
-                secret_key_ref {
-                  name = each.value.secret
-                  key  = "redis-url"
-                }
-              }
             }
           }
 
@@ -307,6 +311,18 @@ resource "kubernetes_job_v1" "migrate" {
               name  = env.key
               value = env.value
             }
+          }
+          volume_mount {
+            name       = "secrets"
+            mount_path = "/secrets"
+            read_only  = true
+          }
+        }
+        # CQL_PASSWORD_FILE and CQL_TLS_CA_FILE (same CQL role as the services).
+        volume {
+          name = "secrets"
+          secret {
+            secret_name = kubernetes_secret_v1.stream.metadata[0].name
           }
         }
       }

@@ -79,6 +79,21 @@ variable "cql_replication" {
   type        = string
 }
 
+variable "cql_ca_cert_pem" {
+  description = "CA certificate of the ScyllaDB nodes (mounted as CQL_TLS_CA_FILE)."
+  type        = string
+}
+
+variable "cql_username" {
+  description = "CQL role of the services and the migration job (CQL_USERNAME)."
+  type        = string
+}
+
+variable "cql_secret_arn" {
+  description = "Secrets Manager secret with that role's password (mounted as CQL_PASSWORD_FILE)."
+  type        = string
+}
+
 variable "redis_endpoint" {
   description = "ElastiCache configuration endpoint."
   type        = string

@@ -61,6 +61,17 @@ variable "ebs_kms_key_arn" {
   type        = string
 }
 
+variable "secrets_kms_key_arn" {
+  description = "KMS key of the TLS material and CQL credential secrets."
+  type        = string
+}
+
+variable "cql_service_username" {
+  description = "CQL role the services and the migration job log in as (CQL_USERNAME)."
+  type        = string
+  default     = "votestream"
+}
+
 variable "backup_bucket_kms_key_arn" {
   description = "KMS key of the backup bucket (scylla-manager backups)."
   type        = string
@@ -79,6 +90,8 @@ data "aws_ami" "scylla" {
     values = ["x86_64"]
   }
 }
+
+data "aws_region" "current" {}
 
 locals {
   ami = var.ami_id != "" ? var.ami_id : data.aws_ami.scylla[0].id
@@ -165,6 +178,83 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "backup" {
   }
 }
 
+# Client and inter-node TLS: a private CA (its key lives only in the encrypted Terraform state) signs one
+# certificate per node that names the node's fixed address, because the services dial the contact points by
+# IP and verify the certificate against this CA (CQL_TLS_CA_FILE) and the address (Node's TLS hostname check).
+resource "tls_private_key" "ca" {
+  algorithm   = "ECDSA"
+  ecdsa_curve = "P256"
+}
+
+resource "tls_self_signed_cert" "ca" {
+  private_key_pem       = tls_private_key.ca.private_key_pem
+  is_ca_certificate     = true
+  validity_period_hours = 24 * 365 * 5
+  allowed_uses          = ["cert_signing", "crl_signing"]
+  subject {
+    common_name  = "${var.name} ScyllaDB CA"
+    organization = "votestream"
+  }
+}
+
+resource "tls_private_key" "node" {
+  for_each    = { for n in local.nodes : n.key => n }
+  algorithm   = "ECDSA"
+  ecdsa_curve = "P256"
+}
+
+resource "tls_cert_request" "node" {
+  for_each        = { for n in local.nodes : n.key => n }
+  private_key_pem = tls_private_key.node[each.key].private_key_pem
+  ip_addresses    = [each.value.ip]
+  subject {
+    common_name = each.value.ip
+  }
+}
+
+resource "tls_locally_signed_cert" "node" {
+  for_each              = { for n in local.nodes : n.key => n }
+  cert_request_pem      = tls_cert_request.node[each.key].cert_request_pem
+  ca_private_key_pem    = tls_private_key.ca.private_key_pem
+  ca_cert_pem           = tls_self_signed_cert.ca.cert_pem
+  validity_period_hours = 24 * 365 * 2
+  allowed_uses          = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
+}
+
+# Each node's key, certificate and the CA, read once at first boot by post_configuration_script.
+resource "aws_secretsmanager_secret" "node_tls" {
+  for_each   = { for n in local.nodes : n.key => n }
+  name       = "${var.name}/scylla/tls/${each.key}"
+  kms_key_id = var.secrets_kms_key_arn
+}
+
+resource "aws_secretsmanager_secret_version" "node_tls" {
+  for_each  = { for n in local.nodes : n.key => n }
+  secret_id = aws_secretsmanager_secret.node_tls[each.key].id
+  secret_string = jsonencode({
+    crt = tls_locally_signed_cert.node[each.key].cert_pem
+    key = tls_private_key.node[each.key].private_key_pem
+    ca  = tls_self_signed_cert.ca.cert_pem
+  })
+}
+
+# The services' CQL role (PasswordAuthenticator). Terraform makes the password; the role itself is created in
+# ScyllaDB once, by an operator with the superuser (see terraform/README.md, gaps).
+resource "random_password" "cql_service" {
+  length  = 40
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "cql_service" {
+  name       = "${var.name}/scylla/cql-${var.cql_service_username}"
+  kms_key_id = var.secrets_kms_key_arn
+}
+
+resource "aws_secretsmanager_secret_version" "cql_service" {
+  secret_id     = aws_secretsmanager_secret.cql_service.id
+  secret_string = random_password.cql_service.result
+}
+
 data "aws_iam_policy_document" "assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -188,6 +278,14 @@ data "aws_iam_policy_document" "node" {
   statement {
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [var.backup_bucket_kms_key_arn]
+  }
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [for s in aws_secretsmanager_secret.node_tls : s.arn]
+  }
+  statement {
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
   }
 }
 
@@ -255,7 +353,16 @@ resource "aws_instance" "node" {
       #!/bin/bash
       set -euo pipefail
       printf 'dc=%s\nrack=%s\nprefer_local=true\n' '${var.datacenter}' '${each.value.az}' > /etc/scylla/cassandra-rackdc.properties
-      # Node TLS material is fetched from Secrets Manager by the bootstrap role (issued by the private CA).
+      # This node's TLS material (tls_locally_signed_cert.node, signed by this module's CA) from Secrets Manager.
+      # Needs the aws CLI and jq on the AMI (not tried; see terraform/README.md).
+      mkdir -p /etc/scylla/tls
+      secret=$(aws secretsmanager get-secret-value --region '${data.aws_region.current.name}' \
+        --secret-id '${var.name}/scylla/tls/${each.key}' --query SecretString --output text)
+      jq -r .crt <<<"$secret" > /etc/scylla/tls/node.crt
+      jq -r .key <<<"$secret" > /etc/scylla/tls/node.key
+      jq -r .ca <<<"$secret" > /etc/scylla/tls/ca.crt
+      chown -R scylla:scylla /etc/scylla/tls
+      chmod 600 /etc/scylla/tls/node.key
     SCRIPT
     )
   })
@@ -270,6 +377,9 @@ resource "aws_instance" "node" {
   lifecycle {
     ignore_changes = [ami, user_data]
   }
+
+  # The first boot reads the node's TLS secret.
+  depends_on = [aws_secretsmanager_secret_version.node_tls, aws_iam_role_policy.node]
 }
 
 output "contact_points" {
@@ -285,6 +395,21 @@ output "datacenter" {
 output "replication" {
   description = "Keyspace replication for `npm run migrate` (CQL_REPLICATION)."
   value       = "{'class': 'NetworkTopologyStrategy', '${var.datacenter}': 3}"
+}
+
+output "ca_cert_pem" {
+  description = "CA certificate of the nodes' CQL TLS certificates (CQL_TLS_CA_FILE of the services)."
+  value       = tls_self_signed_cert.ca.cert_pem
+}
+
+output "cql_service_username" {
+  description = "CQL role of the services (CQL_USERNAME)."
+  value       = var.cql_service_username
+}
+
+output "cql_service_secret_arn" {
+  description = "Secrets Manager secret with the services' CQL password (CQL_PASSWORD_FILE)."
+  value       = aws_secretsmanager_secret.cql_service.arn
 }
 
 output "security_group_id" {
