@@ -250,9 +250,10 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
     );
   }
   const answer = { voteId, pollId, optionId: body.optionId, status: 'accepted' as const };
-  // Best effort: if Redis lost this write, a retry with the same key sees already_voted instead of the replay.
+  // Best effort: if Redis lost this write, the pending guard and record expire after VOTE_PENDING_TTL_S and a
+  // resend is admitted again; the stream's dedupe then rejects the second copy as a duplicate.
   await ctx.guards
-    .complete(keys.idem, { s: 'D', b: request, v: voteId, r: answer })
+    .complete(keys, guardValue, { s: 'D', b: request, v: voteId, r: answer })
     .catch((err: unknown) => ctx.logger.warn({ err }, 'could not store the idempotent answer'));
   ctx.metrics.votes.inc({ outcome: 'accepted' });
   ctx.metrics.voteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
@@ -498,6 +499,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     guards: createVoteGuards(redis, config.redisPrefix, {
       guardS: config.voteGuardTtlS,
       idempotencyS: config.idempotencyTtlS,
+      pendingS: config.votePendingTtlS,
     }),
     catalog,
     pollAdmin: new PollAdmin(producer, topics.polls, serde.encoder('PollEvent'), catalog, redis, config.redisPrefix),

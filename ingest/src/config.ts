@@ -46,6 +46,12 @@ export interface IngestConfig extends CommonConfig {
   /** How long the per-voter vote guard and idempotency records live in Redis. */
   voteGuardTtlS: number;
   idempotencyTtlS: number;
+  /**
+   * How long a vote's guard and idempotency record live while its produce is in flight. Only after Kafka's
+   * acknowledgement are they extended to their full TTLs, so an ingest process that dies mid-produce (SIGKILL,
+   * OOM, lost node) blocks its voter for at most this long, never for days. Longer than the produce timeout.
+   */
+  votePendingTtlS: number;
   /** Bytes; larger bodies are refused with 400 invalid_body before parsing. */
   bodyLimitBytes: number;
   /** SIGTERM: the longest the drain may take before the process exits anyway. */
@@ -102,6 +108,7 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     produceBackoffMs: r.int('PRODUCE_BACKOFF_MS', 1000, { min: 0, max: 60_000 }),
     voteGuardTtlS: r.int('VOTE_GUARD_TTL_S', 7 * 24 * 3600, { min: 60 }),
     idempotencyTtlS: r.int('IDEMPOTENCY_TTL_S', 24 * 3600, { min: 60 }),
+    votePendingTtlS: r.int('VOTE_PENDING_TTL_S', 30, { min: 2, max: 3600 }),
     bodyLimitBytes: r.int('BODY_LIMIT_BYTES', 4096, { min: 256, max: 1_048_576 }),
     shutdownDrainMs: r.int('SHUTDOWN_DRAIN_MS', 15_000, { min: 100 }),
   };

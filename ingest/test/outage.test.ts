@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
 import { startIngest } from '../src/index.ts';
-import { createPoll, readTopic, silent, solvedChallenge, testEnv, vote } from './helpers.ts';
+import { createPoll, readTopic, silent, solvedChallenge, type TestEnv, testEnv, vote } from './helpers.ts';
 
 /** A TCP proxy in front of the real broker that the test can cut and restore. */
 function kafkaProxy(target = { host: '127.0.0.1', port: 9092 }) {
@@ -53,6 +53,59 @@ function kafkaProxy(target = { host: '127.0.0.1', port: 9092 }) {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** ingest/src/main.ts as its own process, on env's topics, Redis prefix and keys; resolves when ready. */
+async function spawnIngest(env: TestEnv, extra: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-test-'));
+  writeFileSync(join(dir, 'jwt.pem'), env.config.jwtPublicKeyPem as string);
+  writeFileSync(join(dir, 'altcha.key'), env.config.altchaHmacKey);
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
+    env: {
+      ...process.env,
+      INGEST_PORT: String(port),
+      TOPIC_PREFIX: env.prefix,
+      REDIS_PREFIX: env.config.redisPrefix,
+      CQL_KEYSPACE: env.config.cqlKeyspace,
+      JWT_PUBLIC_KEY_FILE: join(dir, 'jwt.pem'),
+      ALTCHA_HMAC_KEY_FILE: join(dir, 'altcha.key'),
+      ALTCHA_MAX_NUMBER: '1000',
+      LOG_LEVEL: 'warn',
+      ...extra,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const startBy = Date.now() + 90_000;
+  while (Date.now() < startBy) {
+    const ok = await fetch(`${url}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) break;
+    if (child.exitCode !== null) throw new Error(`ingest exited with ${child.exitCode} before it was ready`);
+    await sleep(250);
+  }
+  return { child, exited, url };
+}
+
+/** Waits until `n` votes sit in ingest's produce batcher (admitted in Redis, not yet sent to Kafka). */
+async function votesInFlight(url: string, n: number): Promise<void> {
+  const by = Date.now() + 30_000;
+  while (Date.now() < by) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
+    if (m && Number(m[1]) === n) return;
+    await sleep(20);
+  }
+  throw new Error(`${n} votes never were in flight`);
+}
 
 test.serial(
   'Kafka unreachable mid-test: votes get 503, every 202 is in the topic, and votes succeed again once it is back',
@@ -149,58 +202,18 @@ test.serial(
       for (const fn of cleanup) await fn();
     });
     const env = await testEnv((fn) => cleanup.push(fn));
-    const dir = mkdtempSync(join(tmpdir(), 'ingest-test-'));
-    writeFileSync(join(dir, 'jwt.pem'), env.config.jwtPublicKeyPem as string);
-    writeFileSync(join(dir, 'altcha.key'), env.config.altchaHmacKey);
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-    const child = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
-      env: {
-        ...process.env,
-        INGEST_PORT: String(port),
-        TOPIC_PREFIX: env.prefix,
-        REDIS_PREFIX: env.config.redisPrefix,
-        CQL_KEYSPACE: env.config.cqlKeyspace,
-        JWT_PUBLIC_KEY_FILE: join(dir, 'jwt.pem'),
-        ALTCHA_HMAC_KEY_FILE: join(dir, 'altcha.key'),
-        ALTCHA_MAX_NUMBER: '1000',
-        // A long linger keeps the votes in the batcher long enough to send SIGTERM while they wait there.
-        PRODUCE_LINGER_MS: '1000',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // A long linger keeps the votes in the batcher long enough to send SIGTERM while they wait there.
+    const { child, exited, url } = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000' });
     cleanup.unshift(async () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
-    const url = `http://127.0.0.1:${port}`;
-    const startBy = Date.now() + 90_000;
-    while (Date.now() < startBy) {
-      const ok = await fetch(`${url}/readyz`).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-      if (ok) break;
-      await sleep(250);
-    }
     const { pollId } = await createPoll(url, await env.admin());
     const ballots = await Promise.all(
       Array.from({ length: 20 }, async () => ({ token: await env.voter(), altcha: await solvedChallenge(url) })),
     );
     const pending = ballots.map((b) => vote(url, pollId, b));
     // Wait until the votes sit in the batcher, then ask the process to stop.
-    const inFlightBy = Date.now() + 30_000;
-    while (Date.now() < inFlightBy) {
-      const text = await (await fetch(`${url}/metrics`)).text();
-      const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
-      if (m && Number(m[1]) === 20) break;
-      await sleep(20);
-    }
+    await votesInFlight(url, 20);
     child.kill('SIGTERM');
     const results = await Promise.all(pending);
     t.deepEqual(
@@ -212,5 +225,77 @@ test.serial(
     const ids = results.map((r) => r.body.voteId as string).sort();
     const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) => r.length >= 20);
     t.deepEqual(records.map((v) => v.voteId).sort(), ids);
+  },
+);
+
+test.serial(
+  'an ingest process killed between admitting a vote and Kafka acknowledging it frees the voter: the retry with the same key is accepted once',
+  async (t) => {
+    const cleanup: (() => Promise<unknown>)[] = [];
+    t.teardown(async () => {
+      for (const fn of cleanup) await fn();
+    });
+    const env = await testEnv((fn) => cleanup.push(fn));
+    // A long linger (the maximum, 1 s) holds the admitted vote in the batcher, so the kill normally lands before
+    // anything reaches Kafka.
+    const first = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000', VOTE_PENDING_TTL_S: '3' });
+    cleanup.unshift(async () => {
+      if (first.child.exitCode === null) first.child.kill('SIGKILL');
+    });
+    const { pollId } = await createPoll(first.url, await env.admin());
+    const voterId = `voter-${randomUUID()}`;
+    const token = await env.voter(voterId);
+    const key = randomUUID();
+    const lost = vote(first.url, pollId, {
+      token,
+      idempotencyKey: key,
+      altcha: await solvedChallenge(first.url),
+    }).catch((err: unknown) => err);
+    await votesInFlight(first.url, 1);
+    first.child.kill('SIGKILL');
+    t.true((await lost) instanceof Error, 'the voter never got an answer');
+    await first.exited;
+
+    const second = await spawnIngest(env, { VOTE_PENDING_TTL_S: '3' });
+    cleanup.unshift(async () => {
+      if (second.child.exitCode === null) second.child.kill('SIGKILL');
+    });
+    // Until the dead process's pending guard expires, a resend is told to come back later, never lost.
+    let answer = await vote(second.url, pollId, {
+      token,
+      idempotencyKey: key,
+      altcha: await solvedChallenge(second.url),
+    });
+    const deadline = Date.now() + 30_000;
+    while (answer.status === 503 && Date.now() < deadline) {
+      t.is(answer.body.code, 'unavailable');
+      await sleep(500);
+      answer = await vote(second.url, pollId, {
+        token,
+        idempotencyKey: key,
+        altcha: await solvedChallenge(second.url),
+      });
+    }
+    t.is(answer.status, 202, JSON.stringify(answer.body));
+    const again = await vote(second.url, pollId, {
+      token,
+      idempotencyKey: key,
+      altcha: await solvedChallenge(second.url),
+    });
+    t.deepEqual([again.status, again.body.voteId], [202, answer.body.voteId]);
+
+    const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
+    const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) =>
+      r.some((v) => v.voteId === answer.body.voteId),
+    );
+    const mine = records.filter((v) => v.voterId === voterId);
+    t.true(
+      mine.some((v) => v.voteId === answer.body.voteId),
+      'the accepted vote is in the topic',
+    );
+    // Had the killed process's batch left before the kill, its copy is there too, under the same key: the
+    // stream's dedupe counts the first and rejects the other. Nothing else of this voter's is in the topic.
+    t.true(mine.length <= 2 && mine.every((v) => v.idempotencyKey === key), JSON.stringify(mine));
+    t.log(mine.length === 1 ? 'the killed process had sent nothing' : 'the killed process had already sent its copy');
   },
 );

@@ -36,6 +36,16 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
 return {'ok'}
 `;
 
+/**
+ * After Kafka acknowledged the vote: the guard gets its full TTL (only if it is still ours) and the idempotency
+ * record becomes the final answer to replay.
+ */
+const completeLua = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+return 1
+`;
+
 /** Deletes a key only if it still holds the value we wrote (never someone else's guard). */
 const compareAndDeleteLua = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -52,6 +62,14 @@ type GuardRedis = RedisClient & {
     idemTtl: number,
   ): Promise<[string, string?]>;
   vsCompareAndDelete(key: string, value: string): Promise<number>;
+  vsComplete(
+    votedKey: string,
+    idemKey: string,
+    guard: string,
+    guardTtl: number,
+    record: string,
+    idemTtl: number,
+  ): Promise<number>;
 };
 
 export interface VoteGuards {
@@ -68,8 +86,11 @@ export interface VoteGuards {
     challengeId: string | null;
     challengeTtlS: number;
   }): Promise<Admission>;
-  /** After a 202: the idempotency record answers future retries with the same body. */
-  complete(idem: string, record: IdempotencyRecord): Promise<void>;
+  /**
+   * After Kafka acknowledged the vote, before the 202: the guard is kept for its full TTL and the idempotency
+   * record answers future retries with the same body. Until then both live only VOTE_PENDING_TTL_S.
+   */
+  complete(keys: { voted: string; idem: string }, guardValue: string, record: IdempotencyRecord): Promise<void>;
   /** After a failed produce: release everything so the voter can retry. */
   release(a: {
     voted: string;
@@ -86,12 +107,13 @@ export interface VoteGuards {
 export function createVoteGuards(
   redis: RedisClient,
   prefix: string,
-  ttl: { guardS: number; idempotencyS: number },
+  ttl: { guardS: number; idempotencyS: number; pendingS: number },
 ): VoteGuards {
   const r = redis as GuardRedis;
   if (typeof r.vsAdmit !== 'function') {
     redis.defineCommand('vsAdmit', { numberOfKeys: 2, lua: admitLua });
     redis.defineCommand('vsCompareAndDelete', { numberOfKeys: 1, lua: compareAndDeleteLua });
+    redis.defineCommand('vsComplete', { numberOfKeys: 2, lua: completeLua });
   }
   const challengeKey = (id: string) => `${prefix}altcha:${id}`;
   const votedKey = (pollId: string, voterId: string) => `${prefix}voted:{${pollId}/${voterId}}`;
@@ -103,7 +125,8 @@ export function createVoteGuards(
     async admit(a) {
       const voteId = a.guardValue.slice(0, a.guardValue.indexOf('|'));
       const [admitted, challengeFresh] = await Promise.all([
-        r.vsAdmit(a.idem, a.voted, a.guardValue, a.idemPending, ttl.guardS, ttl.idempotencyS),
+        // Both keys expire after pendingS unless complete() runs: a process that dies mid-produce frees its voter.
+        r.vsAdmit(a.idem, a.voted, a.guardValue, a.idemPending, ttl.pendingS, ttl.pendingS),
         a.challengeId === null
           ? Promise.resolve(true)
           : redis
@@ -125,8 +148,8 @@ export function createVoteGuards(
       }
       return { kind: 'admitted' };
     },
-    async complete(idem, record) {
-      await redis.set(idem, JSON.stringify(record), 'EX', ttl.idempotencyS);
+    async complete(keys, guardValue, record) {
+      await r.vsComplete(keys.voted, keys.idem, guardValue, ttl.guardS, JSON.stringify(record), ttl.idempotencyS);
     },
     async release(a) {
       await Promise.all([
