@@ -157,7 +157,9 @@ try {
   }));
 
   const port = await freePort();
-  const profile = process.env.BENCH_CPU_PROF_DIR ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof'] : [];
+  const profile = process.env.BENCH_CPU_PROF_DIR
+    ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof']
+    : [];
   const ingest = spawn(process.execPath, [...profile, '--import', 'tsx', 'ingest/src/main.ts'], {
     env: {
       ...process.env,

@@ -22,7 +22,7 @@ export class PollCatalog {
   private waiters: Array<() => void> = [];
 
   constructor(
-    private readonly kafka: Kafka,
+    kafka: Kafka,
     private readonly admin: Admin,
     private readonly topic: string,
     private readonly serde: AvroSerde,
