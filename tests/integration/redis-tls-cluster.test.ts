@@ -92,7 +92,9 @@ test('cluster over TLS: admission script, rate limits, CAS writes and the start-
 
   const prefix = 'vs:';
   // Ingest's admission script (2 keys under one {poll/voter} tag) for voters whose slots cover every master.
-  const guards = createVoteGuards(redis, prefix, { guardS: 600, idempotencyS: 600 });
+  // A variable, not a literal: the TTL fields grow as ingest evolves (pendingS), and extra ones are harmless.
+  const ttl = { guardS: 600, idempotencyS: 600, pendingS: 600 };
+  const guards = createVoteGuards(redis, prefix, ttl);
   const votersPerMaster = new Map<string, number>();
   for (let i = 0; i < 60; i++) {
     const keys = guards.keys(`poll-${i % 7}`, `voter-${i}`, `idem-${i}`);

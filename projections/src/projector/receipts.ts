@@ -32,7 +32,7 @@ export class ReceiptProjector {
     });
   }
 
-  private async onBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
     const decisions: VoteDecision[] = [];
     for (const message of batch.messages) {
@@ -46,6 +46,9 @@ export class ReceiptProjector {
     await this.opts.writer.writeReceipts(decisions);
     stop();
     this.opts.metrics.records.inc({ topic: 'vote-decisions' }, decisions.length);
+    // Resolve too: with eachBatchAutoResolve off, KafkaJS fetches from the last resolved offset, so a batch that
+    // is only committed is fetched and processed again, forever.
+    resolveOffset(batch.lastOffset());
     await this.opts.consumer.commitOffsets([
       { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() },
     ]);

@@ -52,7 +52,7 @@ export class TallyProjector {
     });
   }
 
-  private async onBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
     const { metrics, writer } = this.opts;
     const newestByPoll = new Map<string, TallyUpdate>();
@@ -91,6 +91,9 @@ export class TallyProjector {
     });
     // Offsets only after the writes succeeded (the commit is the next offset to read).
     const last = batch.lastOffset();
+    // Resolve too: with eachBatchAutoResolve off, KafkaJS fetches from the last resolved offset, so a batch that
+    // is only committed is fetched and processed again, forever.
+    resolveOffset(last);
     await this.opts.consumer.commitOffsets([
       { topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() },
     ]);
