@@ -1,0 +1,238 @@
+// Final tallies on the real stack: one poll closes at its closesAt, another is closed by a CLOSED PollEvent.
+// No vote carries an event time past close + grace, so only the idle watermark (wall clock minus
+// STREAM_IDLE_TIMEOUT_MS on a caught-up task) can make the tallies final. After that, the `tallies` topic
+// carries a final TallyUpdate with the exact totals, CQL poll_totals says final, and votes after the close are
+// rejected POLL_CLOSED without moving the final tally.
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
+import {
+  createAvroSerde,
+  type PollDefinition,
+  type TallyUpdate,
+  type VoteCast,
+  type VoteDecision,
+} from '@votestream/schemas';
+import test from 'ava';
+import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
+import { createStreamTopics, makePoll, makeVote, sleep, startProcessor } from './support.ts';
+
+const options = ['yes', 'no'];
+const graceMs = 2000;
+const idleTimeoutMs = 2000;
+
+test('a closed poll gets a final tally after close + grace (idle watermark), in Kafka and CQL; later votes are POLL_CLOSED', async (t) => {
+  t.timeout(170_000);
+  const id = uniqueId('fin');
+  const prefix = `t-${id}.`;
+  const keyspace = `st_${id}`;
+  const logger = createLogger('stream-test', 'warn');
+  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
+  const admin = kafka.admin();
+  await admin.connect();
+  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
+  const children = new Set<ChildProcess>();
+  t.teardown(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await admin.disconnect().catch(() => {});
+    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
+    await cql.shutdown().catch(() => {});
+  });
+  await applyCqlMigrations({
+    client: cql,
+    keyspace,
+    dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
+  });
+  await createStreamTopics(admin, prefix);
+  const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
+  const encodeVote = serde.encoder('VoteCast');
+  const encodePoll = serde.encoder('PollEvent');
+  const decodeDecision = serde.decoder('VoteDecision');
+  const decodeTally = serde.decoder('TallyUpdate');
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+
+  const decisions = new Map<string, VoteDecision[]>();
+  const tallies = new Map<string, TallyUpdate[]>();
+  const reader = kafka.consumer({ groupId: `${id}-verify`, readUncommitted: false, maxWaitTimeInMs: 100 });
+  t.teardown(() => reader.disconnect());
+  await reader.connect();
+  await reader.subscribe({ topics: [`${prefix}vote-decisions`, `${prefix}tallies`], fromBeginning: true });
+  await reader.run({
+    eachMessage: async ({ topic, message }) => {
+      if (!message.value) return;
+      if (topic.endsWith('vote-decisions')) {
+        const d = await decodeDecision(message.value);
+        decisions.set(d.vote.voteId, [...(decisions.get(d.vote.voteId) ?? []), d]);
+      } else {
+        const u = await decodeTally(message.value);
+        tallies.set(u.pollId, [...(tallies.get(u.pollId) ?? []), u]);
+      }
+    },
+  });
+
+  const processor = startProcessor(t, children, 'P', {
+    TOPIC_PREFIX: prefix,
+    SCHEMA_SUBJECT_PREFIX: `${id}.`,
+    CQL_KEYSPACE: keyspace,
+    STREAM_APPLICATION_ID: `${id}-app`,
+    STREAM_GRACE_MS: String(graceMs),
+    STREAM_IDLE_TIMEOUT_MS: String(idleTimeoutMs),
+  });
+  await eventually(
+    'processor owns every votes partition',
+    async () =>
+      new Set(
+        processor
+          .lines('task created')
+          .filter((l) => l.stage === 'dedupe')
+          .map((l) => l.partition),
+      ).size === 4
+        ? true
+        : undefined,
+    90_000,
+  );
+
+  const sendPoll = (type: 'CREATED' | 'CLOSED', poll: PollDefinition) =>
+    producer.send({
+      topic: `${prefix}polls`,
+      acks: -1,
+      messages: [
+        { key: poll.pollId, value: encodePoll({ eventId: randomUUID(), type, occurredAt: Date.now(), poll }) },
+      ],
+    });
+  const sendVotes = (votes: VoteCast[]) =>
+    producer.send({
+      topic: `${prefix}votes`,
+      acks: -1,
+      messages: votes.map((v) => ({ key: `${v.pollId}/${v.voterId}`, value: encodeVote(v) })),
+    });
+
+  // The test's own account per poll: expected outcome of every vote.
+  const expectedReason = new Map<string, 'COUNTED' | 'DUPLICATE' | 'POLL_CLOSED'>();
+  const firstVote = new Map<string, string>(); // pollId/voterId -> voteId of the counted vote
+  const counts = new Map<string, Record<string, number>>();
+  let seq = 0;
+  const openVotes = (pollId: string, fresh: number, repeats: number, receivedAt: number): VoteCast[] => {
+    const votes: VoteCast[] = [];
+    for (let i = 0; i < fresh; i++) votes.push(makeVote(pollId, `v${seq++}`, options[seq % 2] as string, receivedAt));
+    for (let i = 0; i < repeats; i++) votes.push(makeVote(pollId, `v${seq - fresh + i}`, 'yes', receivedAt));
+    for (const v of votes) {
+      const key = `${v.pollId}/${v.voterId}`;
+      if (firstVote.has(key)) expectedReason.set(v.voteId, 'DUPLICATE');
+      else {
+        firstVote.set(key, v.voteId);
+        expectedReason.set(v.voteId, 'COUNTED');
+        const c = counts.get(pollId) ?? {};
+        c[v.optionId] = (c[v.optionId] ?? 0) + 1;
+        counts.set(pollId, c);
+      }
+    }
+    return votes;
+  };
+  const closedVotes = (pollId: string, fresh: number, repeats: number, receivedAt: number): VoteCast[] => {
+    const votes: VoteCast[] = [];
+    for (let i = 0; i < fresh; i++) votes.push(makeVote(pollId, `late-${seq++}`, 'no', receivedAt));
+    const voters = [...firstVote.keys()].filter((k) => k.startsWith(`${pollId}/`)).slice(0, repeats);
+    for (const k of voters) votes.push(makeVote(pollId, k.slice(pollId.length + 1), 'no', receivedAt));
+    for (const v of votes) expectedReason.set(v.voteId, 'POLL_CLOSED');
+    return votes;
+  };
+
+  // Poll A closes by its closesAt; poll B is open-ended and closed by a CLOSED event.
+  const t0 = Date.now();
+  const pollA = makePoll(`a-${id}`, options, { closesAt: t0 + 6000 });
+  const pollB = makePoll(`b-${id}`, options);
+  await sendPoll('CREATED', pollA);
+  await sendPoll('CREATED', pollB);
+  const closesAt = pollA.closesAt as number;
+  const allVotes: VoteCast[] = [
+    ...openVotes(pollA.pollId, 400, 80, t0),
+    ...openVotes(pollB.pollId, 300, 60, t0),
+    // Accepted by ingest in the last instant before it learned of the close: event time after closesAt.
+    ...closedVotes(pollA.pollId, 40, 20, closesAt + 300),
+  ];
+  await sendVotes(allVotes);
+  await sleep(5);
+  const closedAt = Date.now();
+  await sendPoll('CLOSED', { ...pollB, closedAt });
+  for (const v of allVotes) {
+    const close = v.pollId === pollA.pollId ? closesAt : closedAt;
+    t.true(v.receivedAt < close + graceMs, 'no event time past close + grace: only the idle watermark can finalise');
+  }
+
+  const finalOf = (pollId: string) =>
+    eventually(`final tally of ${pollId}`, async () => tallies.get(pollId)?.find((u) => u.final), 90_000);
+  const [finalA, finalB] = await Promise.all([finalOf(pollA.pollId), finalOf(pollB.pollId)]);
+  t.deepEqual(finalA.totals, counts.get(pollA.pollId));
+  t.deepEqual(finalB.totals, counts.get(pollB.pollId));
+  t.is(finalA.source, -1);
+  t.is(finalA.total, 400);
+  t.is(finalB.total, 300);
+  // The final tally is emitted only after close + grace: its watermark (min over sources, minus grace) passed close.
+  t.true(finalA.watermark >= closesAt, `watermark ${finalA.watermark} >= closesAt ${closesAt}`);
+  t.true(finalB.watermark >= closedAt, `watermark ${finalB.watermark} >= closedAt ${closedAt}`);
+
+  // Votes that reach the stream after the final tally: refused, and the final tally does not move.
+  const after = [
+    ...closedVotes(pollA.pollId, 30, 10, closesAt - 1000), // event time before the close, but after the final
+    ...closedVotes(pollB.pollId, 30, 10, closedAt + 500),
+  ];
+  allVotes.push(...after);
+  await sendVotes(after);
+  await eventually(
+    'every vote decided',
+    async () => (allVotes.every((v) => decisions.has(v.voteId)) ? true : undefined),
+    60_000,
+  );
+  for (const v of allVotes) {
+    const list = decisions.get(v.voteId) ?? [];
+    t.is(list.length, 1, `vote ${v.voteId} has ${list.length} decisions`);
+    const d = list[0] as VoteDecision;
+    const want = expectedReason.get(v.voteId);
+    if (want === 'COUNTED') t.is(d.outcome, 'COUNTED');
+    else {
+      t.is(d.outcome, 'REJECTED');
+      t.is(d.reason as string | null, want ?? null, `vote of ${v.voterId} in ${v.pollId} at ${v.receivedAt}`);
+    }
+  }
+  await sleep(2000); // time for any (wrong) later tally to show up
+  for (const [pollId, fin] of [
+    [pollA.pollId, finalA],
+    [pollB.pollId, finalB],
+  ] as const) {
+    const list = tallies.get(pollId) ?? [];
+    const finals = list.filter((u) => u.final);
+    t.is(finals.length, 1, `${pollId}: one final tally`);
+    t.is(list[list.length - 1]?.version, fin.version, `${pollId}: nothing after the final tally`);
+  }
+
+  // CQL: poll_totals holds the final tally, marked final.
+  for (const [pollId, fin] of [
+    [pollA.pollId, finalA],
+    [pollB.pollId, finalB],
+  ] as const) {
+    const row = await eventually(
+      `CQL final row of ${pollId}`,
+      async () => {
+        const rs = await cql.execute(
+          `SELECT totals, total, final, version FROM ${keyspace}.poll_totals WHERE poll_id = ?`,
+          [pollId],
+          { prepare: true },
+        );
+        const r = rs.first();
+        return r?.get('final') === true ? r : undefined;
+      },
+      60_000,
+    );
+    const cqlTotals: Record<string, number> = {};
+    for (const [k, v] of Object.entries(row.get('totals') as Record<string, unknown>)) cqlTotals[k] = Number(v);
+    t.deepEqual(cqlTotals, counts.get(pollId));
+    t.is(Number(row.get('total')), fin.total);
+    t.is(Number(row.get('version')), fin.version);
+  }
+  processor.child.kill('SIGTERM');
+  await processor.exited;
+});
