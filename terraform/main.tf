@@ -153,6 +153,7 @@ module "platform" {
   emqx_chart_version    = var.emqx_chart_version
   emqx_replicas         = var.emqx_replicas
   mqtt_public_ws_url    = "wss://${module.edge.mqtt_dns_name}/mqtt"
+  api_public_url        = "https://${var.api_domain_name}"
 
   depends_on = [module.kafka_topics]
 }

@@ -293,7 +293,10 @@ export function createIngestApp(ctx: Context): express.Express {
     const poll = await ctx.pollAdmin.create(parseCreatePoll(req.body, now), now);
     res.status(201).json(pollView(poll, Date.now()));
   });
+  // Polls and results are public, read-only data: any origin may read them (the live results page is served by
+  // projections, from another origin on the local stack). Nothing with a token is shared this way.
   app.get('/v1/polls/:pollId', (req, res) => {
+    res.set('Access-Control-Allow-Origin', '*');
     const entry = ctx.catalog.get(req.params.pollId);
     if (!entry) throw new ProblemError('poll_not_found', `no poll ${req.params.pollId.slice(0, 64)}`);
     res.json(pollView(entry.poll, Date.now()));
@@ -312,6 +315,7 @@ export function createIngestApp(ctx: Context): express.Express {
     }
   });
   app.get('/v1/polls/:pollId/results', async (req, res) => {
+    res.set('Access-Control-Allow-Origin', '*');
     const entry = ctx.catalog.get(req.params.pollId);
     if (!entry) throw new ProblemError('poll_not_found', `no poll ${req.params.pollId.slice(0, 64)}`);
     let results: Awaited<ReturnType<ReadModels['getResults']>>;

@@ -10,6 +10,8 @@ export interface ProjectionsConfig extends CommonConfig {
   mqttPassword: string;
   /** What the live page's browser connects to (MQTT over WebSockets). */
   liveMqttWsUrl: string;
+  /** Base URL of the vote API for the live page ('' = same origin, as behind the ALB in production). */
+  liveApiUrl: string;
   /** Coalescing: at most this many messages per poll per topic per second; always the latest state. */
   liveMessagesPerPollPerSecondMax: number;
   /** Polls the live publisher tracks at once; the least recently updated is forgotten beyond it. */
@@ -42,6 +44,7 @@ export function loadProjectionsConfig(env: Record<string, string | undefined> = 
     mqttUsername: r.string('MQTT_USERNAME', 'projections'),
     mqttPassword,
     liveMqttWsUrl: r.string('LIVE_MQTT_WS_URL', 'ws://127.0.0.1:9001'),
+    liveApiUrl: r.optionalString('LIVE_API_URL') ?? 'http://127.0.0.1:8080',
     liveMessagesPerPollPerSecondMax: r.int('LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX', 10, { min: 1, max: 1000 }),
     livePollsMax: r.int('LIVE_POLLS_MAX', 10_000, { min: 1 }),
     seriesWindowsMax: r.int('SERIES_WINDOWS_MAX', 120, { min: 1, max: 10_000 }),

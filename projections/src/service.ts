@@ -178,6 +178,7 @@ export async function startProjections(
     readModels,
     registry,
     mqttWsUrl: config.liveMqttWsUrl,
+    apiUrl: config.liveApiUrl,
     logger,
     health: () => ({
       ok: consuming && redis.status === 'ready',

@@ -267,7 +267,10 @@ test('a replay of tallies and decisions from the beginning leaves every read mod
   const caughtUp = async (group: string, topic: string) => {
     const ends = await world.admin.fetchTopicOffsets(topic);
     const [committed] = await world.admin.fetchOffsets({ groupId: group, topics: [topic] });
-    return ends.every((e) => committed?.partitions.find((p) => p.partition === e.partition)?.offset === e.offset);
+    // An empty partition (both polls may hash to the same one) has nothing to commit: it counts as caught up.
+    return ends.every(
+      (e) => e.high === e.low || committed?.partitions.find((p) => p.partition === e.partition)?.offset === e.high,
+    );
   };
   await eventually(
     () => caughtUp(`${replayGroup}-tallies`, world.topics.tallies),

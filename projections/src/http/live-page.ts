@@ -3,8 +3,11 @@
  * percentages. It loads the current results over HTTP, then follows the retained MQTT topic over
  * WebSockets (anonymous, subscribe-only), applying a message only if its version is newer.
  */
-export function livePage(opts: { pollId: string; mqttWsUrl: string }): string {
-  const boot = JSON.stringify({ pollId: opts.pollId, mqttWsUrl: opts.mqttWsUrl }).replaceAll('<', '\\u003c');
+export function livePage(opts: { pollId: string; mqttWsUrl: string; apiUrl: string }): string {
+  const boot = JSON.stringify({ pollId: opts.pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl }).replaceAll(
+    '<',
+    '\\u003c',
+  );
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -37,21 +40,23 @@ export function livePage(opts: { pollId: string; mqttWsUrl: string }): string {
 (function () {
   var boot = ${boot};
   var current = null;
+  var labels = {};
+  var order = [];
   var bars = document.getElementById('bars');
   document.getElementById('title').textContent = 'Poll ' + boot.pollId;
   function render(r) {
     if (current && r.version <= current.version) return; // stale or repeated: drop
     current = r;
-    var ids = Object.keys(r.totals).sort();
+    var ids = order.concat(Object.keys(r.totals).filter(function (id) { return order.indexOf(id) < 0; }).sort());
     bars.textContent = '';
     ids.forEach(function (id) {
-      var n = r.totals[id];
+      var n = r.totals[id] || 0;
       var pct = r.total > 0 ? (100 * n) / r.total : 0;
       var row = document.createElement('div');
       row.className = 'row';
       row.setAttribute('data-option', id);
       row.innerHTML = '<div class="label"></div><div class="track"><div class="bar"></div></div><div class="num"></div>';
-      row.querySelector('.label').textContent = id;
+      row.querySelector('.label').textContent = labels[id] || id;
       row.querySelector('.bar').style.width = pct.toFixed(1) + '%';
       row.querySelector('.num').textContent = n + ' (' + pct.toFixed(1) + '%)';
       bars.appendChild(row);
@@ -64,9 +69,20 @@ export function livePage(opts: { pollId: string; mqttWsUrl: string }): string {
     document.body.setAttribute('data-version', String(r.version));
     document.body.setAttribute('data-final', String(r.final));
   }
-  fetch('/v1/polls/' + encodeURIComponent(boot.pollId) + '/results')
+  // The poll's title and option labels, in display order, from the vote API (public, read-only).
+  var pollUrl = boot.apiUrl + '/v1/polls/' + encodeURIComponent(boot.pollId);
+  fetch(pollUrl)
     .then(function (res) { return res.ok ? res.json() : null; })
-    .then(function (r) { if (r) render(r); })
+    .then(function (p) {
+      if (!p) return;
+      document.getElementById('title').textContent = p.title;
+      order = p.options.map(function (o) { labels[o.id] = o.label; return o.id; });
+      if (current) { var r = current; current = null; render(r); }
+    })
+    .catch(function () {});
+  fetch(pollUrl + '/results')
+    .then(function (res) { return res.ok ? res.json() : null; })
+    .then(function (r) { if (r && r.version > 0) render(r); })
     .catch(function () {});
   var client = mqtt.connect(boot.mqttWsUrl, { protocolVersion: 5, reconnectPeriod: 1000, clean: true });
   client.on('connect', function () {

@@ -17,6 +17,8 @@ export function createHttpServer(opts: {
   readModels: ReadModels;
   registry: Registry;
   mqttWsUrl: string;
+  /** Base URL of the vote API the page reads the poll's labels from ('' = same origin, as behind the ALB). */
+  apiUrl: string;
   logger: Logger;
   health: () => { ok: boolean; detail: Record<string, unknown> };
 }) {
@@ -31,7 +33,7 @@ export function createHttpServer(opts: {
     res
       .type('html')
       .set('Cache-Control', 'no-store')
-      .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl }));
+      .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl }));
   });
   app.get('/health', (_req, res) => {
     const h = opts.health();

@@ -101,6 +101,7 @@ locals {
         MQTT_USERNAME      = "projections"
         MQTT_PASSWORD_FILE = "/secrets/mqtt-projections.password"
         LIVE_MQTT_WS_URL   = var.mqtt_public_ws_url
+        LIVE_API_URL       = var.api_public_url
         # 2 messages per poll per topic per second, not the code's default 10: the fan-out to tens of millions
         # of subscribers is the largest byte stream of the system (docs/capacity.md, MQTT).
         LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX = "2"

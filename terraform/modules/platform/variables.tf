@@ -143,6 +143,11 @@ variable "mqtt_public_ws_url" {
   type        = string
 }
 
+variable "api_public_url" {
+  description = "Public base URL of the vote API, where the live page reads a poll's title and labels (LIVE_API_URL)."
+  type        = string
+}
+
 variable "jwt_jwks_url" {
   description = "JWKS URL of the identity provider that signs voter tokens (JWT_JWKS_URL of ingest)."
   type        = string
