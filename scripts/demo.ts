@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { repoRoot, startVotestream } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
+import { createCqlClient } from '@votestream/runtime';
 import {
   type AltchaChallenge,
   createVoterClient,
@@ -42,6 +43,7 @@ const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem')
 const ports = { ingest: 8080, projections: 8090, streamMetrics: 9470 };
 const graceMs = 2000;
 const windowMs = 1000;
+const idleMs = 1000;
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
 out('starting ingest, stream and projections (logs in .stack/logs/demo/) ...');
@@ -55,6 +57,10 @@ const system = await startVotestream({
     RATE_NETWORK_POINTS: '100000',
     STREAM_GRACE_MS: String(graceMs),
     STREAM_WINDOW_MS: String(windowMs),
+    // A task with no new votes for this long moves its watermark on by the clock, as a stalled source would let it.
+    STREAM_IDLE_TIMEOUT_MS: String(idleMs),
+    // A few milliseconds of linger, so that the stalled ingest node holds some votes when it freezes.
+    PRODUCE_LINGER_MS: '20',
   },
 });
 let pollIdShown = '';
@@ -171,8 +177,14 @@ async function run(): Promise<void> {
   // A stalled ingest node (a long GC pause, a frozen VM): votes it already stamped reach Kafka seconds later,
   // after their event-time window closed. They still count, and the tally marks them late.
   async function stallIngest() {
-    const pauseMs = windowMs + graceMs + 3000;
-    out(`  (ingest stalls for ${pauseMs} ms: votes in flight will arrive late)`);
+    const pauseMs = windowMs + graceMs + idleMs + 2000;
+    // Freeze it at a moment when it holds votes it has stamped but not yet handed to Kafka.
+    const by = Date.now() + 5000;
+    while (Date.now() < by) {
+      const metrics = await (await fetch(`${system.apiUrl}/metrics`)).text();
+      if (/ingest_produce_votes_in_flight\{[^}]*\} [1-9]/.test(metrics)) break;
+    }
+    out(`  (ingest stalls for ${pauseMs} ms: the votes it holds will reach the stream late)`);
     process.kill(system.ingest.pid, 'SIGSTOP');
     await new Promise((r) => setTimeout(r, pauseMs));
     process.kill(system.ingest.pid, 'SIGCONT');
@@ -214,6 +226,22 @@ async function run(): Promise<void> {
     out(`  ${o.label.padEnd(10)} ${String(a).padStart(12)} ${String(m).padStart(13)} ${String(r).padStart(13)}`);
   }
   out(exact ? '\nevery accepted vote counted exactly once.' : '\nMISMATCH between accepted votes and the tally!');
+  // The CQL tally row (the source of truth behind Redis) also says how many votes arrived after their window closed.
+  const cql = createCqlClient({
+    contactPoints: ['127.0.0.1:9042'],
+    localDataCenter: 'datacenter1',
+    keyspace: 'votestream',
+  });
+  try {
+    const row = (
+      await cql.execute('SELECT late_votes FROM poll_totals WHERE poll_id = ?', [pollId], { prepare: true })
+    ).first();
+    out(
+      `${Number(row?.get('late_votes') ?? 0)} of them reached the stream after their 1 s window had closed (late): counted all the same.`,
+    );
+  } finally {
+    await cql.shutdown();
+  }
   await subscription.close();
   await viewer.close();
   if (!exact) throw new Error('the final tally does not match the accepted votes');
