@@ -106,6 +106,33 @@ try {
   });
   if (created.status !== 201) throw new Error(`create poll: ${created.status} ${await created.text()}`);
 
+  // Warm-up, not measured: 5 s of the same load on its own poll (JIT, first transactions, consumer fetch sessions).
+  const warmPoll = `${pollId}-warm`;
+  const warm = await fetch(`${system.apiUrl}/v1/polls`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ pollId: warmPoll, title: 'warm-up', options: [{ id: 'a', label: 'A' }] }),
+  });
+  if (warm.status !== 201) throw new Error(`create warm-up poll: ${warm.status}`);
+  const warmVotes: Promise<unknown>[] = [];
+  for (let i = 0; i < rate * 5; i++) {
+    const token = await mintToken({ privateKeyPem, sub: `${id}-warm${i}` });
+    warmVotes.push(
+      fetch(`${system.apiUrl}/v1/polls/${warmPoll}/votes`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'idempotency-key': randomUUID(),
+        },
+        body: JSON.stringify({ optionId: 'a' }),
+      }).then((r) => r.arrayBuffer()),
+    );
+    await new Promise((r) => setTimeout(r, 1000 / rate));
+  }
+  await Promise.all(warmVotes);
+  await new Promise((r) => setTimeout(r, 2000));
+
   const total = rate * seconds;
   const tokens = await Promise.all([...Array(total)].map((_, i) => mintToken({ privateKeyPem, sub: `${id}-v${i}` })));
   const ackedAt: number[] = []; // ackedAt[k] = when the (k+1)-th 202 arrived
