@@ -9,7 +9,7 @@ import test from 'ava';
 import { startIngest } from '../src/index.ts';
 import { createPoll, readTopic, silent, solvedChallenge, type TestEnv, testEnv, vote } from './helpers.ts';
 
-/** A TCP proxy in front of the real broker that the test can cut and restore. */
+/** A TCP proxy in front of a real service (the broker by default) that the test can cut and restore. */
 function kafkaProxy(target = { host: '127.0.0.1', port: 9092 }) {
   const sockets = new Set<Socket>();
   let open = true;
@@ -297,5 +297,57 @@ test.serial(
     // stream's dedupe counts the first and rejects the other. Nothing else of this voter's is in the topic.
     t.true(mine.length <= 2 && mine.every((v) => v.idempotencyKey === key), JSON.stringify(mine));
     t.log(mine.length === 1 ? 'the killed process had sent nothing' : 'the killed process had already sent its copy');
+  },
+);
+
+test.serial(
+  'Redis unreachable: votes get 503 and are not produced, readiness fails, and the same vote goes through once Redis is back',
+  async (t) => {
+    const cleanup: (() => Promise<unknown>)[] = [];
+    t.teardown(async () => {
+      for (const fn of cleanup) await fn();
+    });
+    const proxy = kafkaProxy({ host: '127.0.0.1', port: 6379 });
+    const proxyPort = await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const env = await testEnv((fn) => cleanup.push(fn), { REDIS_URL: `redis://127.0.0.1:${proxyPort}` });
+    const ingest = await startIngest(env.config, { logger: silent });
+    cleanup.unshift(() => ingest.close());
+    const url = ingest.url;
+    const { pollId } = await createPoll(url, await env.admin());
+    t.is((await vote(url, pollId, { token: await env.voter(), altcha: await solvedChallenge(url) })).status, 202);
+
+    proxy.cut();
+    const voterId = `voter-${randomUUID()}`;
+    const token = await env.voter(voterId);
+    const key = randomUUID();
+    const altcha = await solvedChallenge(url);
+    const refused = await vote(url, pollId, { token, idempotencyKey: key, altcha });
+    t.is(refused.status, 503, JSON.stringify(refused.body));
+    t.is(refused.body.code, 'unavailable');
+    t.true(Number(refused.headers.get('retry-after')) >= 1);
+    let ready = 200;
+    for (const until = Date.now() + 30_000; ready === 200 && Date.now() < until; await sleep(200)) {
+      ready = (await fetch(`${url}/readyz`)).status;
+    }
+    t.is(ready, 503, 'not ready while Redis is unreachable');
+
+    proxy.restore();
+    let back: Awaited<ReturnType<typeof vote>> | undefined;
+    for (const until = Date.now() + 60_000; Date.now() < until; await sleep(500)) {
+      back = await vote(url, pollId, { token, idempotencyKey: key, altcha: await solvedChallenge(url) });
+      if (back.status !== 503) break;
+    }
+    t.is(back?.status, 202, JSON.stringify(back?.body));
+
+    const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
+    const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) =>
+      r.some((v) => v.voteId === back?.body.voteId),
+    );
+    t.deepEqual(
+      records.filter((v) => v.voterId === voterId).map((v) => v.voteId),
+      [back?.body.voteId],
+      'the refused attempt was never produced; the accepted one was, once',
+    );
   },
 );
