@@ -36,6 +36,13 @@ export interface StreamConfig extends CommonConfig {
   changelogReplicationFactor: number;
   /** Address the metrics/health server binds to (0.0.0.0 so Kubernetes probes and Prometheus reach it). */
   metricsHost: string;
+  /**
+   * Read barrier of the dedupe stage: longest a batch of votes waits for the poll catalog to reach the `polls`
+   * end offsets read after the batch was fetched; past it the batch's transaction fails (never processed without).
+   */
+  catalogBarrierTimeoutMs: number;
+  /** Fault injection (tests only; 0 in production): the poll catalog applies each fetched batch this much later. */
+  catalogApplyDelayMs: number;
 }
 
 export function loadStreamConfig(env: Record<string, string | undefined> = process.env): StreamConfig {
@@ -67,5 +74,7 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     taskFailuresMax: r.int('STREAM_TASK_FAILURES_MAX', 10, { min: 1, max: 1000 }),
     changelogReplicationFactor: r.int('STREAM_CHANGELOG_REPLICATION', 1, { min: 1, max: 5 }),
     metricsHost: r.string('STREAM_METRICS_HOST', '0.0.0.0'),
+    catalogBarrierTimeoutMs: r.int('STREAM_CATALOG_BARRIER_TIMEOUT_MS', 15_000, { min: 100, max: 300_000 }),
+    catalogApplyDelayMs: r.int('STREAM_CATALOG_APPLY_DELAY_MS', 0, { min: 0, max: 10_000 }),
   };
 }

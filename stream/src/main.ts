@@ -35,7 +35,14 @@ const votesPartitions = await partitionCount(admin, topics.votes);
 if (config.stages.includes('dedupe')) {
   await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
   await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
-  const catalog = new PollCatalog(kafka, admin, topics.polls, serde, logger.child({ component: 'catalog' }));
+  const catalog = new PollCatalog(
+    kafka,
+    admin,
+    topics.polls,
+    serde,
+    logger.child({ component: 'catalog' }),
+    config.catalogApplyDelayMs,
+  );
   await catalog.start();
   const thread = new StreamThread({
     stage: 'dedupe',
@@ -47,6 +54,13 @@ if (config.stages.includes('dedupe')) {
     config,
     logger,
     registry,
+    // Read barrier: a batch of votes is decided only once the catalog applied every poll event appended before
+    // it (a CLOSED event in particular).
+    readBarrier: {
+      topic: topics.polls,
+      timeoutMs: config.catalogBarrierTimeoutMs,
+      waitFor: (highs, timeoutMs) => catalog.waitFor(highs, timeoutMs),
+    },
     createProcessor: (partition) =>
       new DedupeProcessor(partition, {
         config,

@@ -3,7 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
 import { RecordCollector } from './collector.ts';
-import { topicOffsets } from './offsets.ts';
+import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
 import { restoreChangelogPartition } from './restore.ts';
 
@@ -26,6 +26,21 @@ export interface StreamThreadOptions {
   logger: Logger;
   registry: Registry;
   createProcessor: ProcessorFactory;
+  /** A state the tasks read that is fed by another topic and must be caught up before a batch is processed. */
+  readBarrier?: ReadBarrier;
+}
+
+/**
+ * Read barrier: before a task processes a fetched batch, the side state (the poll catalog) must have applied
+ * `topic` up to the end offsets that topic had when the batch was fetched. The thread reads those end offsets
+ * (read_committed) once per fetch round, shared by the partitions of that round; `waitFor` must resolve when
+ * the side state reached them and reject after `timeoutMs` (the batch's transaction then fails: it is never
+ * processed without the barrier).
+ */
+export interface ReadBarrier {
+  topic: string;
+  timeoutMs: number;
+  waitFor(highs: readonly PartitionOffsets[], timeoutMs: number): Promise<void>;
 }
 
 interface Task {
@@ -145,6 +160,10 @@ export class StreamThread {
   private punctuator: NodeJS.Timeout | undefined;
   private assigned = new Set<number>();
   private stopping = false;
+  /** performance.now() of the latest fetch response (KafkaJS emits FETCH before handing out its batches). */
+  private lastFetchAt = 0;
+  /** The latest end-offsets read of the barrier topic and when it was started. */
+  private barrierRead: { startedAt: number; offsets: Promise<PartitionOffsets[]> } | undefined;
 
   constructor(private readonly o: StreamThreadOptions) {
     this.metrics = new Metrics(o.registry);
@@ -169,6 +188,9 @@ export class StreamThread {
       this.log.info({ partitions, memberId: payload.memberId }, 'partitions assigned');
       for (const p of [...this.tasks.keys()]) if (!this.assigned.has(p)) void this.closeTask(p, 'revoked');
       for (const p of partitions) void this.task(p).catch(() => {});
+    });
+    consumer.on(consumer.events.FETCH, () => {
+      this.lastFetchAt = performance.now();
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       this.log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
@@ -280,8 +302,29 @@ export class StreamThread {
     return next;
   }
 
+  /**
+   * End offsets of the barrier topic read no earlier than `fetchedAt` (the fetch response that delivered the
+   * batch): every record appended before the batch's records is below them. One read serves every batch of
+   * the same fetch round.
+   */
+  private barrierOffsets(topic: string, fetchedAt: number): Promise<PartitionOffsets[]> {
+    const r = this.barrierRead;
+    if (r && r.startedAt >= fetchedAt) return r.offsets;
+    const startedAt = performance.now();
+    const offsets = topicOffsets(this.o.admin, topic);
+    this.barrierRead = { startedAt, offsets };
+    offsets.catch(() => {
+      if (this.barrierRead?.offsets === offsets) this.barrierRead = undefined;
+    });
+    return offsets;
+  }
+
   private async onBatch({ batch, resolveOffset, heartbeat }: EachBatchPayload): Promise<void> {
     const { partition } = batch;
+    const barrier = this.o.readBarrier;
+    // Started before anything else waits; awaited (and its failure handled) before the batch is processed.
+    const barrierHighs = barrier ? this.barrierOffsets(barrier.topic, this.lastFetchAt) : undefined;
+    barrierHighs?.catch(() => {});
     let task: Task;
     try {
       task = await this.task(partition);
@@ -295,6 +338,7 @@ export class StreamThread {
       await this.run(task, async () => {
         const { o } = this;
         const todo = batch.messages.filter((m) => BigInt(m.offset) >= task.nextOffset);
+        if (barrier && barrierHighs && todo.length > 0) await barrier.waitFor(await barrierHighs, barrier.timeoutMs);
         for (let from = 0; from < todo.length; from += o.config.commitRecordsMax) {
           const chunk = todo.slice(from, from + o.config.commitRecordsMax);
           const last = chunk[chunk.length - 1];
