@@ -51,10 +51,16 @@ export function kafkaClientConfig(opts: CreateKafkaOptions): KafkaConfig {
       () =>
       ({ level, log: entry }: LogEntry) => {
         const { message, ...rest } = entry;
+        // Bounded retries on idempotent producers are deliberate, so this warning (one per producer) says nothing
+        // an operator can act on: a transactional send that fails aborts its transaction and the task retries
+        // from its changelog; an ingest send that fails answers 503 and the stream's dedupe drops any duplicate.
+        if (message.startsWith(boundedRetriesWarning)) return;
         log[levels[level] ?? 'info'](rest, message);
       },
   };
 }
+
+const boundedRetriesWarning = 'Limiting retries for the idempotent producer';
 
 /** Refresh an MSK IAM token this long before it expires (tokens live 15 minutes). */
 const mskTokenRefreshMarginMs = 60_000;
