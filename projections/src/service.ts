@@ -7,6 +7,7 @@ import {
   createMetricsRegistry,
   createRedis,
   type Logger,
+  requireTopics,
   topicNames,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
@@ -133,6 +134,13 @@ export async function startProjections(
     security: config.kafkaSecurity,
     logger,
   });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await requireTopics(admin, [topics.tallies, topics.voteDecisions]);
+  } finally {
+    await admin.disconnect();
+  }
   const consumerOptions = {
     readUncommitted: false, // read_committed: only what the stream's transactions committed
     sessionTimeout: 30_000,

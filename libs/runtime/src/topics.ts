@@ -88,3 +88,18 @@ export async function ensureTopics(
     }
   }
 }
+
+/**
+ * Fails start-up with an error naming the missing topics (auto-creation is off everywhere), instead of a
+ * KafkaJS protocol error from deep inside a consumer.
+ */
+export async function requireTopics(admin: import('kafkajs').Admin, topics: string[]): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const missing = topics.filter((t) => !existing.has(t));
+  if (missing.length > 0) {
+    throw new Error(
+      `Kafka topics missing: ${missing.join(', ')}. Topic auto-creation is off: create them first ` +
+        '(npm run topics on the local stack; terraform/modules/kafka-topics in production).',
+    );
+  }
+}

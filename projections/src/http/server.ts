@@ -7,6 +7,14 @@ import type { Registry } from 'prom-client';
 import { livePage } from './live-page.ts';
 
 const pollIdPattern = /^[a-z0-9-]{1,64}$/;
+
+/** RFC 9457 problem details, with the same `type`/`code` scheme as the vote API. */
+function sendProblem(res: express.Response, status: number, code: string, detail: string): void {
+  res
+    .status(status)
+    .type('application/problem+json')
+    .send(JSON.stringify({ type: `https://votestream.dev/problems/${code}`, title: detail, status, code, detail }));
+}
 const mqttBrowserBundle = createRequire(import.meta.url).resolve('mqtt/dist/mqtt.min');
 
 /**
@@ -29,7 +37,8 @@ export function createHttpServer(opts: {
   });
   app.get('/live/:pollId', (req, res) => {
     const { pollId } = req.params;
-    if (!pollIdPattern.test(pollId)) return void res.status(400).type('text/plain').send('invalid poll id');
+    if (!pollIdPattern.test(pollId))
+      return void sendProblem(res, 400, 'invalid_poll_id', 'poll ids are [a-z0-9-]{1,64}');
     res
       .type('html')
       .set('Cache-Control', 'no-store')
@@ -42,6 +51,7 @@ export function createHttpServer(opts: {
   app.get('/metrics', async (_req, res) => {
     res.type(opts.registry.contentType).send(await opts.registry.metrics());
   });
+  app.use((_req, res) => sendProblem(res, 404, 'not_found', 'no such resource'));
   return {
     listen(port: number): Promise<Server> {
       return new Promise((resolve, reject) => {
