@@ -89,8 +89,9 @@ export interface VoteGuards {
   /**
    * After Kafka acknowledged the vote, before the 202: the guard is kept for its full TTL and the idempotency
    * record answers future retries with the same body. Until then both live only VOTE_PENDING_TTL_S.
+   * `recordJson` is the serialised `IdempotencyRecord` with `s: 'D'` (the caller builds it without JSON.stringify).
    */
-  complete(keys: { voted: string; idem: string }, guardValue: string, record: IdempotencyRecord): Promise<void>;
+  complete(keys: { voted: string; idem: string }, guardValue: string, recordJson: string): Promise<void>;
   /** After a failed produce: release everything so the voter can retry. */
   release(a: {
     voted: string;
@@ -148,8 +149,8 @@ export function createVoteGuards(
       }
       return { kind: 'admitted' };
     },
-    async complete(keys, guardValue, record) {
-      await r.vsComplete(keys.voted, keys.idem, guardValue, ttl.guardS, JSON.stringify(record), ttl.idempotencyS);
+    async complete(keys, guardValue, recordJson) {
+      await r.vsComplete(keys.voted, keys.idem, guardValue, ttl.guardS, recordJson, ttl.idempotencyS);
     },
     async release(a) {
       await Promise.all([
