@@ -9,6 +9,7 @@ import {
   createMetricsRegistry,
   createRedis,
   type Logger,
+  requireTopics,
   topicNames,
   voteKey,
 } from '@votestream/runtime';
@@ -468,13 +469,14 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
   });
   await producer.connect();
+  const probeAdmin: Admin = kafka.admin({ retry: { retries: 0 } });
+  await probeAdmin.connect();
+  await requireTopics(probeAdmin, [topics.votes, topics.polls]);
   const catalog = new PollCatalog(kafka, topics.polls, serde.decoder('PollEvent'), logger);
   await catalog.start();
 
   let kafkaOk = true;
   let stopping = false;
-  const probeAdmin: Admin = kafka.admin({ retry: { retries: 0 } });
-  await probeAdmin.connect();
   const probe = setInterval(() => {
     probeAdmin.describeCluster().then(
       () => {
