@@ -111,7 +111,14 @@ try {
   const warm = await fetch(`${system.apiUrl}/v1/polls`, {
     method: 'POST',
     headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ pollId: warmPoll, title: 'warm-up', options: [{ id: 'a', label: 'A' }] }),
+    body: JSON.stringify({
+      pollId: warmPoll,
+      title: 'warm-up',
+      options: [
+        { id: 'a', label: 'A' },
+        { id: 'b', label: 'B' },
+      ],
+    }),
   });
   if (warm.status !== 201) throw new Error(`create warm-up poll: ${warm.status}`);
   const warmVotes: Promise<unknown>[] = [];
