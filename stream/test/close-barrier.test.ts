@@ -7,16 +7,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createKafka, createLogger } from '@votestream/runtime';
-import {
-  createAvroSerde,
-  type PollDefinition,
-  type TallyUpdate,
-  type VoteCast,
-  type VoteDecision,
-} from '@votestream/schemas';
+import type { PollDefinition, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
-import { createStreamTopics, makePoll, makeVote, startProcessor } from './support.ts';
+import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
 
 const options = ['yes', 'no'];
 const rounds = 24;
@@ -39,33 +33,7 @@ test('votes stamped at or after closedAt are POLL_CLOSED even right behind the C
     await admin.disconnect().catch(() => {});
   });
   await createStreamTopics(admin, prefix);
-  const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
-  const encodeVote = serde.encoder('VoteCast');
-  const encodePoll = serde.encoder('PollEvent');
-  const decodeDecision = serde.decoder('VoteDecision');
-  const decodeTally = serde.decoder('TallyUpdate');
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
-
-  const decisions = new Map<string, VoteDecision[]>();
-  const tallies = new Map<string, TallyUpdate[]>();
-  const reader = kafka.consumer({ groupId: `${id}-verify`, readUncommitted: false, maxWaitTimeInMs: 100 });
-  t.teardown(() => reader.disconnect());
-  await reader.connect();
-  await reader.subscribe({ topics: [`${prefix}vote-decisions`, `${prefix}tallies`], fromBeginning: true });
-  await reader.run({
-    eachMessage: async ({ topic, message }) => {
-      if (!message.value) return;
-      if (topic.endsWith('vote-decisions')) {
-        const d = await decodeDecision(message.value);
-        decisions.set(d.vote.voteId, [...(decisions.get(d.vote.voteId) ?? []), d]);
-      } else {
-        const u = await decodeTally(message.value);
-        tallies.set(u.pollId, [...(tallies.get(u.pollId) ?? []), u]);
-      }
-    },
-  });
+  const { encodeVote, encodePoll, producer, decisions, tallies } = await pipelineHarness(t, kafka, prefix, id);
 
   const processor = startProcessor(t, children, 'P', {
     TOPIC_PREFIX: prefix,

@@ -2,10 +2,16 @@
 // with their JSON log lines captured, and vote/poll builders. Everything talks to the real local stack.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import type { PollDefinition, VoteCast } from '@votestream/schemas';
+import {
+  createAvroSerde,
+  type PollDefinition,
+  type TallyUpdate,
+  type VoteCast,
+  type VoteDecision,
+} from '@votestream/schemas';
 import type { ExecutionContext } from 'ava';
-import type { Admin } from 'kafkajs';
-import { repoRoot } from '../../tests/support/stack.ts';
+import type { Admin, Kafka } from 'kafkajs';
+import { repoRoot, stack } from '../../tests/support/stack.ts';
 
 /** Creates the public topics a stream processor needs (auto-creation is off), with the given partition counts. */
 export async function createStreamTopics(
@@ -123,3 +129,42 @@ export function startProcessor(
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * What a test needs around the processors: encoders for votes and polls under its own subject prefix, a producer,
+ * and a read_committed reader that collects every committed decision (by voteId) and tally (by pollId).
+ */
+export async function pipelineHarness(t: ExecutionContext, kafka: Kafka, prefix: string, id: string) {
+  const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
+  const decodeDecision = serde.decoder('VoteDecision');
+  const decodeTally = serde.decoder('TallyUpdate');
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+
+  const decisions = new Map<string, VoteDecision[]>();
+  const tallies = new Map<string, TallyUpdate[]>();
+  const reader = kafka.consumer({ groupId: `${id}-verify`, readUncommitted: false, maxWaitTimeInMs: 100 });
+  t.teardown(() => reader.disconnect());
+  await reader.connect();
+  await reader.subscribe({ topics: [`${prefix}vote-decisions`, `${prefix}tallies`], fromBeginning: true });
+  await reader.run({
+    eachMessage: async ({ topic, message }) => {
+      if (!message.value) return;
+      if (topic.endsWith('vote-decisions')) {
+        const d = await decodeDecision(message.value);
+        decisions.set(d.vote.voteId, [...(decisions.get(d.vote.voteId) ?? []), d]);
+      } else {
+        const u = await decodeTally(message.value);
+        tallies.set(u.pollId, [...(tallies.get(u.pollId) ?? []), u]);
+      }
+    },
+  });
+  return {
+    encodeVote: serde.encoder('VoteCast'),
+    encodePoll: serde.encoder('PollEvent'),
+    producer,
+    decisions,
+    tallies,
+  };
+}
