@@ -8,6 +8,7 @@ import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '
 import { createAvroSerde, type TallyUpdate, type VoteCast, type VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { eventually, repoRoot, stack, uniqueId } from '../../tests/support/stack.ts';
+import { createStreamTopics, makePoll, makeVote } from './support.ts';
 
 const options = ['red', 'green', 'blue'];
 
@@ -34,22 +35,7 @@ test('totals equal the distinct first votes and every vote has exactly one decis
     keyspace,
     dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
   });
-  const topic = (name: string, numPartitions: number, compact = false) => ({
-    topic: `${prefix}${name}`,
-    numPartitions,
-    replicationFactor: 1,
-    configEntries: compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
-  });
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [
-      topic('votes', 4),
-      topic('polls', 1, true),
-      topic('vote-decisions', 4),
-      topic('tally-partials', 2),
-      topic('tallies', 1),
-    ],
-  });
+  await createStreamTopics(admin, prefix);
   const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
   const encodeVote = serde.encoder('VoteCast');
   const encodePoll = serde.encoder('PollEvent');
@@ -71,14 +57,7 @@ test('totals equal the distinct first votes and every vote has exactly one decis
           eventId: randomUUID(),
           type: 'CREATED',
           occurredAt: now,
-          poll: {
-            pollId,
-            title: 'colours',
-            options: options.map((o) => ({ id: o, label: o })),
-            opensAt: now - 3_600_000,
-            closesAt: null,
-            closedAt: null,
-          },
+          poll: makePoll(pollId, options, { title: 'colours', opensAt: now - 3_600_000 }),
         }),
       },
     ],
@@ -88,24 +67,8 @@ test('totals equal the distinct first votes and every vote has exactly one decis
   const firstVote = new Map<string, { voteId: string; optionId: string }>();
   const allVotes = new Map<string, VoteCast>();
   let seq = 0;
-  const makeVote = (voterId: string, optionId: string, receivedAt: number): VoteCast => ({
-    voteId: randomUUID(),
-    pollId,
-    optionId,
-    voterId,
-    idempotencyKey: randomUUID(),
-    castAt: null,
-    receivedAt,
-    evidence: {
-      challenge: 'NOT_REQUIRED',
-      challengeId: null,
-      tokenId: null,
-      networkPrefix: '127.0.0.0/24',
-      userAgent: null,
-      deviceId: null,
-      attestation: null,
-    },
-  });
+  const vote = (voterId: string, optionId: string, receivedAt: number) =>
+    makeVote(pollId, voterId, optionId, receivedAt);
   /** One round: `fresh` new voters, `repeats` second votes of earlier voters, `late` new voters with an old event time. */
   const produceRound = async (fresh: number, repeats: number, late: number) => {
     const votes: VoteCast[] = [];
@@ -113,11 +76,11 @@ test('totals equal the distinct first votes and every vote has exactly one decis
     for (let i = 0; i < fresh + late; i++) {
       const voter = `voter-${seq++}`;
       const receivedAt = i < fresh ? Date.now() : Date.now() - 120_000;
-      votes.push(makeVote(voter, options[seq % 3] as string, receivedAt));
+      votes.push(vote(voter, options[seq % 3] as string, receivedAt));
     }
     for (let i = 0; i < repeats && earlier.length > 0; i++) {
       const voter = earlier[Math.floor(Math.random() * earlier.length)] as string;
-      votes.push(makeVote(voter, options[(seq + i) % 3] as string, Date.now()));
+      votes.push(vote(voter, options[(seq + i) % 3] as string, Date.now()));
     }
     for (const v of votes) {
       allVotes.set(v.voteId, v);
