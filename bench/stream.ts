@@ -185,7 +185,11 @@ interface Started {
   exited: Promise<void>;
 }
 const start = (): Started => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'stream/src/main.ts'], {
+  // BENCH_CPU_PROF_DIR=<dir>: each processor process writes a V8 CPU profile there when it exits (SIGTERM).
+  const profile = process.env.BENCH_CPU_PROF_DIR
+    ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof']
+    : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'stream/src/main.ts'], {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'pipe', 'inherit'],

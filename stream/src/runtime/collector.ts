@@ -19,7 +19,25 @@ export class RecordCollector {
     return this.count;
   }
 
-  topicMessages(): TopicMessages[] {
-    return [...this.byTopic].map(([topic, messages]) => ({ topic, messages }));
+  /** The records in send order, grouped by topic, cut into slices of at most `max` records each. */
+  topicMessageSlices(max: number): TopicMessages[][] {
+    const slices: TopicMessages[][] = [];
+    let slice: TopicMessages[] = [];
+    let n = 0;
+    for (const [topic, messages] of this.byTopic) {
+      for (let from = 0; from < messages.length; ) {
+        const take = Math.min(max - n, messages.length - from);
+        slice.push({ topic, messages: messages.slice(from, from + take) });
+        from += take;
+        n += take;
+        if (n === max) {
+          slices.push(slice);
+          slice = [];
+          n = 0;
+        }
+      }
+    }
+    if (n > 0) slices.push(slice);
+    return slices;
   }
 }

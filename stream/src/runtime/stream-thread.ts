@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
 import { RecordCollector } from './collector.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
+import { fastDefaultPartitioner } from './partitioner.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
 import { restoreChangelogPartition } from './restore.ts';
 
@@ -11,6 +12,8 @@ import { restoreChangelogPartition } from './restore.ts';
 export const positionKey = '\u0000position';
 const commitTimeoutMs = 30_000;
 const failureBackoffMsMax = 5000;
+/** Records per produce request of a commit (see commit()); a commit sends ceil(records / this) requests. */
+export const sendBatchRecordsMax = 1000;
 
 export interface StreamThreadOptions {
   /** Stage name, for logs and metrics. */
@@ -236,6 +239,7 @@ export class StreamThread {
       maxInFlightRequests: 1,
       transactionTimeout: o.config.transactionTimeoutMs,
       allowAutoTopicCreation: false,
+      createPartitioner: fastDefaultPartitioner,
     });
     await producer.connect();
     // Fence first: initialising the transactional id bumps its epoch, so the previous owner can no longer
@@ -385,7 +389,10 @@ export class StreamThread {
     const end = this.metrics.commitSeconds.startTimer({ stage: o.stage });
     const txn = await task.producer.transaction();
     try {
-      if (out.size > 0) await txn.sendBatch({ topicMessages: out.topicMessages(), acks: -1, timeout: commitTimeoutMs });
+      // Several produce requests, all inside this one transaction: KafkaJS groups a sendBatch's records per
+      // partition in O(n²) of the records per partition, so one request per sendBatchRecordsMax records.
+      for (const topicMessages of out.topicMessageSlices(sendBatchRecordsMax))
+        await txn.sendBatch({ topicMessages, acks: -1, timeout: commitTimeoutMs });
       if (nextOffset !== undefined) {
         await txn.sendOffsets({
           consumerGroupId: o.groupId,
