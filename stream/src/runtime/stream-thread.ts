@@ -223,8 +223,25 @@ export class StreamThread {
       t = this.createTask(partition);
       this.tasks.set(partition, t);
       t.catch((err: unknown) => {
-        this.log.error({ err, partition }, 'task creation failed');
         if (this.tasks.get(partition) === t) this.tasks.delete(partition);
+        // Still ours: try again after a back-off, so the task is fenced and restored before its first batch
+        // (a partition with no new records would otherwise wait for one). Counted with commit failures:
+        // taskFailuresMax in a row ends the process and the supervisor restarts it.
+        const n = (this.failures.get(partition) ?? 0) + 1;
+        this.failures.set(partition, n);
+        this.log.error({ err, partition, failures: n }, 'task creation failed');
+        if (n >= this.o.config.taskFailuresMax) {
+          this.log.fatal({ partition, failures: n }, 'taskFailuresMax reached, exiting');
+          process.exit(1);
+        }
+        setTimeout(
+          () => {
+            if (!this.stopping && this.assigned.has(partition) && !this.tasks.has(partition)) {
+              void this.task(partition).catch(() => {});
+            }
+          },
+          Math.min(100 * 2 ** n, failureBackoffMsMax),
+        ).unref();
       });
     }
     return t;
