@@ -35,28 +35,52 @@ export async function ensureChangelog(
   replicationFactor: number,
   logger: Logger,
 ): Promise<void> {
-  const existing = new Set(await admin.listTopics());
-  if (!existing.has(topic)) {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [
-        {
-          topic,
-          numPartitions: partitions,
-          replicationFactor,
-          configEntries: [
-            { name: 'cleanup.policy', value: 'compact' },
-            { name: 'min.compaction.lag.ms', value: '60000' },
-          ],
-        },
-      ],
-    });
-    logger.info({ topic, partitions }, 'changelog topic created');
+  if (!(await admin.listTopics()).includes(topic)) {
+    try {
+      // waitForLeaders is off: KafkaJS's own wait can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is
+      // still propagating the new topic's metadata (seen in CI). The wait below retries instead.
+      await admin.createTopics({
+        waitForLeaders: false,
+        topics: [
+          {
+            topic,
+            numPartitions: partitions,
+            replicationFactor,
+            configEntries: [
+              { name: 'cleanup.policy', value: 'compact' },
+              { name: 'min.compaction.lag.ms', value: '60000' },
+            ],
+          },
+        ],
+      });
+      logger.info({ topic, partitions }, 'changelog topic created');
+    } catch (err) {
+      // Another process of the application created it first: fine, it is checked below like any other.
+      if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
+    }
   }
+  await waitForLeaders(admin, topic);
   const n = await partitionCount(admin, topic);
   if (n !== partitions) {
     throw new Error(
       `changelog ${topic} has ${n} partitions but its input has ${partitions}: they must be co-partitioned`,
     );
+  }
+}
+
+/** Waits until every partition of `topic` has a leader (bounded: 60 attempts, 500 ms apart). */
+async function waitForLeaders(admin: Admin, topic: string): Promise<void> {
+  const attemptsMax = 60;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      const parts = meta.topics[0]?.partitions ?? [];
+      if (parts.length > 0 && parts.every((p) => p.leader >= 0)) return;
+    } catch (err) {
+      if (attempt >= attemptsMax) throw err;
+    }
+    if (attempt >= attemptsMax)
+      throw new Error(`topic ${topic} has no leader for every partition after ${attemptsMax} attempts`);
+    await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -70,8 +70,10 @@ export async function ensureTopics(
   const existing = new Set(await admin.listTopics());
   const missing = specs.filter((s) => !existing.has(s.topic));
   if (missing.length > 0) {
+    // waitForLeaders off: KafkaJS's own wait can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still
+    // propagating new topics; the bounded wait below retries instead.
     await admin.createTopics({
-      waitForLeaders: true,
+      waitForLeaders: false,
       topics: missing.map((s) => ({
         topic: s.topic,
         numPartitions: s.partitions,
@@ -80,7 +82,19 @@ export async function ensureTopics(
       })),
     });
   }
-  const meta = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+  const topics = specs.map((s) => s.topic);
+  let meta = await admin
+    .fetchTopicMetadata({ topics })
+    .catch(() => ({ topics: [] as { name: string; partitions: { leader: number }[] }[] }));
+  for (let attempt = 1; attempt < 60; attempt++) {
+    const ready = topics.every((t) => {
+      const parts = meta.topics.find((m) => m.name === t)?.partitions ?? [];
+      return parts.length > 0 && parts.every((p) => p.leader >= 0);
+    });
+    if (ready) break;
+    await new Promise((r) => setTimeout(r, 500));
+    meta = await admin.fetchTopicMetadata({ topics }).catch(() => meta);
+  }
   for (const spec of specs) {
     const n = meta.topics.find((m) => m.name === spec.topic)?.partitions.length ?? 0;
     if (n !== spec.partitions) {
