@@ -1,4 +1,4 @@
-import { type Logger, type Topics, topicNames } from '@votestream/runtime';
+import { type Logger, type Topics, topicNames, waitForLeaders } from '@votestream/runtime';
 import type { Admin } from 'kafkajs';
 
 /** Internal topics of the stream application (Kafka Streams naming: `<application.id>-<store>-changelog`). */
@@ -59,28 +59,11 @@ export async function ensureChangelog(
       if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
     }
   }
-  await waitForLeaders(admin, topic);
+  await waitForLeaders(admin, [topic]);
   const n = await partitionCount(admin, topic);
   if (n !== partitions) {
     throw new Error(
       `changelog ${topic} has ${n} partitions but its input has ${partitions}: they must be co-partitioned`,
     );
-  }
-}
-
-/** Waits until every partition of `topic` has a leader (bounded: 60 attempts, 500 ms apart). */
-async function waitForLeaders(admin: Admin, topic: string): Promise<void> {
-  const attemptsMax = 60;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-      const parts = meta.topics[0]?.partitions ?? [];
-      if (parts.length > 0 && parts.every((p) => p.leader >= 0)) return;
-    } catch (err) {
-      if (attempt >= attemptsMax) throw err;
-    }
-    if (attempt >= attemptsMax)
-      throw new Error(`topic ${topic} has no leader for every partition after ${attemptsMax} attempts`);
-    await new Promise((r) => setTimeout(r, 500));
   }
 }

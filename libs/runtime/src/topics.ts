@@ -82,19 +82,10 @@ export async function ensureTopics(
       })),
     });
   }
-  const topics = specs.map((s) => s.topic);
-  let meta = await admin
-    .fetchTopicMetadata({ topics })
-    .catch(() => ({ topics: [] as { name: string; partitions: { leader: number }[] }[] }));
-  for (let attempt = 1; attempt < 60; attempt++) {
-    const ready = topics.every((t) => {
-      const parts = meta.topics.find((m) => m.name === t)?.partitions ?? [];
-      return parts.length > 0 && parts.every((p) => p.leader >= 0);
-    });
-    if (ready) break;
-    await new Promise((r) => setTimeout(r, 500));
-    meta = await admin.fetchTopicMetadata({ topics }).catch(() => meta);
-  }
+  const meta = await waitForLeaders(
+    admin,
+    specs.map((s) => s.topic),
+  );
   for (const spec of specs) {
     const n = meta.topics.find((m) => m.name === spec.topic)?.partitions.length ?? 0;
     if (n !== spec.partitions) {
@@ -115,5 +106,31 @@ export async function requireTopics(admin: import('kafkajs').Admin, topics: stri
       `Kafka topics missing: ${missing.join(', ')}. Topic auto-creation is off: create them first ` +
         '(npm run topics on the local stack; terraform/modules/kafka-topics in production).',
     );
+  }
+}
+
+/**
+ * Waits until every partition of every topic has a leader, and returns their metadata. Bounded: 60 attempts,
+ * 500 ms apart, then an error naming the topics. Used instead of KafkaJS's createTopics waitForLeaders, which
+ * can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still propagating a new topic.
+ */
+export async function waitForLeaders(
+  admin: import('kafkajs').Admin,
+  topics: string[],
+): Promise<Awaited<ReturnType<import('kafkajs').Admin['fetchTopicMetadata']>>> {
+  const attemptsMax = 60;
+  for (let attempt = 1; ; attempt++) {
+    const meta = await admin.fetchTopicMetadata({ topics }).catch(() => undefined);
+    const ready =
+      meta !== undefined &&
+      topics.every((t) => {
+        const parts = meta.topics.find((m) => m.name === t)?.partitions ?? [];
+        return parts.length > 0 && parts.every((p) => p.leader >= 0);
+      });
+    if (ready) return meta;
+    if (attempt >= attemptsMax) {
+      throw new Error(`topics ${topics.join(', ')} have no leader on every partition after ${attemptsMax} attempts`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
