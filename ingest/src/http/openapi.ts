@@ -46,6 +46,8 @@ export const openApiDocument = {
               'no_vote',
               'not_found',
               'poll_exists',
+              'poll_limit_reached',
+              'revocation_list_full',
               'already_voted',
               'poll_not_open',
               'poll_closed',
