@@ -157,7 +157,9 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     rateFallbackFleetSize: r.int('RATE_FALLBACK_FLEET_SIZE', 1, { min: 1, max: 10_000 }),
     ratePollCreatePoints: r.int('RATE_POLL_CREATE_POINTS', 60, { min: 1 }),
     ratePollCreateDurationS: r.int('RATE_POLL_CREATE_DURATION_S', 60, { min: 1 }),
-    pollsMax: r.int('POLLS_MAX', catalogPollsMax, { min: 1, max: catalogPollsMax }),
+    // Below the catalog's hard bound: instances check against their own catalog, so concurrent creations on
+    // several instances can overshoot by a few (each bounded by RATE_POLL_CREATE_POINTS); the headroom absorbs it.
+    pollsMax: r.int('POLLS_MAX', catalogPollsMax - 1000, { min: 1, max: catalogPollsMax - 1000 }),
     produceVotesInFlightMax: r.int('PRODUCE_VOTES_IN_FLIGHT_MAX', 20_000, { min: 1 }),
     produceBatchMessagesMax: r.int('PRODUCE_BATCH_MESSAGES_MAX', 1000, { min: 1, max: 100_000 }),
     produceLingerMs: r.int('PRODUCE_LINGER_MS', 2, { min: 0, max: 1000 }),
