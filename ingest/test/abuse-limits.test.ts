@@ -136,17 +136,20 @@ test('challenge difficulty rises for a device (and network) asking too fast, on 
   );
   t.teardown(() => redis.disconnect());
   await new Promise<void>((resolve) => (redis.status === 'ready' ? resolve() : redis.once('ready', () => resolve())));
-  const policy = createChallengePolicy({
-    redis,
-    keyPrefix: `t-${randomBytes(5).toString('hex')}:`,
-    windowS: 60,
-    voterChallengesMax: 100,
-    voterBaseline: 5,
-    networkBaseline: 20,
-    deviceBaseline: 2,
-    maxNumberBase: 1000,
-    maxNumberCeiling: 8000,
-  });
+  // Each policy on its own key prefix (fresh counters).
+  const policyWith = (voterChallengesMax: number) =>
+    createChallengePolicy({
+      redis,
+      keyPrefix: `t-${randomBytes(5).toString('hex')}:`,
+      windowS: 60,
+      voterChallengesMax,
+      voterBaseline: 5,
+      networkBaseline: 20,
+      deviceBaseline: 2,
+      maxNumberBase: 1000,
+      maxNumberCeiling: 8000,
+    });
+  const policy = policyWith(100);
   const net = '203.0.113.0/24';
   const farm: number[] = [];
   // One device, many accounts (a phone farm): 10 challenges, each for another voter.
@@ -155,17 +158,7 @@ test('challenge difficulty rises for a device (and network) asking too fast, on 
   // A real voter on another network and device: the base.
   t.is(await policy.admit('real-voter', '198.51.100.0/24', 'phone-1'), 1000);
   // Beyond voterChallengesMax: 429.
-  const one = createChallengePolicy({
-    redis,
-    keyPrefix: `t-${randomBytes(5).toString('hex')}:`,
-    windowS: 60,
-    voterChallengesMax: 2,
-    voterBaseline: 5,
-    networkBaseline: 20,
-    deviceBaseline: 2,
-    maxNumberBase: 1000,
-    maxNumberCeiling: 8000,
-  });
+  const one = policyWith(2);
   await one.admit('v', net, null);
   await one.admit('v', net, null);
   const err = await t.throwsAsync(one.admit('v', net, null));
