@@ -53,7 +53,12 @@ export function createTokenRevocations(
       return score !== null && Number(score) >= Math.floor(Date.now() / 1000);
     },
     async revoke(jti, untilS, nowS) {
-      const held = await r.vsRevokeJti(key, jti, untilS, nowS, revocationsMax);
+      let held: number;
+      try {
+        held = await r.vsRevokeJti(key, jti, untilS, nowS, revocationsMax);
+      } catch {
+        throw new ProblemError('unavailable', 'the token revocation list is unreachable', undefined, 2);
+      }
       if (held < 0) {
         throw new ProblemError(
           'revocation_list_full',
