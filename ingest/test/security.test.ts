@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { createKafka } from '@votestream/runtime';
 import { createAvroSerde, type PollEvent, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
+import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, mintToken, startIngest } from '../src/index.ts';
 import { ballot, createPoll, readTopic, silent, type TestEnv, testEnv, type VoteOptions, vote } from './helpers.ts';
 
@@ -44,7 +45,7 @@ test.before(async (t) => {
       TRUST_PROXY_HOPS: '1',
       TRUSTED_PROXY_CIDRS: '127.0.0.0/8',
       JWT_MAX_TOKEN_AGE_S: '3600',
-      TOKEN_REVOCATIONS_MAX: '3',
+      TOKEN_REVOCATIONS_MAX: '48',
       CHALLENGE_VOTER_MAX: '4',
     }),
     start(cleanup, { ...limited, CLIENT_ADDRESS_SOURCE: 'alb', TRUST_PROXY_HOPS: '1' }),
@@ -233,10 +234,17 @@ test('a revoked jti is refused on the vote path; revoking needs the admin scope;
   t.is(res.status, 401);
   t.is(res.body.code, 'unauthenticated');
   t.is(res.body.detail, 'this token was revoked');
-  // TOKEN_REVOCATIONS_MAX=3 (this test is the only one revoking on this instance): two more fit, the next is 409.
-  t.is((await revoke(admin, `x-${randomUUID()}`)).status, 201);
-  t.is((await revoke(admin, `x-${randomUUID()}`)).status, 201);
-  const full = await revoke(admin, `x-${randomUUID()}`);
+  // TOKEN_REVOCATIONS_MAX=48 over 16 shards: 3 per shard (this test is the only one revoking on this instance).
+  // Two more jtis in the stolen one's shard fit, the next is 409.
+  const sameShard = () => {
+    for (;;) {
+      const id = `x-${randomUUID()}`;
+      if (revocationShardOf(id) === revocationShardOf(jti)) return id;
+    }
+  };
+  t.is((await revoke(admin, sameShard())).status, 201);
+  t.is((await revoke(admin, sameShard())).status, 201);
+  const full = await revoke(admin, sameShard());
   t.is(full.status, 409);
   t.is((await full.json()).code, 'revocation_list_full');
   // Revoking the same jti again extends it, it does not take a new slot.

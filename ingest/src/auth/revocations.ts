@@ -2,14 +2,28 @@ import type { RedisClient } from '@votestream/runtime';
 import { ProblemError } from '../http/problem.ts';
 
 /**
- * Revoked token ids (`jti`), for stolen tokens: one Redis sorted set `<prefix>revoked-jti`, member = jti,
- * score = epoch seconds until which the entry matters (the token's own `refusedAfterS`: past it the verifier
- * refuses the token for its age or exp anyway). Bounded two ways: entries past their score are removed on every
- * revocation, and a revocation that would take the set beyond `revocationsMax` is refused (409
- * revocation_list_full) instead of growing it. Checked on every authenticated request (one ZSCORE, auto-pipelined
+ * Revoked token ids (`jti`), for stolen tokens: Redis sorted sets `<prefix>revoked-jti:{<shard>}`, member = jti,
+ * score = epoch seconds until which the entry matters (now + the max token age: past it the verifier refuses the
+ * token for its age anyway). `revocationShards` sets, the jti's shard by FNV-1a hash: every authenticated request
+ * reads one of them, so in a Redis Cluster the reads spread over slots instead of making one hot key. Bounded two
+ * ways: entries past their score are removed on every revocation into that shard, and a revocation that would
+ * take a shard beyond `revocationsMax / revocationShards` is refused (409 revocation_list_full) instead of
+ * growing it. Checked on every authenticated request (one ZSCORE, auto-pipelined
  * with the request's other commands). If Redis cannot answer, the request is refused with 503 (fail closed): a
  * revoked token must not get through because the list was unreachable.
  */
+export const revocationShards = 16;
+
+/** The shard of a jti: FNV-1a (32-bit) of its UTF-16 code units, modulo `revocationShards`. */
+export function revocationShardOf(jti: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < jti.length; i++) {
+    h ^= jti.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % revocationShards;
+}
+
 export interface TokenRevocations {
   /** True when this jti is revoked. Throws ProblemError('unavailable') when Redis cannot answer. */
   isRevoked(jti: string): Promise<boolean>;
@@ -41,12 +55,14 @@ export function createTokenRevocations(
 ): TokenRevocations {
   const r = redis as RevocationRedis;
   if (typeof r.vsRevokeJti !== 'function') r.defineCommand('vsRevokeJti', { numberOfKeys: 1, lua: revokeLua });
-  const key = `${keyPrefix}revoked-jti`;
+  const shardMax = Math.max(1, Math.ceil(revocationsMax / revocationShards));
+  const keys = Array.from({ length: revocationShards }, (_, i) => `${keyPrefix}revoked-jti:{${i}}`);
+  const keyOf = (jti: string) => keys[revocationShardOf(jti)] as string;
   return {
     async isRevoked(jti) {
       let score: string | null;
       try {
-        score = await redis.zscore(key, jti);
+        score = await redis.zscore(keyOf(jti), jti);
       } catch {
         throw new ProblemError('unavailable', 'the token revocation list is unreachable', undefined, 2);
       }
@@ -55,14 +71,14 @@ export function createTokenRevocations(
     async revoke(jti, untilS, nowS) {
       let held: number;
       try {
-        held = await r.vsRevokeJti(key, jti, untilS, nowS, revocationsMax);
+        held = await r.vsRevokeJti(keyOf(jti), jti, untilS, nowS, shardMax);
       } catch {
         throw new ProblemError('unavailable', 'the token revocation list is unreachable', undefined, 2);
       }
       if (held < 0) {
         throw new ProblemError(
           'revocation_list_full',
-          `the revocation list holds TOKEN_REVOCATIONS_MAX=${revocationsMax} live entries; rotate the signing key instead`,
+          `this jti's shard of the revocation list is full (TOKEN_REVOCATIONS_MAX=${revocationsMax} over ${revocationShards} shards); rotate the signing key instead`,
         );
       }
       return held;
