@@ -117,7 +117,7 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     metricsPort: r.int('INGEST_METRICS_PORT', 9471, { min: 0, max: 65535 }),
     http: loadHttpServerLimits(r, { connectionsMax: 10_000 }),
     clientAddressSource: r.oneOf('CLIENT_ADDRESS_SOURCE', ['socket', 'alb', 'cloudfront'] as const, 'socket'),
-    trustProxyHops: r.int('TRUST_PROXY_HOPS', 1, { min: 1, max: 10 }),
+    trustProxyHops: r.int('TRUST_PROXY_HOPS', 1, { min: 0, max: 10 }),
     // The private ranges a VPC's ALB nodes connect from; narrow to the ALB subnets in production.
     trustedProxyCidrs: r.list('TRUSTED_PROXY_CIDRS', ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
     jwtPublicKeyPem: keyFile ? readKeyFile('JWT_PUBLIC_KEY_FILE', keyFile) : undefined,

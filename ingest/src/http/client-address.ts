@@ -70,7 +70,8 @@ export function createClientAddressResolver(opts: ClientAddressOptions): ClientA
   if (opts.source === 'socket') return socketAddress;
   const trusted = parseCidrs(opts.trustedProxyCidrs);
   const isTrustedPeer = (address: string) => trusted.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
-  const hops = Math.max(1, opts.trustProxyHops);
+  // 0 hops: no proxy appends (the peer is the client), as with `socket` but still through a trusted peer.
+  const hops = opts.trustProxyHops;
 
   const fromForwardedFor = (req: RequestLike, peer: string): string => {
     const raw = req.headers['x-forwarded-for'];
