@@ -113,7 +113,11 @@ test('votes cast through the SDK are counted exactly once in the results API, th
   //    times at once. One vote; every answer names it.
   const retryVoter = `${id}-retrier`;
   const retryToken = await tokenOf(retryVoter);
-  const challenge = (await (await fetch(`${api}/v1/challenge`)).json()) as AltchaChallenge;
+  const challengeFor = async (token: string) =>
+    (await (
+      await fetch(`${api}/v1/challenge?pollId=${pollId}`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as AltchaChallenge;
+  const challenge = await challengeFor(retryToken);
   const altcha = encodeAltchaPayload(challenge, await solveAltcha(challenge));
   const key = randomUUID();
   const send = async () => {
@@ -182,9 +186,10 @@ test('votes cast through the SDK are counted exactly once in the results API, th
   }
   for (let i = 0; i < 20; i++) {
     const voterId = `${id}-cheat-${i}`;
-    const c = (await (await fetch(`${api}/v1/challenge`)).json()) as AltchaChallenge;
+    const token = await tokenOf(voterId);
+    const c = await challengeFor(token);
     const wrong = encodeAltchaPayload(c, { counter: 1, derivedKey: '00'.repeat(32), time: 1 } as never);
-    refused(await badVote(voterId, await tokenOf(voterId), wrong));
+    refused(await badVote(voterId, token, wrong));
   }
   t.deepEqual(Object.fromEntries(refusals), {
     '401 unauthenticated': 30,
