@@ -6,6 +6,7 @@ import {
   createLogger,
   createMetricsRegistry,
   createRedis,
+  exportConsumerLag,
   type Logger,
   requireTopics,
   topicNames,
@@ -151,6 +152,13 @@ export async function startProjections(
   };
   const tallyConsumer = kafka.consumer({ groupId: `${config.groupId}-tallies`, ...consumerOptions });
   const receiptConsumer = kafka.consumer({ groupId: `${config.groupId}-receipts`, ...consumerOptions });
+  for (const consumer of [tallyConsumer, receiptConsumer]) {
+    exportConsumerLag(consumer, registry, {
+      name: 'projections_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by its projector (after the last batch)',
+      labels: {},
+    });
+  }
   const tallyProjector = new TallyProjector({
     consumer: tallyConsumer,
     topic: topics.tallies,
