@@ -408,6 +408,7 @@ resource "aws_instance" "node" {
   vpc_security_group_ids = [aws_security_group.scylla.id]
   iam_instance_profile   = aws_iam_instance_profile.node.name
   ebs_optimized          = true
+  monitoring             = true # 1-minute CloudWatch metrics: a node's CPU steal or network limit shows within the show
 
   root_block_device {
     volume_type = "gp3"
