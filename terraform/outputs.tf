@@ -72,3 +72,8 @@ output "service_role_arns" {
   description = "IRSA role per service."
   value       = module.platform.service_role_arns
 }
+
+output "scylla_manager_instance_id" {
+  description = "EC2 instance of ScyllaDB Manager (SSM Session Manager; sctool tasks)."
+  value       = module.scylla.manager_instance_id
+}

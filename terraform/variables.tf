@@ -529,7 +529,7 @@ variable "log_retention_days" {
 }
 
 variable "alb_reserved_capacity_units" {
-  description = "Load Balancer Capacity Units reserved on the vote API's ALB (pre-warming). 0 between shows; ~2,100 the day before a 250k votes/s show (docs/capacity.md: 500k requests/s, 575 MB/s in). Billed per LCU-hour while set."
+  description = "Load Balancer Capacity Units reserved on the vote API's ALB (pre-warming). 0 between shows; ~10,000 the day before a 250k votes/s show (docs/capacity.md section 6: 250k new TLS connections/s at 25 per LCU; ~3,000 with CloudFront in front). Billed per LCU-hour while set."
   type        = number
   default     = 0
 
@@ -540,13 +540,13 @@ variable "alb_reserved_capacity_units" {
 }
 
 variable "nlb_reserved_capacity_units" {
-  description = "Capacity units reserved on the MQTT NLB before a show (0 between shows). docs/capacity.md gives the figure for the expected audience."
+  description = "Capacity units reserved on the MQTT NLB before a show (0 between shows). docs/capacity.md section 6: 30M subscribers need ~10,000 for connections and ~65,000 for the fan-out bytes at 2 messages/s."
   type        = number
   default     = 0
 
   validation {
-    condition     = var.nlb_reserved_capacity_units >= 0 && var.nlb_reserved_capacity_units <= 45000
-    error_message = "nlb_reserved_capacity_units must be between 0 and 45000."
+    condition     = var.nlb_reserved_capacity_units >= 0 && var.nlb_reserved_capacity_units <= 100000
+    error_message = "nlb_reserved_capacity_units must be between 0 and 100000."
   }
 }
 
