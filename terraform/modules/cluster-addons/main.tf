@@ -147,14 +147,15 @@ data "aws_iam_policy_document" "karpenter" {
       values   = ["RunInstances", "CreateFleet", "CreateLaunchTemplate"]
     }
   }
+  # Only what Karpenter launched: it tags its instances and launch templates with karpenter.sh/nodepool.
   statement {
     sid       = "TerminateOwnNodes"
     actions   = ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate", "ec2:CreateTags"]
     resources = ["arn:${local.partition}:ec2:${var.region}:${local.account}:*"]
     condition {
-      test     = "StringEquals"
-      variable = "aws:ResourceTag/kubernetes.io/cluster/${var.cluster_name}"
-      values   = ["owned"]
+      test     = "StringLike"
+      variable = "aws:ResourceTag/karpenter.sh/nodepool"
+      values   = ["*"]
     }
   }
   statement {
@@ -250,7 +251,6 @@ resource "helm_release" "karpenter_node_pools" {
       subnetIds        = var.node_subnet_ids
       securityGroupIds = var.node_security_group_ids
       kmsKeyId         = var.ebs_kms_key_arn
-      clusterName      = var.cluster_name
     }
     pools = [
       for name, g in var.node_groups : {
