@@ -21,8 +21,6 @@ variable "log_retention_days" {
 }
 
 data "aws_caller_identity" "current" {}
-data "aws_region" "current" {}
-data "aws_partition" "current" {}
 
 # The account ELB delivers ALB logs from, in regions opened before August 2022 (newer regions use the
 # logdelivery.elasticloadbalancing.amazonaws.com service principal; both are allowed below).
@@ -103,78 +101,38 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
   depends_on = [aws_s3_bucket_versioning.this]
 }
 
-data "aws_iam_policy_document" "access" {
-  statement {
-    sid       = "AlbLogDelivery"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this["access"].arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
-    principals {
-      type        = "AWS"
-      identifiers = [data.aws_elb_service_account.this.arn]
-    }
-  }
-  statement {
-    sid       = "AlbLogDeliveryService"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this["access"].arn}/alb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logdelivery.elasticloadbalancing.amazonaws.com"]
-    }
-  }
-  # NLB access logs go through the vended-logs service.
-  statement {
-    sid       = "NlbLogDelivery"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this["access"].arn}/nlb/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
-    principals {
-      type        = "Service"
-      identifiers = ["delivery.logs.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-  }
-  statement {
-    sid       = "NlbLogDeliveryAcl"
-    actions   = ["s3:GetBucketAcl"]
-    resources = [aws_s3_bucket.this["access"].arn]
-    principals {
-      type        = "Service"
-      identifiers = ["delivery.logs.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-  }
-  statement {
-    sid     = "TlsOnly"
-    effect  = "Deny"
-    actions = ["s3:*"]
-    resources = [
-      aws_s3_bucket.this["access"].arn, "${aws_s3_bucket.this["access"].arn}/*",
-    ]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
+locals {
+  account = data.aws_caller_identity.current.account_id
+  # Where the vended-logs service (delivery.logs.amazonaws.com) writes: NLB logs under nlb/, WAF logs at the root.
+  delivery_prefix = { access = "nlb/", waf = "" }
+  # ALB log delivery (access bucket only): the ELB account of regions opened before August 2022, and the service
+  # principal of newer regions.
+  alb_writers = {
+    AlbLogDelivery        = { type = "AWS", identifier = data.aws_elb_service_account.this.arn }
+    AlbLogDeliveryService = { type = "Service", identifier = "logdelivery.elasticloadbalancing.amazonaws.com" }
   }
 }
 
-data "aws_iam_policy_document" "waf" {
+data "aws_iam_policy_document" "bucket" {
+  for_each = aws_s3_bucket.this
+
+  dynamic "statement" {
+    for_each = each.key == "access" ? local.alb_writers : {}
+    content {
+      sid       = statement.key
+      actions   = ["s3:PutObject"]
+      resources = ["${each.value.arn}/alb/AWSLogs/${local.account}/*"]
+      principals {
+        type        = statement.value.type
+        identifiers = [statement.value.identifier]
+      }
+    }
+  }
+
   statement {
-    sid       = "WafLogDelivery"
+    sid       = "LogDelivery"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this["waf"].arn}/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+    resources = ["${each.value.arn}/${local.delivery_prefix[each.key]}AWSLogs/${local.account}/*"]
     principals {
       type        = "Service"
       identifiers = ["delivery.logs.amazonaws.com"]
@@ -182,18 +140,14 @@ data "aws_iam_policy_document" "waf" {
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "aws:SourceArn"
-      values   = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:*"]
+      values   = [local.account]
     }
   }
+
   statement {
-    sid       = "WafLogDeliveryAcl"
+    sid       = "LogDeliveryAcl"
     actions   = ["s3:GetBucketAcl"]
-    resources = [aws_s3_bucket.this["waf"].arn]
+    resources = [each.value.arn]
     principals {
       type        = "Service"
       identifiers = ["delivery.logs.amazonaws.com"]
@@ -201,16 +155,15 @@ data "aws_iam_policy_document" "waf" {
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
+      values   = [local.account]
     }
   }
+
   statement {
-    sid     = "TlsOnly"
-    effect  = "Deny"
-    actions = ["s3:*"]
-    resources = [
-      aws_s3_bucket.this["waf"].arn, "${aws_s3_bucket.this["waf"].arn}/*",
-    ]
+    sid       = "TlsOnly"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [each.value.arn, "${each.value.arn}/*"]
     principals {
       type        = "*"
       identifiers = ["*"]
@@ -226,7 +179,7 @@ data "aws_iam_policy_document" "waf" {
 resource "aws_s3_bucket_policy" "this" {
   for_each = aws_s3_bucket.this
   bucket   = each.value.id
-  policy   = each.key == "access" ? data.aws_iam_policy_document.access.json : data.aws_iam_policy_document.waf.json
+  policy   = data.aws_iam_policy_document.bucket[each.key].json
 
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
