@@ -740,11 +740,15 @@ resource "aws_cloudfront_distribution" "api" {
     viewer_protocol_policy = "https-only"
     allowed_methods        = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
     cached_methods         = ["GET", "HEAD"]
-    # AWS managed policies: CachingDisabled and AllViewerExceptHostHeader.
+    # AWS managed policies: CachingDisabled, SecurityHeadersPolicy, AllViewerAndCloudFrontHeaders-2022-06.
     cache_policy_id = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
     # AWS managed SecurityHeadersPolicy (HSTS, X-Content-Type-Options, frame options, referrer policy).
     response_headers_policy_id = "67f7725c-6f97-4210-82d7-5512b31e9d03"
-    origin_request_policy_id   = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+    # AllViewerAndCloudFrontHeaders-2022-06 (not AllViewerExceptHostHeader): it forwards the viewer's Host
+    # (api_domain_name), so CloudFront checks the ALB's certificate against the name it was issued for (without
+    # Host it checks it against the ALB's AWS name and fails), and the CloudFront headers, among them
+    # CloudFront-Viewer-Address, which ingest reads the voter's address from (CLIENT_ADDRESS_SOURCE=cloudfront).
+    origin_request_policy_id = "33f36d7e-f396-46d9-90e0-52428a34d9dc"
   }
 
   aliases = [var.api_domain_name]
