@@ -92,8 +92,8 @@ variable "node_groups" {
     stream = { instance_types = ["m7i.4xlarge", "m6i.4xlarge"], min_size = 6, desired_size = 9, max_size = 12, disk_gib = 50, dedicated = true }
     # 48 projections pods (1.8 vCPU) at 4 per c7i.2xlarge = 12 nodes.
     projections = { instance_types = ["c7i.2xlarge", "c6i.2xlarge"], min_size = 6, desired_size = 12, max_size = 18, disk_gib = 50, dedicated = true }
-    # One EMQX node per m7i.8xlarge (memory for ~3M connections, 12.5 Gbps of network): 12 nodes.
-    emqx = { instance_types = ["m7i.8xlarge", "m6i.8xlarge"], min_size = 12, desired_size = 12, max_size = 18, disk_gib = 100, dedicated = true }
+    # One EMQX node per m7i.8xlarge (memory for ~3M connections, 12.5 Gbps of network): 15 nodes.
+    emqx = { instance_types = ["m7i.8xlarge", "m6i.8xlarge"], min_size = 15, desired_size = 15, max_size = 21, disk_gib = 100, dedicated = true }
     # Apicurio, controllers (load balancer, Karpenter), metrics-server, Prometheus (2 replicas, ~16 GiB each at
     # this fleet's series count), Alertmanager, Grafana, CoreDNS, log agents.
     platform = { instance_types = ["m7i.2xlarge", "m6i.2xlarge"], min_size = 3, desired_size = 3, max_size = 6, disk_gib = 100, dedicated = false }
@@ -497,9 +497,9 @@ variable "emqx_license_secret_arn" {
 }
 
 variable "emqx_replicas" {
-  description = "EMQX nodes. ~3M subscribers per node on m7i.8xlarge; 12 nodes for 30M concurrent subscribers with one zone down leaving 8."
+  description = "EMQX nodes. ~3M subscribers per node on m7i.8xlarge: 30M concurrent subscribers through the loss of a zone need 10 surviving nodes, so 15 (5 per zone)."
   type        = number
-  default     = 12
+  default     = 15
 
   validation {
     condition     = var.emqx_replicas >= 3 && var.emqx_replicas % 3 == 0
