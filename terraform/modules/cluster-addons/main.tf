@@ -257,7 +257,6 @@ resource "helm_release" "karpenter_node_pools" {
         name          = name
         dedicated     = g.dedicated
         instanceTypes = g.instance_types
-        diskGiB       = g.disk_gib
         cpuLimit      = g.max_size * lookup(local.vcpus, split(".", g.instance_types[0])[1], 16)
       }
     ]
