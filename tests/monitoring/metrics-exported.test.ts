@@ -18,16 +18,13 @@ const monitoringDir = join(repoRoot, 'deploy/monitoring');
 const patternsAllowedToMatchNothing = new Set(['.+_dead_letter_total']);
 
 /**
- * Where each service serves Prometheus metrics: the one place to change when ingest and projections move their
- * /metrics to INGEST_METRICS_PORT / PROJECTIONS_METRICS_PORT (already passed to the processes below): replace
- * `system.apiUrl` by `http://127.0.0.1:${ports.ingestMetrics}` and `system.projectionsUrl` likewise.
+ * Where each service serves Prometheus metrics: the one place to change when ingest and projections move /metrics
+ * to INGEST_METRICS_PORT / PROJECTIONS_METRICS_PORT (the ports below already pass them): the `base` line becomes
+ * `{ ingest: system.ingestMetricsUrl, projections: system.projectionsMetricsUrl }` (devstack's names for them).
  */
 function metricsUrls(system: RunningVotestream, ports: VotestreamPorts): string[] {
-  return [
-    `${system.apiUrl}/metrics`,
-    `http://127.0.0.1:${ports.streamMetrics}/metrics`,
-    `${system.projectionsUrl}/metrics`,
-  ];
+  const base = { ingest: system.apiUrl, projections: system.projectionsUrl };
+  return [`${base.ingest}/metrics`, `http://127.0.0.1:${ports.streamMetrics}/metrics`, `${base.projections}/metrics`];
 }
 
 test('metric names are read from PromQL: selectors, not labels, functions, ranges or keywords', (t) => {
