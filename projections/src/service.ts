@@ -5,6 +5,7 @@ import {
   createLogger,
   createMetricsRegistry,
   createRedis,
+  exportConsumerLag,
   type Logger,
   requireTopics,
   startMetricsServer,
@@ -153,6 +154,13 @@ export async function startProjections(
   };
   const tallyConsumer = kafka.consumer({ groupId: `${config.groupId}-tallies`, ...consumerOptions });
   const receiptConsumer = kafka.consumer({ groupId: `${config.groupId}-receipts`, ...consumerOptions });
+  for (const consumer of [tallyConsumer, receiptConsumer]) {
+    exportConsumerLag(consumer, registry, {
+      name: 'projections_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by its projector (after the last batch)',
+      labels: {},
+    });
+  }
   const tallyProjector = new TallyProjector({
     consumer: tallyConsumer,
     topic: topics.tallies,

@@ -1,4 +1,4 @@
-import type { CqlClient, Logger } from '@votestream/runtime';
+import { type CqlClient, exportConsumerLag, type Logger } from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate } from '@votestream/schemas';
 import cassandra from 'cassandra-driver';
 import type { Consumer, Kafka } from 'kafkajs';
@@ -54,6 +54,11 @@ export class CqlTallySink {
 
   async start(): Promise<void> {
     const { consumer, o } = this;
+    exportConsumerLag(consumer, o.registry, {
+      name: 'stream_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by this stage (after the last batch)',
+      labels: { stage: 'sink' },
+    });
     const decode = o.serde.decoder('TallyUpdate');
     const ks = o.keyspace;
     const totalsCql = `INSERT INTO ${ks}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
