@@ -17,13 +17,9 @@ const monitoringDir = join(repoRoot, 'deploy/monitoring');
  */
 const patternsAllowedToMatchNothing = new Set(['.+_dead_letter_total']);
 
-/**
- * Where each service serves Prometheus metrics: the one place to change when ingest and projections move /metrics
- * to INGEST_METRICS_PORT / PROJECTIONS_METRICS_PORT (the ports below already pass them): the `base` line becomes
- * `{ ingest: system.ingestMetricsUrl, projections: system.projectionsMetricsUrl }` (devstack's names for them).
- */
+/** Where each service serves Prometheus metrics: INGEST_METRICS_PORT, STREAM_METRICS_PORT, PROJECTIONS_METRICS_PORT. */
 function metricsUrls(system: RunningVotestream, ports: VotestreamPorts): string[] {
-  const base = { ingest: system.apiUrl, projections: system.projectionsUrl };
+  const base = { ingest: system.ingestMetricsUrl, projections: system.projectionsMetricsUrl };
   return [`${base.ingest}/metrics`, `http://127.0.0.1:${ports.streamMetrics}/metrics`, `${base.projections}/metrics`];
 }
 
