@@ -4,6 +4,7 @@ export * from './cql.ts';
 export * from './kafka.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
+export * from './read-to-end.ts';
 export * from './redis.ts';
 export * from './shutdown.ts';
 export * from './topics.ts';

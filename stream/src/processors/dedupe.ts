@@ -1,5 +1,5 @@
 import { invariant, type Logger } from '@votestream/runtime';
-import type { AvroSerde, RejectReason, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
+import type { AvroSerde, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
@@ -9,6 +9,7 @@ import type { TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
 import { type Fingerprint, fingerprintOf, VoterTable } from '../state/voter-table.ts';
 import { nextVersion, sumOf, toWindowCounts, type WindowState, windowStartOf } from './tally-state.ts';
+import { eligibilityOf } from './vote-rules.ts';
 
 export interface DedupeTopics {
   votes: string;
@@ -157,32 +158,19 @@ export class DedupeProcessor implements TaskProcessor {
       const eventTime = vote.receivedAt;
       const windowStart = windowStartOf(eventTime, config.windowMs);
       const late = windowStart + config.windowMs + config.graceMs <= this.watermark;
-      let reason: RejectReason | null = null;
+      let reason = eligibilityOf(poll, vote.optionId, eventTime, this.tallies.get(vote.pollId)?.final === true);
       let countedVoteId: string | null = null;
-      if (!poll) reason = 'UNKNOWN_POLL';
-      else if (!poll.options.some((o) => o.id === vote.optionId)) reason = 'UNKNOWN_OPTION';
-      else if (eventTime < poll.opensAt) reason = 'POLL_NOT_OPEN';
-      else {
-        const closeAt = closeTimeOf(poll);
-        const tally = this.tallies.get(vote.pollId);
-        if ((closeAt !== null && eventTime >= closeAt) || tally?.final) reason = 'POLL_CLOSED';
-        else {
-          const table = this.table(vote.pollId);
-          const fp = fingerprintOf(vote.voterId, this.fp);
-          const slot = table.find(fp);
-          if (slot >= 0) {
-            reason = 'DUPLICATE';
-            countedVoteId = table.voteIdAt(slot);
-          } else {
-            table.insert(fp, vote.voteId);
-            out.send(
-              topics.dedupeChangelog,
-              `${vote.pollId}/${vote.voterId}`,
-              Buffer.from(vote.voteId),
-              this.partition,
-            );
-            this.count(vote.pollId, vote.optionId, windowStart, late);
-          }
+      if (reason === null) {
+        const table = this.table(vote.pollId);
+        const fp = fingerprintOf(vote.voterId, this.fp);
+        const slot = table.find(fp);
+        if (slot >= 0) {
+          reason = 'DUPLICATE';
+          countedVoteId = table.voteIdAt(slot);
+        } else {
+          table.insert(fp, vote.voteId);
+          out.send(topics.dedupeChangelog, `${vote.pollId}/${vote.voterId}`, Buffer.from(vote.voteId), this.partition);
+          this.count(vote.pollId, vote.optionId, windowStart, late);
         }
       }
       if (eventTime > this.watermark) {
