@@ -2,13 +2,14 @@
 // admin's CLOSED event, with a vote counted in the close race and votes refused after finalisation); then
 // `npm run recount` replays the votes log by the dedupe rules and agrees with the decisions and the CQL tally.
 // Tampering with the CQL tally, or a forged second decision, makes it fail naming what differs.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { runRecount } from '@votestream/devstack';
 import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
 import { createAvroSerde, type PollDefinition, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, repoRoot, stack, uniqueId } from '../../tests/support/stack.ts';
+import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
 import type { RecountReport } from '../src/recount/sources.ts';
 import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
 
@@ -16,40 +17,10 @@ const options = ['yes', 'no'];
 const graceMs = 1000;
 const idleTimeoutMs = 1000;
 
-/** Runs the recount CLI as an operator would; resolves with its exit code and parsed JSON report. */
-function runRecountCli(
-  env: Record<string, string>,
-  pollId: string,
-): Promise<{ code: number | null; report: RecountReport; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'stream/src/tools/recount.ts', '--poll', pollId, '--json'],
-      {
-        cwd: repoRoot,
-        env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      try {
-        resolve({ code, report: JSON.parse(out) as RecountReport, stderr: err });
-      } catch {
-        reject(new Error(`recount printed no JSON report (exit ${code}): ${out}\n${err}`));
-      }
-    });
-  });
+/** `npm run recount` on one poll; its JSON report typed. */
+async function runRecountCli(env: Record<string, string>, pollId: string) {
+  const run = await runRecount(env, pollId);
+  return { ...run, report: run.report as RecountReport };
 }
 
 test('the recount replays the votes log, agrees with the decisions and CQL (close race and finalisation explained), and fails on a tampered tally or a forged decision', async (t) => {
