@@ -77,6 +77,30 @@ export interface TallyUpdate {
   final: boolean;
 }
 
+/** One vote decision without the voter's identity, for analytics: the voter id is replaced by a keyed hash under a per-poll salt that is destroyed after the raw topics' retention (then no one can link a pseudonym to a voter, not even with the raw topics), and the network and client are coarsened. Written by the dedupe stage in the same transaction as the VoteDecision it is derived from, so there is exactly one per decision. Key: pollId + '/' + voterPseudonym. Avro record io.votestream.VoteAnalytics. */
+export interface VoteAnalytics {
+  /** The poll. */
+  pollId: string;
+  /** base64url of the first 128 bits of HMAC-SHA-256(poll salt, voterId): equal for the votes of one voter in one poll, unrelated across polls. */
+  voterPseudonym: string;
+  /** The option the vote chose. */
+  optionId: string;
+  /** True when the vote is in the tally. */
+  counted: boolean;
+  /** Why a vote was not counted, when it was not: a RejectReason symbol of VoteDecision (DUPLICATE, POLL_CLOSED, POLL_NOT_OPEN, UNKNOWN_POLL, UNKNOWN_OPTION, OTHER); a string so a reason added there needs no change here. Default: null. */
+  reason: string | null;
+  /** The vote reached the stream after its event-time window had closed (still counted). Default: false. */
+  late: boolean;
+  /** Start of the event-time window of the vote (the only time kept: the window size, 1 s by default, is the time resolution of this stream). (epoch milliseconds) */
+  windowStart: number;
+  /** The client's network coarsened to the /16 of an IPv4 address or the /32 of an IPv6 address. Default: null. */
+  networkPrefix: string | null;
+  /** The User-Agent reduced to its first product token and major version (votestream-sdk/1, Mozilla/5), at most 32 characters. Default: null. */
+  clientFamily: string | null;
+  /** A proof of work came with the vote (false: the challenge policy did not ask for one). Default: true. */
+  challengeSolved: boolean;
+}
+
 /** SOLVED: a valid, unused proof-of-work solution came with the vote. NOT_REQUIRED: the challenge policy did not ask for one. Avro enum io.votestream.ChallengeResult. */
 export type ChallengeResult = 'SOLVED' | 'NOT_REQUIRED';
 
@@ -146,18 +170,20 @@ export interface VoteDecision {
 export interface RecordTypes {
   PollEvent: PollEvent;
   TallyUpdate: TallyUpdate;
+  VoteAnalytics: VoteAnalytics;
   VoteCast: VoteCast;
   VoteDecision: VoteDecision;
 }
 
 export type RecordName = keyof RecordTypes;
 
-export const recordNames: readonly RecordName[] = ["PollEvent","TallyUpdate","VoteCast","VoteDecision"];
+export const recordNames: readonly RecordName[] = ["PollEvent","TallyUpdate","VoteAnalytics","VoteCast","VoteDecision"];
 
 /** Full Avro name of each record (the registry subject, under the record-name strategy). */
 export const recordFullNames: Readonly<Record<RecordName, string>> = {
   PollEvent: 'io.votestream.PollEvent',
   TallyUpdate: 'io.votestream.TallyUpdate',
+  VoteAnalytics: 'io.votestream.VoteAnalytics',
   VoteCast: 'io.votestream.VoteCast',
   VoteDecision: 'io.votestream.VoteDecision',
 };
@@ -387,6 +413,81 @@ export const expandedSchemas: Readonly<Record<RecordName, AvroComplexSchemaJson>
         "type": "boolean",
         "default": false,
         "doc": "True once the poll closed and its grace period passed: the tally will not change again."
+      }
+    ]
+  },
+  "VoteAnalytics": {
+    "type": "record",
+    "name": "VoteAnalytics",
+    "namespace": "io.votestream",
+    "doc": "One vote decision without the voter's identity, for analytics: the voter id is replaced by a keyed hash under a per-poll salt that is destroyed after the raw topics' retention (then no one can link a pseudonym to a voter, not even with the raw topics), and the network and client are coarsened. Written by the dedupe stage in the same transaction as the VoteDecision it is derived from, so there is exactly one per decision. Key: pollId + '/' + voterPseudonym.",
+    "fields": [
+      {
+        "name": "pollId",
+        "type": "string",
+        "doc": "The poll."
+      },
+      {
+        "name": "voterPseudonym",
+        "type": "string",
+        "doc": "base64url of the first 128 bits of HMAC-SHA-256(poll salt, voterId): equal for the votes of one voter in one poll, unrelated across polls."
+      },
+      {
+        "name": "optionId",
+        "type": "string",
+        "doc": "The option the vote chose."
+      },
+      {
+        "name": "counted",
+        "type": "boolean",
+        "doc": "True when the vote is in the tally."
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Why a vote was not counted, when it was not: a RejectReason symbol of VoteDecision (DUPLICATE, POLL_CLOSED, POLL_NOT_OPEN, UNKNOWN_POLL, UNKNOWN_OPTION, OTHER); a string so a reason added there needs no change here."
+      },
+      {
+        "name": "late",
+        "type": "boolean",
+        "default": false,
+        "doc": "The vote reached the stream after its event-time window had closed (still counted)."
+      },
+      {
+        "name": "windowStart",
+        "type": {
+          "type": "long",
+          "logicalType": "timestamp-millis"
+        },
+        "doc": "Start of the event-time window of the vote (the only time kept: the window size, 1 s by default, is the time resolution of this stream)."
+      },
+      {
+        "name": "networkPrefix",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The client's network coarsened to the /16 of an IPv4 address or the /32 of an IPv6 address."
+      },
+      {
+        "name": "clientFamily",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The User-Agent reduced to its first product token and major version (votestream-sdk/1, Mozilla/5), at most 32 characters."
+      },
+      {
+        "name": "challengeSolved",
+        "type": "boolean",
+        "default": true,
+        "doc": "A proof of work came with the vote (false: the challenge policy did not ask for one)."
       }
     ]
   },

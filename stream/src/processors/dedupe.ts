@@ -1,7 +1,8 @@
 import { invariant, type Logger } from '@votestream/runtime';
-import type { AvroSerde, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
+import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
+import { analyticsOf } from '../analytics/pseudonymise.ts';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
 import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
@@ -19,6 +20,8 @@ export interface DedupeTopics {
   tallyChangelog: string;
   /** Changelog of the dedupe store: key pollId/voterId, value the voteId of the first vote. */
   dedupeChangelog: string;
+  /** VoteAnalytics, one per decision, without the voter's identity. */
+  analyticsVotes: string;
 }
 
 /** The partial tally of one poll in one task (source = the votes partition). */
@@ -47,6 +50,8 @@ export interface DedupeContext {
   catalog: PollCatalog;
   logger: Logger;
   registry: Registry;
+  /** Per-poll salts of the analytics pseudonyms (PollSalts: CQL, cached). */
+  salts: { get(pollId: string): Buffer | Promise<Buffer> };
 }
 
 function decisionsCounter(registry: Registry): Counter {
@@ -78,6 +83,7 @@ export class DedupeProcessor implements TaskProcessor {
   private readonly decodeVote: (buf: Buffer) => Promise<VoteCast>;
   private readonly encodeDecision: (v: VoteDecision) => Buffer;
   private readonly encodeTally: (v: TallyUpdate) => Buffer;
+  private readonly encodeAnalytics: (v: VoteAnalytics) => Buffer;
   private readonly decisions: Counter;
 
   constructor(
@@ -88,6 +94,7 @@ export class DedupeProcessor implements TaskProcessor {
     this.decodeVote = ctx.serde.decoder('VoteCast');
     this.encodeDecision = ctx.serde.encoder('VoteDecision', { validate: false });
     this.encodeTally = ctx.serde.encoder('TallyUpdate', { validate: false });
+    this.encodeAnalytics = ctx.serde.encoder('VoteAnalytics', { validate: false });
     this.decisions = decisionsCounter(ctx.registry);
   }
 
@@ -191,6 +198,10 @@ export class DedupeProcessor implements TaskProcessor {
         m.key ? m.key.toString() : `${vote.pollId}/${vote.voterId}`,
         this.encodeDecision(decision),
       );
+      // The same decision without the voter's identity, in the same transaction: exactly one per decision.
+      const salt = this.ctx.salts.get(vote.pollId);
+      const analytics = analyticsOf(decision, salt instanceof Buffer ? salt : await salt);
+      out.send(topics.analyticsVotes, `${vote.pollId}/${analytics.voterPseudonym}`, this.encodeAnalytics(analytics));
       this.decisions.inc({ outcome: decision.outcome, reason: reason ?? '', late: String(late) });
     }
   }
