@@ -53,6 +53,26 @@ export interface WindowCounts {
   late: number;
 }
 
+/** Where one partition's chain of a poll stands. Avro record io.votestream.AuditChainHead. */
+export interface AuditChainHead {
+  /** The votes (and vote-decisions) partition. */
+  source: number;
+  /** Decisions of the poll chained in that partition so far. */
+  count: number;
+  /** Hex SHA-256 link after the last of them (the genesis link when count is 0). */
+  head: string;
+}
+
+/** Heads of the per-partition decision hash chains of one poll, and a signature over them with the tally. Avro record io.votestream.AuditCheckpoint. */
+export interface AuditCheckpoint {
+  /** One head per source partition, ordered by source. */
+  heads: AuditChainHead[];
+  /** base64url Ed25519 signature over the canonical checkpoint (pollId, version, totals, heads); set on the final global tally when a signing key is configured. Default: null. */
+  signature: string | null;
+  /** Which signing key made the signature (AUDIT_KEY_ID). Default: null. */
+  keyId: string | null;
+}
+
 /** The tally of one poll: absolute counts (never increments), with a version that only increases. Readers keep the highest version they have seen and drop anything older, so a replay is harmless. Carries no voter identities. Used twice: on tally-partials (one record per poll per source partition, from the dedupe tasks) and on tallies (one record per poll, the global sum). Avro record io.votestream.TallyUpdate. */
 export interface TallyUpdate {
   /** The poll. */
@@ -75,6 +95,8 @@ export interface TallyUpdate {
   asOf: number;
   /** True once the poll closed and its grace period passed: the tally will not change again. Default: false. */
   final: boolean;
+  /** The audit checkpoint (docs/trust.md): the head of each source partition's hash chain over the poll's decisions. On tally-partials one head (the source's); on tallies every source's, signed on the final tally. Null from writers older than this field. Default: null. */
+  audit: AuditCheckpoint | null;
 }
 
 /** One vote decision without the voter's identity, for analytics: the voter id is replaced by a keyed hash under a per-poll salt that is destroyed after the raw topics' retention (then no one can link a pseudonym to a voter, not even with the raw topics), and the network and client are coarsened. Written by the dedupe stage in the same transaction as the VoteDecision it is derived from, so there is exactly one per decision. Key: pollId + '/' + voterPseudonym. Avro record io.votestream.VoteAnalytics. */
@@ -413,6 +435,68 @@ export const expandedSchemas: Readonly<Record<RecordName, AvroComplexSchemaJson>
         "type": "boolean",
         "default": false,
         "doc": "True once the poll closed and its grace period passed: the tally will not change again."
+      },
+      {
+        "name": "audit",
+        "default": null,
+        "doc": "The audit checkpoint (docs/trust.md): the head of each source partition's hash chain over the poll's decisions. On tally-partials one head (the source's); on tallies every source's, signed on the final tally. Null from writers older than this field.",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "AuditCheckpoint",
+            "doc": "Heads of the per-partition decision hash chains of one poll, and a signature over them with the tally.",
+            "fields": [
+              {
+                "name": "heads",
+                "type": {
+                  "type": "array",
+                  "items": {
+                    "type": "record",
+                    "name": "AuditChainHead",
+                    "doc": "Where one partition's chain of a poll stands.",
+                    "fields": [
+                      {
+                        "name": "source",
+                        "type": "int",
+                        "doc": "The votes (and vote-decisions) partition."
+                      },
+                      {
+                        "name": "count",
+                        "type": "long",
+                        "doc": "Decisions of the poll chained in that partition so far."
+                      },
+                      {
+                        "name": "head",
+                        "type": "string",
+                        "doc": "Hex SHA-256 link after the last of them (the genesis link when count is 0)."
+                      }
+                    ]
+                  }
+                },
+                "doc": "One head per source partition, ordered by source."
+              },
+              {
+                "name": "signature",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "base64url Ed25519 signature over the canonical checkpoint (pollId, version, totals, heads); set on the final global tally when a signing key is configured."
+              },
+              {
+                "name": "keyId",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "Which signing key made the signature (AUDIT_KEY_ID)."
+              }
+            ]
+          }
+        ]
       }
     ]
   },

@@ -58,6 +58,11 @@ export const samples: { [N in keyof RecordTypes]: () => RecordTypes[N] } = {
     watermark: 1_780_000_000_500,
     asOf: 1_780_000_001_100,
     final: false,
+    audit: {
+      heads: [{ source: 3, count: 2_000_006, head: '9f'.repeat(32) }],
+      signature: null,
+      keyId: null,
+    },
   }),
   VoteAnalytics: (): VoteAnalytics => ({
     pollId: 'final-2026',

@@ -1,5 +1,6 @@
 // The stream processors: `node --import tsx stream/src/main.ts`. STREAM_STAGES selects the stages this
 // process runs (default all: dedupe, tally, sink); metrics on STREAM_METRICS_PORT (default 9470).
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import {
   createCqlClient,
@@ -109,6 +110,13 @@ if (config.stages.includes('dedupe')) {
 }
 
 if (config.stages.includes('tally')) {
+  // The audit checkpoint of final tallies is signed with this key (docs/trust.md); without it, unsigned.
+  let signer: { key: KeyObject; keyId: string } | undefined;
+  if (config.auditSigningKeyPem) {
+    const key = createPrivateKey(config.auditSigningKeyPem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error('AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key');
+    signer = { key, keyId: config.auditKeyId };
+  } else logger.warn('AUDIT_SIGNING_KEY_FILE is not set: final tallies carry unsigned audit checkpoints');
   const partials = await partitionCount(admin, topics.tallyPartials);
   await ensureChangelog(admin, topics.globalTallyChangelog, partials, replicationFactor, logger);
   const thread = new StreamThread({
@@ -127,6 +135,7 @@ if (config.stages.includes('tally')) {
         serde,
         sources: votesPartitions,
         logger,
+        ...(signer ? { signer } : {}),
         topics: {
           tallyPartials: topics.tallyPartials,
           tallies: topics.tallies,

@@ -3,6 +3,7 @@ import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } fr
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
 import { analyticsOf } from '../analytics/pseudonymise.ts';
+import { genesisOf, leafOf, linkOf } from '../audit/chain.ts';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
 import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
@@ -31,6 +32,9 @@ interface PartialTally {
   late: number;
   final: boolean;
   windows: Map<number, WindowState>;
+  /** The audit chain of this poll's decisions in this task (stream/src/audit/chain.ts): links so far, last link. */
+  auditCount: number;
+  auditHead: string;
   dirty: boolean;
   dirtyWindows: Set<number>;
   evictedWindows: Set<number>;
@@ -41,6 +45,9 @@ interface TallyRecord {
   totals: Record<string, number>;
   late: number;
   final: boolean;
+  /** Absent in records written before the audit chain: then the chain starts at the genesis. */
+  auditCount?: number;
+  auditHead?: string;
 }
 
 export interface DedupeContext {
@@ -131,6 +138,8 @@ export class DedupeProcessor implements TaskProcessor {
       t.totals = r.totals;
       t.late = r.late;
       t.final = r.final;
+      t.auditCount = r.auditCount ?? 0;
+      t.auditHead = r.auditHead ?? genesisOf(pollId, this.partition);
     } else if (key.startsWith('w/')) {
       const at = key.lastIndexOf('/');
       const pollId = key.slice(2, at);
@@ -193,6 +202,15 @@ export class DedupeProcessor implements TaskProcessor {
         windowStart,
         decidedAt: now,
       };
+      // The audit chain: every decision of a known poll, in commit order, until this task finalised the poll.
+      if (poll) {
+        const t = this.tally(vote.pollId);
+        if (!t.final) {
+          t.auditHead = linkOf(t.auditHead, leafOf(decision));
+          t.auditCount++;
+          t.dirty = true;
+        }
+      }
       out.send(
         topics.voteDecisions,
         m.key ? m.key.toString() : `${vote.pollId}/${vote.voterId}`,
@@ -224,6 +242,8 @@ export class DedupeProcessor implements TaskProcessor {
         late: 0,
         final: false,
         windows: new Map(),
+        auditCount: 0,
+        auditHead: genesisOf(pollId, this.partition),
         dirty: false,
         dirtyWindows: new Set(),
         evictedWindows: new Set(),
@@ -265,7 +285,14 @@ export class DedupeProcessor implements TaskProcessor {
       }
       for (const start of t.evictedWindows)
         out.send(topics.tallyChangelog, `w/${pollId}/${start}`, null, this.partition);
-      const record: TallyRecord = { version: t.version, totals: t.totals, late: t.late, final: t.final };
+      const record: TallyRecord = {
+        version: t.version,
+        totals: t.totals,
+        late: t.late,
+        final: t.final,
+        auditCount: t.auditCount,
+        auditHead: t.auditHead,
+      };
       out.send(topics.tallyChangelog, `t/${pollId}`, Buffer.from(JSON.stringify(record)), this.partition);
       if (t.dirty || t.dirtyWindows.size > 0) {
         const partial: TallyUpdate = {
@@ -279,6 +306,11 @@ export class DedupeProcessor implements TaskProcessor {
           watermark: Math.max(0, this.watermark - config.graceMs),
           asOf: nowMs,
           final: t.final,
+          audit: {
+            heads: [{ source: this.partition, count: t.auditCount, head: t.auditHead }],
+            signature: null,
+            keyId: null,
+          },
         };
         out.send(topics.tallyPartials, pollId, this.encodeTally(partial));
       }
