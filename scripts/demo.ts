@@ -10,7 +10,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { repoRoot, runRecount, startVotestream } from '@votestream/devstack';
+import { repoRoot, runAudit, runRecount, startVotestream } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { createCqlClient } from '@votestream/runtime';
 import {
@@ -259,6 +259,11 @@ async function run(): Promise<void> {
   ]);
   out(formatReport(recount.report as RecountReport).replace(/^/gm, '  '));
   if (recount.code !== 0) throw new Error(`the recount did not agree (exit ${recount.code})`);
+  // The audit trail: the decisions' hash chains checked against the signed checkpoint the results API publishes.
+  out(`\naudit (npm run audit -- verify --poll ${pollId} --results-url ${system.apiUrl}):`);
+  const verified = await runAudit(system.env, ['verify', '--poll', pollId, '--results-url', system.apiUrl]);
+  out(verified.out.trimEnd().replace(/^/gm, '  '));
+  if (verified.code !== 0) throw new Error(`the audit did not verify (exit ${verified.code})`);
 }
 
 /** Requests a bot would send: a token signed by someone else's key, no proof of work, a replayed proof of work. */

@@ -31,6 +31,13 @@ module "kms" {
   purposes = ["msk", "scylla", "redis", "eks", "ebs", "logs", "secrets", "backup"]
 }
 
+# Write-once archive of each poll's signed audit export (docs/trust.md).
+module "audit_archive" {
+  source      = "./modules/audit-archive"
+  name        = local.name
+  kms_key_arn = module.kms.key_arns["backup"]
+}
+
 module "network" {
   source                = "./modules/network"
   name                  = local.name

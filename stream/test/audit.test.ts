@@ -2,16 +2,17 @@
 // restore from the changelog), the final tally carries every partition's head signed with the stack's key, and
 // `npm run audit` exports and verifies it; a changed, dropped or reordered decision in the export fails
 // verification naming the partition and position.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runAudit } from '@votestream/devstack';
 import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
 import type { VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, repoRoot, stack, stackDir, uniqueId } from '../../tests/support/stack.ts';
+import { eventually, stack, stackDir, uniqueId } from '../../tests/support/stack.ts';
 import { checkpointBytes, checkpointSignatureValid } from '../src/audit/chain.ts';
 import type { AuditExport } from '../src/audit/export.ts';
 import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
@@ -19,28 +20,7 @@ import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor
 const keyFile = join(stackDir, 'secrets/audit-signing-private.pem');
 const publicKeyFile = join(stackDir, 'secrets/audit-signing-public.pem');
 
-function audit(env: Record<string, string>, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'stream/src/tools/audit.ts', ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
+const audit = runAudit;
 
 test('decisions are chained through a kill -9, the final tally signs the heads, and a tampered export fails at the named position', async (t) => {
   t.timeout(300_000);

@@ -6,7 +6,7 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, type RunningVotestream, runRecount, startVotestream } from '@votestream/devstack';
+import { freePort, type RunningVotestream, runAudit, runRecount, startVotestream } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { createReadModels } from '@votestream/read-models';
 import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
@@ -313,4 +313,32 @@ test('votes cast through the SDK are counted exactly once in the results API, th
   );
   t.is(report.recount.verdicts.differs, 0);
   t.true(report.agrees);
+
+  // The final results carry the signed audit checkpoint; anyone verifies the decisions' chains against it, and a
+  // voter finds their vote in them.
+  const published = (await (await fetch(`${api}/v1/polls/${pollId}/results`)).json()) as {
+    audit?: { heads: Array<{ count: number }>; signature: string | null };
+  };
+  t.is(
+    published.audit?.heads.reduce((n, h) => n + h.count, 0),
+    report.recount.votes,
+  );
+  t.is(typeof published.audit?.signature, 'string');
+  const someone = [...expect.counted.values()][0]!;
+  const verified = await runAudit(system.env, [
+    'verify',
+    '--poll',
+    pollId,
+    '--results-url',
+    api,
+    '--public-key',
+    join(stackDir, 'secrets/audit-signing-public.pem'),
+    '--vote',
+    someone.voteId,
+  ]);
+  t.is(verified.code, 0, verified.out);
+  t.regex(
+    verified.out,
+    new RegExp(`vote ${someone.voteId}: partition \\d+ position \\d+, COUNTED for ${someone.optionId}`),
+  );
 });
