@@ -48,6 +48,7 @@ await admin.createTopics({
     topic('vote-decisions', partitions),
     topic('tally-partials', 2),
     topic('tallies', 1),
+    topic('analytics-votes', partitions),
   ],
 });
 const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });

@@ -10,7 +10,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { repoRoot, startVotestream } from '@votestream/devstack';
+import { repoRoot, runAudit, runRecount, startVotestream } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { createCqlClient } from '@votestream/runtime';
 import {
@@ -21,6 +21,7 @@ import {
   type TotalsUpdate,
   type VoteOutcome,
 } from '@votestream/sdk';
+import { formatReport, type RecountReport } from '@votestream/stream';
 
 const { values: args } = parseArgs({
   options: {
@@ -245,6 +246,24 @@ async function run(): Promise<void> {
   await subscription.close();
   await viewer.close();
   if (!exact) throw new Error('the final tally does not match the accepted votes');
+  // The recount anyone can run after the show: the votes log replayed by the dedupe rules, compared with the
+  // stream's decisions and every read model (docs/trust.md).
+  out(
+    `\nrecount (npm run recount -- --poll ${pollId} --results-url ${system.apiUrl} --mqtt-url mqtt://127.0.0.1:1883):`,
+  );
+  const recount = await runRecount(system.env, pollId, [
+    '--results-url',
+    system.apiUrl,
+    '--mqtt-url',
+    'mqtt://127.0.0.1:1883',
+  ]);
+  out(formatReport(recount.report as RecountReport).replace(/^/gm, '  '));
+  if (recount.code !== 0) throw new Error(`the recount did not agree (exit ${recount.code})`);
+  // The audit trail: the decisions' hash chains checked against the signed checkpoint the results API publishes.
+  out(`\naudit (npm run audit -- verify --poll ${pollId} --results-url ${system.apiUrl}):`);
+  const verified = await runAudit(system.env, ['verify', '--poll', pollId, '--results-url', system.apiUrl]);
+  out(verified.out.trimEnd().replace(/^/gm, '  '));
+  if (verified.code !== 0) throw new Error(`the audit did not verify (exit ${verified.code})`);
 }
 
 /** Requests a bot would send: a token signed by someone else's key, no proof of work, a replayed proof of work. */

@@ -48,6 +48,13 @@ module "logs" {
   log_retention_days = var.log_retention_days
 }
 
+# Write-once archive of each poll's signed audit export (docs/trust.md).
+module "audit_archive" {
+  source      = "./modules/audit-archive"
+  name        = local.name
+  kms_key_arn = module.kms.key_arns["backup"]
+}
+
 module "network" {
   source                = "./modules/network"
   name                  = local.name

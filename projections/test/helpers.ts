@@ -156,6 +156,7 @@ export function tally(pollId: string, totals: Record<string, number>, extra: Par
     asOf: now,
     final: false,
     ...extra,
+    audit: extra.audit ?? null,
   };
 }
 

@@ -53,6 +53,26 @@ export interface WindowCounts {
   late: number;
 }
 
+/** Where one partition's chain of a poll stands. Avro record io.votestream.AuditChainHead. */
+export interface AuditChainHead {
+  /** The votes (and vote-decisions) partition. */
+  source: number;
+  /** Decisions of the poll chained in that partition so far. */
+  count: number;
+  /** Hex SHA-256 link after the last of them (the genesis link when count is 0). */
+  head: string;
+}
+
+/** Heads of the per-partition decision hash chains of one poll, and a signature over them with the tally. Avro record io.votestream.AuditCheckpoint. */
+export interface AuditCheckpoint {
+  /** One head per source partition, ordered by source. */
+  heads: AuditChainHead[];
+  /** base64url Ed25519 signature over the canonical checkpoint (pollId, version, totals, heads); set on the final global tally when a signing key is configured. Default: null. */
+  signature: string | null;
+  /** Which signing key made the signature (AUDIT_KEY_ID). Default: null. */
+  keyId: string | null;
+}
+
 /** The tally of one poll: absolute counts (never increments), with a version that only increases. Readers keep the highest version they have seen and drop anything older, so a replay is harmless. Carries no voter identities. Used twice: on tally-partials (one record per poll per source partition, from the dedupe tasks) and on tallies (one record per poll, the global sum). Avro record io.votestream.TallyUpdate. */
 export interface TallyUpdate {
   /** The poll. */
@@ -75,6 +95,32 @@ export interface TallyUpdate {
   asOf: number;
   /** True once the poll closed and its grace period passed: the tally will not change again. Default: false. */
   final: boolean;
+  /** The audit checkpoint (docs/trust.md): the head of each source partition's hash chain over the poll's decisions. On tally-partials one head (the source's); on tallies every source's, signed on the final tally. Null from writers older than this field. Default: null. */
+  audit: AuditCheckpoint | null;
+}
+
+/** One vote decision without the voter's identity, for analytics: the voter id is replaced by a keyed hash under a per-poll salt that is destroyed after the raw topics' retention (then no one can link a pseudonym to a voter, not even with the raw topics), and the network and client are coarsened. Written by the dedupe stage in the same transaction as the VoteDecision it is derived from, so there is exactly one per decision. Key: pollId + '/' + voterPseudonym. Avro record io.votestream.VoteAnalytics. */
+export interface VoteAnalytics {
+  /** The poll. */
+  pollId: string;
+  /** base64url of the first 128 bits of HMAC-SHA-256(poll salt, voterId): equal for the votes of one voter in one poll, unrelated across polls. */
+  voterPseudonym: string;
+  /** The option the vote chose. */
+  optionId: string;
+  /** True when the vote is in the tally. */
+  counted: boolean;
+  /** Why a vote was not counted, when it was not: a RejectReason symbol of VoteDecision (DUPLICATE, POLL_CLOSED, POLL_NOT_OPEN, UNKNOWN_POLL, UNKNOWN_OPTION, OTHER); a string so a reason added there needs no change here. Default: null. */
+  reason: string | null;
+  /** The vote reached the stream after its event-time window had closed (still counted). Default: false. */
+  late: boolean;
+  /** Start of the event-time window of the vote (the only time kept: the window size, 1 s by default, is the time resolution of this stream). (epoch milliseconds) */
+  windowStart: number;
+  /** The client's network coarsened to the /16 of an IPv4 address or the /32 of an IPv6 address. Default: null. */
+  networkPrefix: string | null;
+  /** The User-Agent reduced to its first product token and major version (votestream-sdk/1, Mozilla/5), at most 32 characters. Default: null. */
+  clientFamily: string | null;
+  /** A proof of work came with the vote (false: the challenge policy did not ask for one). Default: true. */
+  challengeSolved: boolean;
 }
 
 /** SOLVED: a valid, unused proof-of-work solution came with the vote. NOT_REQUIRED: the challenge policy did not ask for one. Avro enum io.votestream.ChallengeResult. */
@@ -146,18 +192,20 @@ export interface VoteDecision {
 export interface RecordTypes {
   PollEvent: PollEvent;
   TallyUpdate: TallyUpdate;
+  VoteAnalytics: VoteAnalytics;
   VoteCast: VoteCast;
   VoteDecision: VoteDecision;
 }
 
 export type RecordName = keyof RecordTypes;
 
-export const recordNames: readonly RecordName[] = ["PollEvent","TallyUpdate","VoteCast","VoteDecision"];
+export const recordNames: readonly RecordName[] = ["PollEvent","TallyUpdate","VoteAnalytics","VoteCast","VoteDecision"];
 
 /** Full Avro name of each record (the registry subject, under the record-name strategy). */
 export const recordFullNames: Readonly<Record<RecordName, string>> = {
   PollEvent: 'io.votestream.PollEvent',
   TallyUpdate: 'io.votestream.TallyUpdate',
+  VoteAnalytics: 'io.votestream.VoteAnalytics',
   VoteCast: 'io.votestream.VoteCast',
   VoteDecision: 'io.votestream.VoteDecision',
 };
@@ -387,6 +435,143 @@ export const expandedSchemas: Readonly<Record<RecordName, AvroComplexSchemaJson>
         "type": "boolean",
         "default": false,
         "doc": "True once the poll closed and its grace period passed: the tally will not change again."
+      },
+      {
+        "name": "audit",
+        "default": null,
+        "doc": "The audit checkpoint (docs/trust.md): the head of each source partition's hash chain over the poll's decisions. On tally-partials one head (the source's); on tallies every source's, signed on the final tally. Null from writers older than this field.",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "AuditCheckpoint",
+            "doc": "Heads of the per-partition decision hash chains of one poll, and a signature over them with the tally.",
+            "fields": [
+              {
+                "name": "heads",
+                "type": {
+                  "type": "array",
+                  "items": {
+                    "type": "record",
+                    "name": "AuditChainHead",
+                    "doc": "Where one partition's chain of a poll stands.",
+                    "fields": [
+                      {
+                        "name": "source",
+                        "type": "int",
+                        "doc": "The votes (and vote-decisions) partition."
+                      },
+                      {
+                        "name": "count",
+                        "type": "long",
+                        "doc": "Decisions of the poll chained in that partition so far."
+                      },
+                      {
+                        "name": "head",
+                        "type": "string",
+                        "doc": "Hex SHA-256 link after the last of them (the genesis link when count is 0)."
+                      }
+                    ]
+                  }
+                },
+                "doc": "One head per source partition, ordered by source."
+              },
+              {
+                "name": "signature",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "base64url Ed25519 signature over the canonical checkpoint (pollId, version, totals, heads); set on the final global tally when a signing key is configured."
+              },
+              {
+                "name": "keyId",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "Which signing key made the signature (AUDIT_KEY_ID)."
+              }
+            ]
+          }
+        ]
+      }
+    ]
+  },
+  "VoteAnalytics": {
+    "type": "record",
+    "name": "VoteAnalytics",
+    "namespace": "io.votestream",
+    "doc": "One vote decision without the voter's identity, for analytics: the voter id is replaced by a keyed hash under a per-poll salt that is destroyed after the raw topics' retention (then no one can link a pseudonym to a voter, not even with the raw topics), and the network and client are coarsened. Written by the dedupe stage in the same transaction as the VoteDecision it is derived from, so there is exactly one per decision. Key: pollId + '/' + voterPseudonym.",
+    "fields": [
+      {
+        "name": "pollId",
+        "type": "string",
+        "doc": "The poll."
+      },
+      {
+        "name": "voterPseudonym",
+        "type": "string",
+        "doc": "base64url of the first 128 bits of HMAC-SHA-256(poll salt, voterId): equal for the votes of one voter in one poll, unrelated across polls."
+      },
+      {
+        "name": "optionId",
+        "type": "string",
+        "doc": "The option the vote chose."
+      },
+      {
+        "name": "counted",
+        "type": "boolean",
+        "doc": "True when the vote is in the tally."
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Why a vote was not counted, when it was not: a RejectReason symbol of VoteDecision (DUPLICATE, POLL_CLOSED, POLL_NOT_OPEN, UNKNOWN_POLL, UNKNOWN_OPTION, OTHER); a string so a reason added there needs no change here."
+      },
+      {
+        "name": "late",
+        "type": "boolean",
+        "default": false,
+        "doc": "The vote reached the stream after its event-time window had closed (still counted)."
+      },
+      {
+        "name": "windowStart",
+        "type": {
+          "type": "long",
+          "logicalType": "timestamp-millis"
+        },
+        "doc": "Start of the event-time window of the vote (the only time kept: the window size, 1 s by default, is the time resolution of this stream)."
+      },
+      {
+        "name": "networkPrefix",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The client's network coarsened to the /16 of an IPv4 address or the /32 of an IPv6 address."
+      },
+      {
+        "name": "clientFamily",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The User-Agent reduced to its first product token and major version (votestream-sdk/1, Mozilla/5), at most 32 characters."
+      },
+      {
+        "name": "challengeSolved",
+        "type": "boolean",
+        "default": true,
+        "doc": "A proof of work came with the vote (false: the challenge policy did not ask for one)."
       }
     ]
   },

@@ -1,6 +1,6 @@
 // Sample records and registry helpers shared by the schemas tests.
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { PollEvent, RecordTypes, TallyUpdate, VoteCast, VoteDecision } from '../src/index.ts';
+import type { PollEvent, RecordTypes, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '../src/index.ts';
 
 export const registryUrl = process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7';
 
@@ -58,6 +58,23 @@ export const samples: { [N in keyof RecordTypes]: () => RecordTypes[N] } = {
     watermark: 1_780_000_000_500,
     asOf: 1_780_000_001_100,
     final: false,
+    audit: {
+      heads: [{ source: 3, count: 2_000_006, head: '9f'.repeat(32) }],
+      signature: null,
+      keyId: null,
+    },
+  }),
+  VoteAnalytics: (): VoteAnalytics => ({
+    pollId: 'final-2026',
+    voterPseudonym: 'q1w2e3r4t5y6u7i8o9p0aA',
+    optionId: 'band-a',
+    counted: false,
+    reason: 'DUPLICATE',
+    late: false,
+    windowStart: 1_780_000_000_000,
+    networkPrefix: '203.0.0.0/16',
+    clientFamily: 'votestream-sdk/1',
+    challengeSolved: true,
   }),
   VoteCast: sampleVoteCast,
   VoteDecision: (): VoteDecision => ({

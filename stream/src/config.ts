@@ -1,4 +1,4 @@
-import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+import { type CommonConfig, ConfigError, envReader, loadCommonConfig, readConfigFile } from '@votestream/runtime';
 
 export const stageNames = ['dedupe', 'tally', 'sink'] as const;
 export type StageName = (typeof stageNames)[number];
@@ -43,6 +43,14 @@ export interface StreamConfig extends CommonConfig {
   catalogBarrierTimeoutMs: number;
   /** Fault injection (tests only; 0 in production): the poll catalog applies each fetched batch this much later. */
   catalogApplyDelayMs: number;
+  /** Lifetime of a poll's analytics salt (CQL TTL); longer than the raw topics' retention, see docs/trust.md. */
+  analyticsSaltTtlS: number;
+  /**
+   * Ed25519 private key (PKCS#8 PEM) that signs the audit checkpoint of final tallies (docs/trust.md), and its
+   * id. Unset: final tallies carry the chain heads unsigned (and `npm run audit -- verify` reports them unsigned).
+   */
+  auditSigningKeyPem?: string | undefined;
+  auditKeyId: string;
 }
 
 export function loadStreamConfig(env: Record<string, string | undefined> = process.env): StreamConfig {
@@ -53,6 +61,7 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
       throw new ConfigError(`STREAM_STAGES must list some of ${stageNames.join(', ')}, got ${JSON.stringify(s)}`);
   }
   const windowMs = r.int('STREAM_WINDOW_MS', 1000, { min: 10, max: 3_600_000 });
+  const auditKeyFile = r.optionalString('AUDIT_SIGNING_KEY_FILE');
   return {
     ...loadCommonConfig('stream', env),
     applicationId: r.string('STREAM_APPLICATION_ID', 'votestream-stream'),
@@ -76,5 +85,10 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     metricsHost: r.string('STREAM_METRICS_HOST', '0.0.0.0'),
     catalogBarrierTimeoutMs: r.int('STREAM_CATALOG_BARRIER_TIMEOUT_MS', 15_000, { min: 100, max: 300_000 }),
     catalogApplyDelayMs: r.int('STREAM_CATALOG_APPLY_DELAY_MS', 0, { min: 0, max: 10_000 }),
+    analyticsSaltTtlS: r.int('ANALYTICS_SALT_TTL_S', 4 * 86_400, { min: 3600, max: 90 * 86_400 }),
+    ...(auditKeyFile !== undefined
+      ? { auditSigningKeyPem: readConfigFile('AUDIT_SIGNING_KEY_FILE', auditKeyFile) }
+      : {}),
+    auditKeyId: r.string('AUDIT_KEY_ID', 'votestream-audit-1'),
   };
 }

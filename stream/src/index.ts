@@ -3,6 +3,8 @@ export { loadStreamConfig, type StageName, type StreamConfig, stageNames } from 
 export { DedupeProcessor } from './processors/dedupe.ts';
 export { GlobalTallyProcessor } from './processors/global-tally.ts';
 export { nextVersion, windowStartOf } from './processors/tally-state.ts';
+export type { RecountReport, SourceTally } from './recount/sources.ts';
+export { formatReport } from './recount/sources.ts';
 export { RecordCollector } from './runtime/collector.ts';
 export type { ProcessorFactory, TaskProcessor } from './runtime/processor.ts';
 export { StreamThread } from './runtime/stream-thread.ts';

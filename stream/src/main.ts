@@ -1,8 +1,17 @@
 // The stream processors: `node --import tsx stream/src/main.ts`. STREAM_STAGES selects the stages this
 // process runs (default all: dedupe, tally, sink); metrics on STREAM_METRICS_PORT (default 9470).
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
-import { createCqlClient, createKafka, createLogger, createMetricsRegistry, onShutdown } from '@votestream/runtime';
+import {
+  createCqlClient,
+  createKafka,
+  createLogger,
+  createMetricsRegistry,
+  onShutdown,
+  requireTopics,
+} from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
+import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import { loadStreamConfig } from './config.ts';
 import { DedupeProcessor } from './processors/dedupe.ts';
@@ -33,6 +42,19 @@ const app = config.applicationId;
 const votesPartitions = await partitionCount(admin, topics.votes);
 
 if (config.stages.includes('dedupe')) {
+  await requireTopics(admin, [
+    topics.votes,
+    topics.polls,
+    topics.voteDecisions,
+    topics.tallyPartials,
+    topics.analyticsVotes,
+  ]);
+  const saltsCql = createCqlClient({
+    contactPoints: config.cqlContactPoints,
+    localDataCenter: config.cqlLocalDataCenter,
+    security: config.cqlSecurity,
+  });
+  const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
   await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
   await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
   const catalog = new PollCatalog(
@@ -68,7 +90,9 @@ if (config.stages.includes('dedupe')) {
         catalog,
         logger,
         registry,
+        salts,
         topics: {
+          analyticsVotes: topics.analyticsVotes,
           votes: topics.votes,
           voteDecisions: topics.voteDecisions,
           tallyPartials: topics.tallyPartials,
@@ -81,10 +105,18 @@ if (config.stages.includes('dedupe')) {
   closers.push(
     () => thread.stop(),
     () => catalog.stop(),
+    () => saltsCql.shutdown(),
   );
 }
 
 if (config.stages.includes('tally')) {
+  // The audit checkpoint of final tallies is signed with this key (docs/trust.md); without it, unsigned.
+  let signer: { key: KeyObject; keyId: string } | undefined;
+  if (config.auditSigningKeyPem) {
+    const key = createPrivateKey(config.auditSigningKeyPem);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error('AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key');
+    signer = { key, keyId: config.auditKeyId };
+  } else logger.warn('AUDIT_SIGNING_KEY_FILE is not set: final tallies carry unsigned audit checkpoints');
   const partials = await partitionCount(admin, topics.tallyPartials);
   await ensureChangelog(admin, topics.globalTallyChangelog, partials, replicationFactor, logger);
   const thread = new StreamThread({
@@ -103,6 +135,7 @@ if (config.stages.includes('tally')) {
         serde,
         sources: votesPartitions,
         logger,
+        ...(signer ? { signer } : {}),
         topics: {
           tallyPartials: topics.tallyPartials,
           tallies: topics.tallies,

@@ -6,7 +6,7 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, type RunningVotestream, startVotestream } from '@votestream/devstack';
+import { freePort, type RunningVotestream, runAudit, runRecount, startVotestream } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { createReadModels } from '@votestream/read-models';
 import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
@@ -17,6 +17,7 @@ import {
   solveAltcha,
   type VoteOutcome,
 } from '@votestream/sdk';
+import type { RecountReport } from '@votestream/stream';
 import test from 'ava';
 import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
@@ -299,4 +300,50 @@ test('votes cast through the SDK are counted exactly once in the results API, th
     t.deepEqual(await readModels.getReceipts(pollId, voterId), [], voterId);
     if (!voterId.includes('-forger-')) t.is((await receiptStatus(voterId)).status, 404);
   }
+
+  // The recount replays the votes log by the dedupe rules and agrees with the decisions, CQL, the results API
+  // and the retained MQTT message, all final.
+  const recounted = await runRecount(system.env, pollId, ['--results-url', api, '--mqtt-url', stack.mqttUrl]);
+  const report = recounted.report as RecountReport;
+  t.is(recounted.code, 0, recounted.stderr);
+  t.deepEqual(
+    report.sources.map((s) => [s.source, s.totals, s.final]),
+    [
+      ['recount', expectedTotals, null],
+      ['decisions', expectedTotals, null],
+      ['cql', expectedTotals, true],
+      ['results-api', expectedTotals, true],
+      ['mqtt', expectedTotals, true],
+    ],
+  );
+  t.is(report.recount.verdicts.differs, 0);
+  t.true(report.agrees);
+
+  // The final results carry the signed audit checkpoint; anyone verifies the decisions' chains against it, and a
+  // voter finds their vote in them.
+  const published = (await (await fetch(`${api}/v1/polls/${pollId}/results`)).json()) as {
+    audit?: { heads: Array<{ count: number }>; signature: string | null };
+  };
+  t.is(
+    published.audit?.heads.reduce((n, h) => n + h.count, 0),
+    report.recount.votes,
+  );
+  t.is(typeof published.audit?.signature, 'string');
+  const someone = [...expect.counted.values()][0]!;
+  const verified = await runAudit(system.env, [
+    'verify',
+    '--poll',
+    pollId,
+    '--results-url',
+    api,
+    '--public-key',
+    join(stackDir, 'secrets/audit-signing-public.pem'),
+    '--vote',
+    someone.voteId,
+  ]);
+  t.is(verified.code, 0, verified.out);
+  t.regex(
+    verified.out,
+    new RegExp(`vote ${someone.voteId}: partition \\d+ position \\d+, COUNTED for ${someone.optionId}`),
+  );
 });

@@ -1,2 +1,3 @@
 export * from './process.ts';
+export * from './recount.ts';
 export * from './system.ts';

@@ -51,6 +51,8 @@ export function resultsFromTally(t: TallyInput): Results {
     version: t.version,
     asOf: new Date(t.asOf).toISOString(),
     final: t.final,
+    // Only the final results carry the checkpoint: one head per partition is too much for every live update.
+    ...(t.final && t.audit ? { audit: t.audit } : {}),
   };
 }
 

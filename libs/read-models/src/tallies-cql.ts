@@ -1,6 +1,6 @@
 import type { CqlClient } from '@votestream/runtime';
 import cassandra from 'cassandra-driver';
-import type { Results } from './types.ts';
+import type { AuditCheckpointView, Results } from './types.ts';
 
 const { consistencies } = cassandra.types;
 
@@ -15,7 +15,7 @@ export interface TallyStore {
 
 export function cqlTallyStore(cql: CqlClient, keyspace: string): TallyStore {
   // poll_totals: one row per poll, absolute totals, version = the cell write timestamp (001_tallies.cql).
-  const select = `SELECT poll_id, version, totals, total, as_of, final FROM ${keyspace}.poll_totals WHERE poll_id = ?`;
+  const select = `SELECT poll_id, version, totals, total, as_of, final, audit FROM ${keyspace}.poll_totals WHERE poll_id = ?`;
   return {
     async read(pollId) {
       const rs = await cql.execute(select, [pollId], { prepare: true, consistency: consistencies.localQuorum });
@@ -31,6 +31,9 @@ export function cqlTallyStore(cql: CqlClient, keyspace: string): TallyStore {
         version: Number(row.get('version')),
         asOf: (row.get('as_of') as Date).toISOString(),
         final: Boolean(row.get('final')),
+        ...(row.get('final') && row.get('audit')
+          ? { audit: JSON.parse(row.get('audit') as string) as AuditCheckpointView }
+          : {}),
       };
     },
   };

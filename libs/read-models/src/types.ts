@@ -16,6 +16,8 @@ export interface Results {
   asOf: string;
   /** True once the poll closed and its grace passed: the tally will not change again. */
   final: boolean;
+  /** On the final results only: the signed audit checkpoint (heads of the decision chains). */
+  audit?: AuditCheckpointView;
 }
 
 /** The JSON published on `votestream/polls/{pollId}/totals`. */
@@ -66,6 +68,18 @@ export interface TallyInput {
   /** Epoch ms. */
   asOf: number;
   final: boolean;
+  audit?: AuditCheckpointView | null;
+}
+
+/**
+ * The audit checkpoint of a final tally (docs/trust.md): the head of each votes partition's hash chain over the
+ * poll's decisions, and an Ed25519 signature over (pollId, version, totals, heads). `npm run audit -- verify`
+ * checks it against the decisions.
+ */
+export interface AuditCheckpointView {
+  heads: Array<{ source: number; count: number; head: string }>;
+  signature: string | null;
+  keyId: string | null;
 }
 
 /** What the receipts writer needs from a VoteDecision (a structural subset of the generated type). */

@@ -5,6 +5,7 @@ export * from './http-server.ts';
 export * from './kafka.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
+export * from './read-to-end.ts';
 export * from './redis.ts';
 export * from './shutdown.ts';
 export * from './topics.ts';

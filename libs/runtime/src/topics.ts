@@ -13,6 +13,11 @@ export interface Topics {
   tallyPartials: string;
   /** TallyUpdate, key pollId. Written by the global tally stage, read by projections. */
   tallies: string;
+  /**
+   * VoteAnalytics, key pollId/voterPseudonym: every decision without the voter's identity. Written by the dedupe
+   * stage (same transaction as the decision), read by data engineers' consumers; the raw topics are not theirs.
+   */
+  analyticsVotes: string;
 }
 
 export function topicNames(prefix: string): Topics {
@@ -22,6 +27,7 @@ export function topicNames(prefix: string): Topics {
     voteDecisions: `${prefix}vote-decisions`,
     tallyPartials: `${prefix}tally-partials`,
     tallies: `${prefix}tallies`,
+    analyticsVotes: `${prefix}analytics-votes`,
   };
 }
 
@@ -58,6 +64,8 @@ export function pipelineTopicSpecs(
     { topic: t.voteDecisions, partitions: votePartitions, configs: { 'retention.ms': hours(72) } },
     { topic: t.tallyPartials, partitions: tallyPartitions, configs: { 'retention.ms': hours(24) } },
     { topic: t.tallies, partitions: tallyPartitions, configs: { 'retention.ms': hours(7 * 24) } },
+    // Pseudonymous: kept longer than the raw topics (its salts die with them), for analyses after the show.
+    { topic: t.analyticsVotes, partitions: votePartitions, configs: { 'retention.ms': hours(30 * 24) } },
   ];
 }
 

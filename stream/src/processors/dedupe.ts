@@ -1,7 +1,9 @@
 import { invariant, type Logger } from '@votestream/runtime';
-import type { AvroSerde, RejectReason, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
+import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
+import { analyticsOf } from '../analytics/pseudonymise.ts';
+import { genesisOf, leafOf, linkOf } from '../audit/chain.ts';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
 import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
@@ -9,6 +11,7 @@ import type { TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
 import { type Fingerprint, fingerprintOf, VoterTable } from '../state/voter-table.ts';
 import { nextVersion, sumOf, toWindowCounts, type WindowState, windowStartOf } from './tally-state.ts';
+import { eligibilityOf } from './vote-rules.ts';
 
 export interface DedupeTopics {
   votes: string;
@@ -18,6 +21,8 @@ export interface DedupeTopics {
   tallyChangelog: string;
   /** Changelog of the dedupe store: key pollId/voterId, value the voteId of the first vote. */
   dedupeChangelog: string;
+  /** VoteAnalytics, one per decision, without the voter's identity. */
+  analyticsVotes: string;
 }
 
 /** The partial tally of one poll in one task (source = the votes partition). */
@@ -27,6 +32,9 @@ interface PartialTally {
   late: number;
   final: boolean;
   windows: Map<number, WindowState>;
+  /** The audit chain of this poll's decisions in this task (stream/src/audit/chain.ts): links so far, last link. */
+  auditCount: number;
+  auditHead: string;
   dirty: boolean;
   dirtyWindows: Set<number>;
   evictedWindows: Set<number>;
@@ -37,6 +45,9 @@ interface TallyRecord {
   totals: Record<string, number>;
   late: number;
   final: boolean;
+  /** Absent in records written before the audit chain: then the chain starts at the genesis. */
+  auditCount?: number;
+  auditHead?: string;
 }
 
 export interface DedupeContext {
@@ -46,6 +57,8 @@ export interface DedupeContext {
   catalog: PollCatalog;
   logger: Logger;
   registry: Registry;
+  /** Per-poll salts of the analytics pseudonyms (PollSalts: CQL, cached). */
+  salts: { get(pollId: string): Buffer | Promise<Buffer> };
 }
 
 function decisionsCounter(registry: Registry): Counter {
@@ -77,6 +90,7 @@ export class DedupeProcessor implements TaskProcessor {
   private readonly decodeVote: (buf: Buffer) => Promise<VoteCast>;
   private readonly encodeDecision: (v: VoteDecision) => Buffer;
   private readonly encodeTally: (v: TallyUpdate) => Buffer;
+  private readonly encodeAnalytics: (v: VoteAnalytics) => Buffer;
   private readonly decisions: Counter;
 
   constructor(
@@ -87,6 +101,7 @@ export class DedupeProcessor implements TaskProcessor {
     this.decodeVote = ctx.serde.decoder('VoteCast');
     this.encodeDecision = ctx.serde.encoder('VoteDecision', { validate: false });
     this.encodeTally = ctx.serde.encoder('TallyUpdate', { validate: false });
+    this.encodeAnalytics = ctx.serde.encoder('VoteAnalytics', { validate: false });
     this.decisions = decisionsCounter(ctx.registry);
   }
 
@@ -123,6 +138,8 @@ export class DedupeProcessor implements TaskProcessor {
       t.totals = r.totals;
       t.late = r.late;
       t.final = r.final;
+      t.auditCount = r.auditCount ?? 0;
+      t.auditHead = r.auditHead ?? genesisOf(pollId, this.partition);
     } else if (key.startsWith('w/')) {
       const at = key.lastIndexOf('/');
       const pollId = key.slice(2, at);
@@ -157,32 +174,19 @@ export class DedupeProcessor implements TaskProcessor {
       const eventTime = vote.receivedAt;
       const windowStart = windowStartOf(eventTime, config.windowMs);
       const late = windowStart + config.windowMs + config.graceMs <= this.watermark;
-      let reason: RejectReason | null = null;
+      let reason = eligibilityOf(poll, vote.optionId, eventTime, this.tallies.get(vote.pollId)?.final === true);
       let countedVoteId: string | null = null;
-      if (!poll) reason = 'UNKNOWN_POLL';
-      else if (!poll.options.some((o) => o.id === vote.optionId)) reason = 'UNKNOWN_OPTION';
-      else if (eventTime < poll.opensAt) reason = 'POLL_NOT_OPEN';
-      else {
-        const closeAt = closeTimeOf(poll);
-        const tally = this.tallies.get(vote.pollId);
-        if ((closeAt !== null && eventTime >= closeAt) || tally?.final) reason = 'POLL_CLOSED';
-        else {
-          const table = this.table(vote.pollId);
-          const fp = fingerprintOf(vote.voterId, this.fp);
-          const slot = table.find(fp);
-          if (slot >= 0) {
-            reason = 'DUPLICATE';
-            countedVoteId = table.voteIdAt(slot);
-          } else {
-            table.insert(fp, vote.voteId);
-            out.send(
-              topics.dedupeChangelog,
-              `${vote.pollId}/${vote.voterId}`,
-              Buffer.from(vote.voteId),
-              this.partition,
-            );
-            this.count(vote.pollId, vote.optionId, windowStart, late);
-          }
+      if (reason === null) {
+        const table = this.table(vote.pollId);
+        const fp = fingerprintOf(vote.voterId, this.fp);
+        const slot = table.find(fp);
+        if (slot >= 0) {
+          reason = 'DUPLICATE';
+          countedVoteId = table.voteIdAt(slot);
+        } else {
+          table.insert(fp, vote.voteId);
+          out.send(topics.dedupeChangelog, `${vote.pollId}/${vote.voterId}`, Buffer.from(vote.voteId), this.partition);
+          this.count(vote.pollId, vote.optionId, windowStart, late);
         }
       }
       if (eventTime > this.watermark) {
@@ -198,11 +202,24 @@ export class DedupeProcessor implements TaskProcessor {
         windowStart,
         decidedAt: now,
       };
+      // The audit chain: every decision of a known poll, in commit order, until this task finalised the poll.
+      if (poll) {
+        const t = this.tally(vote.pollId);
+        if (!t.final) {
+          t.auditHead = linkOf(t.auditHead, leafOf(decision));
+          t.auditCount++;
+          t.dirty = true;
+        }
+      }
       out.send(
         topics.voteDecisions,
         m.key ? m.key.toString() : `${vote.pollId}/${vote.voterId}`,
         this.encodeDecision(decision),
       );
+      // The same decision without the voter's identity, in the same transaction: exactly one per decision.
+      const salt = this.ctx.salts.get(vote.pollId);
+      const analytics = analyticsOf(decision, salt instanceof Buffer ? salt : await salt);
+      out.send(topics.analyticsVotes, `${vote.pollId}/${analytics.voterPseudonym}`, this.encodeAnalytics(analytics));
       this.decisions.inc({ outcome: decision.outcome, reason: reason ?? '', late: String(late) });
     }
   }
@@ -225,6 +242,8 @@ export class DedupeProcessor implements TaskProcessor {
         late: 0,
         final: false,
         windows: new Map(),
+        auditCount: 0,
+        auditHead: genesisOf(pollId, this.partition),
         dirty: false,
         dirtyWindows: new Set(),
         evictedWindows: new Set(),
@@ -266,7 +285,14 @@ export class DedupeProcessor implements TaskProcessor {
       }
       for (const start of t.evictedWindows)
         out.send(topics.tallyChangelog, `w/${pollId}/${start}`, null, this.partition);
-      const record: TallyRecord = { version: t.version, totals: t.totals, late: t.late, final: t.final };
+      const record: TallyRecord = {
+        version: t.version,
+        totals: t.totals,
+        late: t.late,
+        final: t.final,
+        auditCount: t.auditCount,
+        auditHead: t.auditHead,
+      };
       out.send(topics.tallyChangelog, `t/${pollId}`, Buffer.from(JSON.stringify(record)), this.partition);
       if (t.dirty || t.dirtyWindows.size > 0) {
         const partial: TallyUpdate = {
@@ -280,6 +306,11 @@ export class DedupeProcessor implements TaskProcessor {
           watermark: Math.max(0, this.watermark - config.graceMs),
           asOf: nowMs,
           final: t.final,
+          audit: {
+            heads: [{ source: this.partition, count: t.auditCount, head: t.auditHead }],
+            signature: null,
+            keyId: null,
+          },
         };
         out.send(topics.tallyPartials, pollId, this.encodeTally(partial));
       }

@@ -1,6 +1,8 @@
+import type { KeyObject } from 'node:crypto';
 import { invariant, type Logger } from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
+import { checkpointBytes, genesisOf, signCheckpoint } from '../audit/chain.ts';
 import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
 import type { TaskProcessor } from '../runtime/processor.ts';
@@ -21,6 +23,8 @@ interface SourceState {
   late: number;
   watermark: number;
   final: boolean;
+  /** The source's audit chain head (absent from partials written before the audit chain). */
+  audit?: { count: number; head: string };
 }
 
 interface PollState {
@@ -45,6 +49,8 @@ export interface GlobalTallyContext {
   /** Partitions of the votes topic: a poll's global tally is final once every one of them sent a final partial. */
   sources: number;
   logger: Logger;
+  /** Signs the audit checkpoint of final tallies; absent: final tallies carry the heads unsigned. */
+  signer?: { key: KeyObject; keyId: string };
 }
 
 /**
@@ -127,6 +133,7 @@ export class GlobalTallyProcessor implements TaskProcessor {
         late: u.lateVotes,
         watermark: u.watermark,
         final: u.final,
+        ...(u.audit?.heads[0] ? { audit: { count: u.audit.heads[0].count, head: u.audit.heads[0].head } } : {}),
       };
       for (const w of u.windows) {
         let bySource = p.windows.get(w.windowStart);
@@ -177,6 +184,14 @@ export class GlobalTallyProcessor implements TaskProcessor {
       p.finalEmitted = finals >= sources;
       const state: PollState = { version: p.version, finalEmitted: p.finalEmitted, sources: p.sources };
       out.send(topics.changelog, `p/${pollId}`, Buffer.from(JSON.stringify(state)), this.partition);
+      const heads = Object.entries(p.sources)
+        .map(([source, s]) => ({
+          source: Number(source),
+          count: s.audit?.count ?? 0,
+          head: s.audit?.head ?? genesisOf(pollId, Number(source)),
+        }))
+        .sort((a, b) => a.source - b.source);
+      const signer = p.finalEmitted ? this.ctx.signer : undefined;
       const update: TallyUpdate = {
         pollId,
         source: -1,
@@ -188,6 +203,11 @@ export class GlobalTallyProcessor implements TaskProcessor {
         watermark: list.length > 0 ? watermark : 0,
         asOf: nowMs,
         final: p.finalEmitted,
+        audit: {
+          heads,
+          signature: signer ? signCheckpoint(signer.key, checkpointBytes(pollId, p.version, totals, heads)) : null,
+          keyId: signer ? signer.keyId : null,
+        },
       };
       out.send(topics.tallies, pollId, this.encode(update));
       p.dirty = false;

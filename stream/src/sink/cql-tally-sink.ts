@@ -61,7 +61,7 @@ export class CqlTallySink {
     });
     const decode = o.serde.decoder('TallyUpdate');
     const ks = o.keyspace;
-    const totalsCql = `INSERT INTO ${ks}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
+    const totalsCql = `INSERT INTO ${ks}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final, audit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
     const windowCql = `INSERT INTO ${ks}.poll_tally_windows (poll_id, window_start, window_end, counts, total, late, version) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
     await consumer.connect();
     await consumer.subscribe({ topics: [o.talliesTopic], fromBeginning: true });
@@ -100,6 +100,8 @@ export class CqlTallySink {
                   new Date(u.watermark),
                   new Date(u.asOf),
                   u.final,
+                  // The signed audit checkpoint is kept with the final tally only (unset: the cell is not written).
+                  u.final && u.audit ? JSON.stringify(u.audit) : cassandra.types.unset,
                   ts,
                 ],
                 { prepare: true, consistency: consistencies.localQuorum, isIdempotent: true },

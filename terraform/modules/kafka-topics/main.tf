@@ -61,6 +61,11 @@ locals {
       partitions = var.tally_partitions
       config     = merge(local.delete, { "retention.ms" = "604800000" })
     }
+    # Pseudonymous (docs/trust.md): kept 30 days, longer than the raw topics; its salts expire with them.
+    analytics-votes = {
+      partitions = var.votes_partitions
+      config     = merge(local.delete, { "retention.ms" = "2592000000" })
+    }
     "${var.application_id}-dedupe-store-changelog" = {
       partitions = var.votes_partitions
       config     = local.compact

@@ -42,7 +42,8 @@ locals {
         actions = ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"]
         resources = [
           "${local.kafka_topic}/${local.p}vote-decisions", "${local.kafka_topic}/${local.p}tally-partials",
-          "${local.kafka_topic}/${local.p}tallies", "${local.kafka_topic}/${local.p}${local.app}-*",
+          "${local.kafka_topic}/${local.p}tallies", "${local.kafka_topic}/${local.p}analytics-votes",
+          "${local.kafka_topic}/${local.p}${local.app}-*",
         ]
       },
       { sid = "EnsureChangelogs", actions = ["kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopicDynamicConfiguration"], resources = ["${local.kafka_topic}/${local.p}${local.app}-*"] },
@@ -148,4 +149,31 @@ module "lb_controller_role" {
   namespace         = "kube-system"
   service_account   = "aws-load-balancer-controller"
   policy_json       = data.aws_iam_policy_document.lb_controller.json
+}
+
+# Data engineers and analytics jobs read the pseudonymous analytics-votes topic only (docs/trust.md): no grant on
+# votes or vote-decisions, which carry raw voter ids and are read by the stream and projections roles alone.
+# Attach this policy to the analysts' roles (SSO permission set or a job's IRSA role).
+data "aws_iam_policy_document" "analytics_reader" {
+  statement {
+    sid       = "Connect"
+    actions   = ["kafka-cluster:Connect", "kafka-cluster:DescribeCluster"]
+    resources = [var.msk_cluster_arn]
+  }
+  statement {
+    sid       = "ReadAnalytics"
+    actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
+    resources = ["${local.kafka_topic}/${local.p}analytics-votes"]
+  }
+  statement {
+    sid       = "OwnGroups"
+    actions   = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"]
+    resources = ["${local.kafka_group}/${local.p}analytics-*"]
+  }
+}
+
+resource "aws_iam_policy" "analytics_reader" {
+  name        = "${var.name}-analytics-reader"
+  description = "Read the pseudonymous analytics-votes topic (never the raw votes or vote-decisions)."
+  policy      = data.aws_iam_policy_document.analytics_reader.json
 }

@@ -28,3 +28,8 @@ output "ingest_identity_env" {
     TRUST_PROXY_HOPS      = tostring(var.trust_proxy_hops)
   }
 }
+
+output "analytics_reader_policy_arn" {
+  description = "IAM policy that reads only the pseudonymous analytics-votes topic; attach it to analysts' roles."
+  value       = aws_iam_policy.analytics_reader.arn
+}
