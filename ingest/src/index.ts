@@ -4,3 +4,4 @@ export { type IngestConfig, loadIngestConfig } from './config.ts';
 export { openApiDocument } from './http/openapi.ts';
 export { type Problem, type ProblemCode, problem } from './http/problem.ts';
 export { mintToken } from './tools/tokens-dev.ts';
+export { voteIdOf } from './votes/vote-id.ts';

@@ -23,6 +23,16 @@ export class ReceiptProjector {
   async start(fromBeginning: boolean): Promise<void> {
     const { consumer, topic } = this.opts;
     await consumer.connect();
+    // A fetch that held only transaction markers (vote-decisions is written in transactions) never reaches
+    // eachBatch; KafkaJS moves past it without committing. Commit past it, so the committed position reaches the
+    // partition's end: ingest's stale-vote resolution waits for exactly that (ingest/src/votes/resolution.ts).
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.batchSize !== 0 || payload.topic !== topic) return;
+      const offset = (BigInt(payload.lastOffset) + 1n).toString();
+      consumer
+        .commitOffsets([{ topic, partition: payload.partition, offset }])
+        .catch((err: unknown) => this.opts.logger.debug({ err }, 'commit past transaction markers failed'));
+    });
     await consumer.subscribe({ topic, fromBeginning });
     await consumer.run({
       autoCommit: false,

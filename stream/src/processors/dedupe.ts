@@ -53,7 +53,7 @@ function decisionsCounter(registry: Registry): Counter {
     (registry.getSingleMetric('stream_vote_decisions_total') as Counter | undefined) ??
     new Counter({
       name: 'stream_vote_decisions_total',
-      help: 'Vote decisions committed by the dedupe stage, by outcome and reason',
+      help: 'Vote decisions committed by the dedupe stage, by outcome (COUNTED, REJECTED; RESENT: the counted vote again, no decision) and reason',
       labelNames: ['outcome', 'reason', 'late'],
       registers: [registry],
     })
@@ -159,6 +159,7 @@ export class DedupeProcessor implements TaskProcessor {
       const late = windowStart + config.windowMs + config.graceMs <= this.watermark;
       let reason: RejectReason | null = null;
       let countedVoteId: string | null = null;
+      let resent = false;
       if (!poll) reason = 'UNKNOWN_POLL';
       else if (!poll.options.some((o) => o.id === vote.optionId)) reason = 'UNKNOWN_OPTION';
       else if (eventTime < poll.opensAt) reason = 'POLL_NOT_OPEN';
@@ -171,8 +172,12 @@ export class DedupeProcessor implements TaskProcessor {
           const fp = fingerprintOf(vote.voterId, this.fp);
           const slot = table.find(fp);
           if (slot >= 0) {
-            reason = 'DUPLICATE';
             countedVoteId = table.voteIdAt(slot);
+            // The same voteId again is the counted vote resent (ingest derives voteIds from the Idempotency-Key
+            // and produces it again after a crash or a failed produce): no new decision, nothing counted. A
+            // DUPLICATE decision would overwrite the counted vote's receipt (same voteId) with "rejected".
+            if (countedVoteId === vote.voteId.toLowerCase()) resent = true;
+            else reason = 'DUPLICATE';
           } else {
             table.insert(fp, vote.voteId);
             out.send(
@@ -188,6 +193,10 @@ export class DedupeProcessor implements TaskProcessor {
       if (eventTime > this.watermark) {
         this.watermark = eventTime;
         this.watermarkDirty = true;
+      }
+      if (resent) {
+        this.decisions.inc({ outcome: 'RESENT', reason: '', late: String(late) });
+        continue;
       }
       const decision: VoteDecision = {
         vote,
