@@ -2,12 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createReadModels, type ReadModels } from '@votestream/read-models';
 import {
+  answerClientErrors,
   createCqlClient,
   createKafka,
   createLogger,
   createMetricsRegistry,
   createRedis,
   type Logger,
+  requestErrorCode,
   requireTopics,
   topicNames,
   voteKey,
@@ -503,17 +505,20 @@ export function createIngestApp(ctx: Context): express.Express {
       sendProblem(res, err.code, err.message, err.extensions, err.retryAfterS);
       return;
     }
-    const type = (err as { type?: unknown }).type;
-    if (
-      typeof type === 'string' &&
-      (type.startsWith('entity.') || type.endsWith('.unsupported') || type === 'request.aborted')
-    ) {
-      const code: ProblemCode = 'invalid_body';
-      sendProblem(
-        res,
-        code,
-        type === 'entity.too.large' ? `body larger than ${ctx.config.bodyLimitBytes} bytes` : 'malformed JSON body',
-      );
+    // Errors the request's own bytes caused before or while parsing it (bad percent-escapes in the path, a body
+    // that does not decompress or parse, an unsupported encoding): 4xx problems, never 500.
+    const requestError = requestErrorCode(err);
+    if (requestError !== null) {
+      const code: ProblemCode = requestError === 'body_too_large' ? 'invalid_body' : requestError;
+      const detail =
+        requestError === 'body_too_large'
+          ? `body larger than ${ctx.config.bodyLimitBytes} bytes`
+          : requestError === 'invalid_path'
+            ? 'the path is not valid percent-encoding'
+            : requestError === 'unsupported_encoding'
+              ? 'Content-Encoding gzip, deflate, br or identity and charset utf-8 only'
+              : 'malformed or undecodable body';
+      sendProblem(res, code, detail);
       return;
     }
     ctx.logger.error({ err }, 'unhandled error');
@@ -668,6 +673,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
   };
   const app = createIngestApp(ctx);
   const server = createServer(app);
+  answerClientErrors(server);
   server.keepAliveTimeout = 65_000; // longer than an AWS ALB's idle timeout (60 s)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { ReadModels } from '@votestream/read-models';
-import type { Logger } from '@votestream/runtime';
+import { answerClientErrors, type Logger, requestErrorCode } from '@votestream/runtime';
 import express from 'express';
 import type { Registry } from 'prom-client';
 import { livePage } from './live-page.ts';
@@ -52,10 +52,19 @@ export function createHttpServer(opts: {
     res.type(opts.registry.contentType).send(await opts.registry.metrics());
   });
   app.use((_req, res) => sendProblem(res, 404, 'not_found', 'no such resource'));
+  // A path that is not valid percent-encoding (`/live/%ff`) fails in the router: a client error, never a 500.
+  app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    const code = requestErrorCode(err);
+    if (code === 'invalid_path') return void sendProblem(res, 400, code, 'the path is not valid percent-encoding');
+    if (code !== null) return void sendProblem(res, 400, 'bad_request', 'the request is not valid');
+    opts.logger.error({ err }, 'unhandled error');
+    sendProblem(res, 500, 'internal', 'internal error');
+  });
   return {
     listen(port: number): Promise<Server> {
       return new Promise((resolve, reject) => {
         const server = app.listen(port, '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(server)));
+        answerClientErrors(server);
       });
     },
   };
