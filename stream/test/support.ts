@@ -33,6 +33,7 @@ export async function createStreamTopics(
       topic('vote-decisions', partitions.votes),
       topic('tally-partials', partitions.partials),
       topic('tallies', 1),
+      topic('dead-letters', 1),
     ],
   });
 }

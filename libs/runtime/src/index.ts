@@ -1,6 +1,7 @@
 export * from './assert.ts';
 export * from './config.ts';
 export * from './cql.ts';
+export * from './dead-letter.ts';
 export * from './http.ts';
 export * from './kafka.ts';
 export * from './logger.ts';

@@ -13,6 +13,12 @@ export interface Topics {
   tallyPartials: string;
   /** TallyUpdate, key pollId. Written by the global tally stage, read by projections. */
   tallies: string;
+  /**
+   * Records a consumer could not decode, bytes and key unchanged, source topic/partition/offset and reason in
+   * headers (`dead-letter.ts`). Written by the stream stages (in their transactions) and projections; read by
+   * operators only.
+   */
+  deadLetters: string;
 }
 
 export function topicNames(prefix: string): Topics {
@@ -22,6 +28,7 @@ export function topicNames(prefix: string): Topics {
     voteDecisions: `${prefix}vote-decisions`,
     tallyPartials: `${prefix}tally-partials`,
     tallies: `${prefix}tallies`,
+    deadLetters: `${prefix}dead-letters`,
   };
 }
 
@@ -58,6 +65,8 @@ export function pipelineTopicSpecs(
     { topic: t.voteDecisions, partitions: votePartitions, configs: { 'retention.ms': hours(72) } },
     { topic: t.tallyPartials, partitions: tallyPartitions, configs: { 'retention.ms': hours(24) } },
     { topic: t.tallies, partitions: tallyPartitions, configs: { 'retention.ms': hours(7 * 24) } },
+    // Few records (poison only), kept long enough for an operator to look after an alert.
+    { topic: t.deadLetters, partitions: 1, configs: { 'retention.ms': hours(14 * 24) } },
   ];
 }
 

@@ -146,8 +146,20 @@ export class DedupeProcessor implements TaskProcessor {
     const now = Date.now();
     let caughtUp = false;
     for (const m of messages) {
-      invariant(m.value, `votes record at offset ${m.offset} has no value`);
-      const vote = await this.decodeVote(m.value);
+      let vote: VoteCast | undefined;
+      let failure: unknown = null; // null with no vote: the record has no value (a tombstone on votes)
+      if (m.value) {
+        try {
+          vote = await this.decodeVote(m.value);
+        } catch (err) {
+          failure = err;
+        }
+      }
+      if (vote === undefined) {
+        // Poison (undecodable, unknown schema, no value): dead-lettered in this transaction, no decision.
+        if (out.deadLetter(m, failure)) continue;
+        throw failure ?? new Error(`votes record at offset ${m.offset} has no value`);
+      }
       let poll = catalog.get(vote.pollId);
       if (!poll && !caughtUp) {
         await catalog.catchUp();
