@@ -15,7 +15,7 @@ import { mintToken, problemCodes } from '@votestream/ingest';
 import { createKafka, createLogger, ensureTopics, pipelineTopicSpecs, topicNames } from '@votestream/runtime';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import test from 'ava';
-import { repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
+import { createPollVia, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const REQUESTS = 5000;
 const SEED = 0x5eed_0012;
@@ -143,20 +143,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
     Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${ingest.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
   const pollId = `p-${id}`;
-  const adminToken = await mintToken({ privateKeyPem, sub: `${id}-admin`, admin: true });
-  const created = await fetch(`${api}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'Bad input',
-      options: [
-        { id: 'a', label: 'A' },
-        { id: 'b', label: 'B' },
-      ],
-    }),
-  });
-  t.is(created.status, 201);
+  await createPollVia(api, privateKeyPem, pollId, ['a', 'b']);
 
   const { privateKey: otherKey } = generateKeyPairSync('ed25519');
   const forgedPem = otherKey.export({ type: 'pkcs8', format: 'pem' }).toString();

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, type RunningVotestream, startVotestream } from '@votestream/devstack';
-import { mintToken } from '@votestream/ingest';
 import { readReceipts } from '@votestream/read-models';
 import {
   applyCqlMigrations,
@@ -19,7 +18,7 @@ import {
 } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
+import { createPollVia, eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const VALID_VOTES = 12;
 
@@ -59,20 +58,7 @@ test('poison records in every consumed topic are dead-lettered with their source
     });
   }
   const api = system.apiUrl;
-  const admin = await mintToken({ privateKeyPem, sub: `${id}-admin`, admin: true });
-  const created = await fetch(`${api}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'Poison',
-      options: [
-        { id: 'north', label: 'N' },
-        { id: 'south', label: 'S' },
-      ],
-    }),
-  });
-  t.is(created.status, 201);
+  await createPollVia(api, privateKeyPem, pollId, ['north', 'south']);
 
   const logger = createLogger('dead-letters-test', 'warn');
   const kafka = createKafka({ clientId: 'dead-letters-test', brokers: stack.kafkaBrokers, logger });

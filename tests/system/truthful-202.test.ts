@@ -19,7 +19,7 @@ import { readReceipts } from '@votestream/read-models';
 import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import test from 'ava';
-import { eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
+import { createPollVia, eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -75,20 +75,7 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
   await system.ingest.stop();
   await startFaultyIngest();
 
-  const admin = await mintToken({ privateKeyPem, sub: `${id}-admin`, admin: true });
-  const created = await fetch(`${api}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'Truthful 202',
-      options: [
-        { id: 'north', label: 'N' },
-        { id: 'south', label: 'S' },
-      ],
-    }),
-  });
-  t.is(created.status, 201, await created.clone().text());
+  await createPollVia(api, privateKeyPem, pollId, ['north', 'south']);
 
   const accepted = new Map<string, string[]>(); // voterId -> voteIds of every 202 the voter got
   const send = async (voterId: string, key: string, optionId: string) => {
