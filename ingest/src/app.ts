@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createReadModels, type ReadModels } from '@votestream/read-models';
 import {
+  answerClientErrors,
   createCqlClient,
   createKafka,
   createLimitedServer,
@@ -10,6 +10,7 @@ import {
   createRedis,
   type Logger,
   listen,
+  requestErrorCode,
   requireTopics,
   startMetricsServer,
   topicNames,
@@ -30,21 +31,35 @@ import {
 } from './abuse/rate-limit.ts';
 import { createTokenRevocations, type TokenRevocations } from './auth/revocations.ts';
 import { createTokenVerifier, type Principal, type TokenVerifier } from './auth/tokens.ts';
-import type { IngestConfig } from './config.ts';
+import { type IngestConfig, kafkaConnectionTimeoutMs, produceAppendBoundMs, produceRetryTimeMaxMs } from './config.ts';
 import { type ClientAddressResolver, createClientAddressResolver } from './http/client-address.ts';
 import { attestationOf, securityHeaders } from './http/hardening.ts';
 import { openApiDocument } from './http/openapi.ts';
 import { type ProblemCode, ProblemError, sendProblem } from './http/problem.ts';
 import { PollAdmin, parseCreatePoll, pollView } from './polls/admin.ts';
 import { PollCatalog, pollStatus } from './polls/catalog.ts';
-import { createVoteGuards, type IdempotencyRecord, type VoteGuards } from './votes/admission.ts';
-import { BatcherFullError, VoteBatcher } from './votes/batcher.ts';
+import { type Admission, createVoteGuards, type IdempotencyRecord, type VoteGuards } from './votes/admission.ts';
+import { BatcherFullError, VoteBatcher, VoteNotSentError } from './votes/batcher.ts';
+import { createResolver, type Resolution, type Resolver } from './votes/resolution.ts';
 import { isIdempotencyKey, isPollId, parseVoteBody } from './votes/vote-body.ts';
+import { voteIdOf } from './votes/vote-id.ts';
 
 /** Things a test may replace: how Kafka connections are opened (to put a proxy in front of the broker). */
 export interface IngestDeps {
   kafkaSocketFactory?: ISocketFactory;
   logger?: Logger;
+  /**
+   * Fault injection for tests only: no environment variable or config reaches it, `main.ts` never sets it
+   * (ingest/test/fault-entry.ts does, and SIGKILLs the process at these points).
+   */
+  faults?: VoteFaults;
+}
+
+export interface VoteFaults {
+  /** After the vote was admitted in Redis, before it is handed to the producer. */
+  afterAdmit?(vote: VoteCast): void;
+  /** After Kafka acknowledged the vote, before the idempotent answer is stored and the 202 sent. */
+  afterAck?(vote: VoteCast): void;
 }
 
 export interface IngestHandle {
@@ -144,6 +159,10 @@ interface Context {
   batcher: VoteBatcher;
   encodeVote: (v: VoteCast) => Buffer;
   readModels: ReadModels;
+  resolver: Resolver;
+  /** produceAppendBoundMs of this process's Kafka settings (see config.ts). */
+  produceAppendBoundMs: number;
+  faults: VoteFaults | undefined;
   isReady: () => boolean;
 }
 
@@ -208,48 +227,63 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
     challengeTtlS = verified.expiresAtS - Math.floor(now / 1000) + 1;
   }
 
-  const voteId = randomUUID();
+  const voteId = voteIdOf(pollId, principal.voterId, idempotencyKey);
   const request = `${pollId}\n${body.optionId}\n${body.castAt ?? ''}`;
   const keys = ctx.guards.keys(pollId, principal.voterId, idempotencyKey);
   const guardValue = `${voteId}|${body.optionId}|${now}`;
   const idemPending = JSON.stringify({ s: 'P', b: request, v: voteId } satisfies IdempotencyRecord);
-  let admission: Awaited<ReturnType<VoteGuards['admit']>>;
-  try {
-    admission = await ctx.guards.admit({ ...keys, guardValue, idemPending, challengeId, challengeTtlS });
-  } catch (err) {
-    ctx.logger.error({ err }, 'vote admission failed (Redis)');
-    throw new ProblemError('unavailable', 'the vote guard store is unreachable', undefined, 2);
-  }
+  const admission = await admitVote(ctx, {
+    keys,
+    guardValue,
+    idemPending,
+    voteId,
+    pollId,
+    voterId: principal.voterId,
+    optionId: body.optionId,
+    challengeId,
+    challengeTtlS,
+  });
   switch (admission.kind) {
-    case 'idempotent': {
+    case 'replay': {
       const record = admission.record;
       if (record.b !== request) {
         throw new ProblemError('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
-      }
-      if (record.s === 'P') {
-        throw new ProblemError(
-          'unavailable',
-          'the original request with this Idempotency-Key is still in flight',
-          undefined,
-          1,
-        );
       }
       ctx.metrics.voteOutcome('replayed').inc();
       res.status(202).json(record.r);
       return;
     }
+    case 'acknowledged':
+      // This key's vote was acknowledged; only its idempotency record is gone. Same voteId, same answer.
+      ctx.metrics.voteOutcome('replayed').inc();
+      sendJson(res, 202, acceptedJson(voteId, pollId, body.optionId));
+      return;
+    case 'key_reused':
+      throw new ProblemError('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
+    case 'in_flight':
+      throw new ProblemError(
+        'unavailable',
+        'an earlier request of this voter in this poll is still in flight',
+        undefined,
+        Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
+      );
     case 'already_voted':
       throw new ProblemError('already_voted', `voter already voted in poll ${pollId}`, { voteId: admission.voteId });
     case 'challenge_replayed':
       throw new ProblemError('challenge_failed', 'this solution was already used');
     case 'admitted':
+    case 'taken_over':
       break;
   }
+  const guard = admission.guard;
 
-  const release = () =>
-    ctx.guards
-      .release({ ...keys, guardValue, idemPending, challengeId, voteId })
-      .catch((err: unknown) => ctx.logger.error({ err, pollId }, 'could not release the vote guard'));
+  // A vote that was never handed to the producer frees the voter (if we admitted it fresh); a produce that failed
+  // or timed out may still have landed: the guard stays, a resend with the same key may retry (same voteId).
+  const notSent = () =>
+    (admission.kind === 'admitted'
+      ? ctx.guards.release({ keys, guardValue, idemPending, challengeId, voteId })
+      : ctx.guards.fail(keys, idemPending)
+    ).catch((err: unknown) => ctx.logger.error({ err, pollId }, 'could not release the vote guard'));
   const vote: VoteCast = {
     voteId,
     pollId,
@@ -268,18 +302,26 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
       attestation,
     },
   };
+  ctx.faults?.afterAdmit?.(vote);
   let acked: Promise<void>;
   try {
-    acked = ctx.batcher.submit({ key: voteKey(pollId, principal.voterId), value: ctx.encodeVote(vote) });
+    // Sent no later than the lease allows: every append of this vote happens before its lease expires.
+    const sendByMs = now + ctx.config.voteProduceDeadlineMs - ctx.produceAppendBoundMs - 1000;
+    acked = ctx.batcher.submit({ key: voteKey(pollId, principal.voterId), value: ctx.encodeVote(vote) }, sendByMs);
   } catch (err) {
-    await release();
+    await notSent();
     if (err instanceof BatcherFullError) throw new ProblemError('unavailable', err.message, undefined, err.retryAfterS);
     throw err;
   }
   try {
     await acked;
   } catch (err) {
-    await release();
+    if (err instanceof VoteNotSentError) await notSent();
+    else {
+      await ctx.guards
+        .fail(keys, idemPending)
+        .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
+    }
     ctx.logger.warn({ err: (err as Error).message }, 'vote not acknowledged by Kafka');
     throw new ProblemError(
       'unavailable',
@@ -288,15 +330,70 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
       2,
     );
   }
+  ctx.faults?.afterAck?.(vote);
   const answer = acceptedJson(voteId, pollId, body.optionId);
-  // Best effort: if Redis lost this write, the pending guard and record expire after VOTE_PENDING_TTL_S and a
-  // resend is admitted again; the stream's dedupe then rejects the second copy as a duplicate.
-  await ctx.guards
-    .complete(keys, guardValue, `{"s":"D","b":${JSON.stringify(request)},"v":"${voteId}","r":${answer}}`)
-    .catch((err: unknown) => ctx.logger.warn({ err }, 'could not store the idempotent answer'));
+  // Best effort: if Redis lost this write, a resend with the same key produces the same voteId again (the stream
+  // treats it as a resend of the counted vote), and another key waits for the lease and the stream's decision.
+  const ours = await ctx.guards
+    .complete(keys, guard, `{"s":"D","b":${JSON.stringify(request)},"v":"${voteId}","r":${answer}}`)
+    .catch((err: unknown) => {
+      ctx.logger.warn({ err }, 'could not store the idempotent answer');
+      return true;
+    });
+  if (!ours) ctx.logger.error({ pollId, voteId }, 'invariant: an acknowledged vote lost its guard before the answer');
   ctx.metrics.voteOutcome('accepted').inc();
   ctx.metrics.voteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   sendJson(res, 202, answer);
+}
+
+/**
+ * The admission script, and for a stale guard of another attempt of this voter (dead or failed process, lease
+ * expired) the stream's decision about it: its counted vote becomes the guard (409 naming it, or this request's
+ * own vote), and if nothing of it was counted the guard is released and the request admitted.
+ */
+async function admitVote(
+  ctx: Context,
+  a: Omit<Parameters<VoteGuards['admit']>[0], 'challengeId'> & {
+    pollId: string;
+    voterId: string;
+    challengeId: string | null;
+  },
+): Promise<Exclude<Admission, { kind: 'stale' }>> {
+  for (let attempt = 0; ; attempt++) {
+    let admission: Admission;
+    try {
+      // The challenge is taken in the first round only (the second round's would look replayed).
+      admission = await ctx.guards.admit({ ...a, challengeId: attempt === 0 ? a.challengeId : null });
+    } catch (err) {
+      ctx.logger.error({ err }, 'vote admission failed (Redis)');
+      throw new ProblemError('unavailable', 'the vote guard store is unreachable', undefined, 2);
+    }
+    if (admission.kind !== 'stale') return admission;
+    const undecided = new ProblemError(
+      'unavailable',
+      'an earlier request of this voter in this poll is not decided yet',
+      undefined,
+      1,
+    );
+    if (attempt > 0) throw undecided;
+    let resolution: Resolution;
+    try {
+      resolution = await ctx.resolver.resolve(a.pollId, a.voterId);
+    } catch (err) {
+      ctx.logger.warn({ err: (err as Error).message }, 'vote resolution failed');
+      throw undecided;
+    }
+    if (resolution.kind === 'undecided') throw undecided;
+    const counted = resolution.counted;
+    if (counted === null) {
+      // The stale attempt never landed (or was rejected): free the voter and admit this request.
+      await ctx.guards.settle(a.keys, admission.guard, null);
+      continue;
+    }
+    await ctx.guards.settle(a.keys, admission.guard, `${counted.voteId}|${counted.optionId}|0|D`);
+    if (counted.voteId === a.voteId) return { kind: 'acknowledged', guard: admission.guard };
+    return { kind: 'already_voted', voteId: counted.voteId };
+  }
 }
 
 /**
@@ -460,17 +557,20 @@ export function createIngestApp(ctx: Context): express.Express {
       sendProblem(res, err.code, err.message, err.extensions, err.retryAfterS);
       return;
     }
-    const type = (err as { type?: unknown }).type;
-    if (
-      typeof type === 'string' &&
-      (type.startsWith('entity.') || type.endsWith('.unsupported') || type === 'request.aborted')
-    ) {
-      const code: ProblemCode = 'invalid_body';
-      sendProblem(
-        res,
-        code,
-        type === 'entity.too.large' ? `body larger than ${ctx.config.bodyLimitBytes} bytes` : 'malformed JSON body',
-      );
+    // Errors the request's own bytes caused before or while parsing it (bad percent-escapes in the path, a body
+    // that does not decompress or parse, an unsupported encoding): 4xx problems, never 500.
+    const requestError = requestErrorCode(err);
+    if (requestError !== null) {
+      const code: ProblemCode = requestError === 'body_too_large' ? 'invalid_body' : requestError;
+      const detail =
+        requestError === 'body_too_large'
+          ? `body larger than ${ctx.config.bodyLimitBytes} bytes`
+          : requestError === 'invalid_path'
+            ? 'the path is not valid percent-encoding'
+            : requestError === 'unsupported_encoding'
+              ? 'Content-Encoding gzip, deflate, br or identity and charset utf-8 only'
+              : 'malformed or undecodable body';
+      sendProblem(res, code, detail);
       return;
     }
     ctx.logger.error({ err }, 'unhandled error');
@@ -492,10 +592,10 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     brokers: config.kafkaBrokers,
     security: config.kafkaSecurity,
     logger,
-    connectionTimeout: 3000,
-    requestTimeout: 10_000,
+    connectionTimeout: kafkaConnectionTimeoutMs,
+    requestTimeout: config.produceRequestTimeoutMs,
     // Bounded, so a dead broker turns into 503s (and the voter's retry) instead of requests that never end.
-    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
+    retry: { initialRetryTime: 100, maxRetryTime: produceRetryTimeMaxMs, retries: config.produceRetries },
     ...(deps.kafkaSocketFactory ? { socketFactory: deps.kafkaSocketFactory } : {}),
   });
   const serde = await createAvroSerde({ registryUrl: config.schemaRegistryUrl, records: ['VoteCast', 'PollEvent'] });
@@ -518,7 +618,8 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     idempotent: true, // broker drops the duplicates of our own retries
     maxInFlightRequests: 1, // ordering + idempotence without sequence gaps
     allowAutoTopicCreation: false,
-    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
+    // These bound how long after a send a vote can still append (produceAppendBoundMs, the vote's lease).
+    retry: { initialRetryTime: 100, maxRetryTime: produceRetryTimeMaxMs, retries: config.produceRetries },
   });
   await producer.connect();
   const probeAdmin: Admin = kafka.admin({ retry: { retries: 0 } });
@@ -563,6 +664,13 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
   const metrics = createIngestMetrics(registry, { inFlight: () => batcher.votesInFlight, polls: () => catalog.size });
   metricsHolder.m = metrics;
 
+  const readModels = createReadModels({
+    redis,
+    cql,
+    keyspace: config.cqlKeyspace,
+    redisPrefix: config.redisPrefix,
+    logger,
+  });
   const ctx: Context = {
     config,
     logger,
@@ -614,7 +722,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     guards: createVoteGuards(redis, config.redisPrefix, {
       guardS: config.voteGuardTtlS,
       idempotencyS: config.idempotencyTtlS,
-      pendingS: config.votePendingTtlS,
+      leaseMs: config.voteProduceDeadlineMs,
     }),
     catalog,
     pollAdmin: new PollAdmin(
@@ -628,12 +736,29 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     ),
     batcher,
     encodeVote: serde.encoder('VoteCast', { validate: false }),
-    readModels: createReadModels({ redis, cql, keyspace: config.cqlKeyspace, redisPrefix: config.redisPrefix, logger }),
+    readModels,
+    resolver: createResolver({
+      admin: probeAdmin,
+      topics,
+      dedupeGroupId: config.dedupeGroupId,
+      receiptsGroupId: config.receiptsGroupId,
+      readReceipts: (pollId, voterId) => readModels.getReceipts(pollId, voterId),
+      waitMs: 3000,
+      inProgressMax: 1000,
+    }),
+    produceAppendBoundMs: produceAppendBoundMs({
+      connectionTimeoutMs: kafkaConnectionTimeoutMs,
+      requestTimeoutMs: config.produceRequestTimeoutMs,
+      retries: config.produceRetries,
+    }),
+    faults: deps.faults,
     isReady: () => !stopping && catalog.ready && kafkaOk && !batcher.failing && redis.status === 'ready',
   };
   const app = createIngestApp(ctx);
-  // Header/request timeouts and a connection cap (HTTP_* env, runtime/http-server.ts): a slow client is cut.
+  // Header/request timeouts and a connection cap (HTTP_* env, runtime/http-server.ts): a slow client is cut;
+  // what Node's parser refuses is answered as problem+json (runtime/http.ts).
   const server = createLimitedServer(config.http, app);
+  answerClientErrors(server);
   const port = await listen(server, config.port, '0.0.0.0');
   const metricsServer = await startMetricsServer({ registry, port: config.metricsPort, host: '0.0.0.0' });
   logger.info({ port, metricsPort: metricsServer.port, topics: topics.votes }, 'ingest listening');

@@ -78,20 +78,43 @@ export interface IngestConfig extends CommonConfig {
   produceTimeoutMs: number;
   /** After a failed send, new votes get 503 at once for this long instead of queueing behind a dead broker. */
   produceBackoffMs: number;
+  /** KafkaJS request timeout of ingest's connections (longer than produceTimeoutMs, the broker's acks wait). */
+  produceRequestTimeoutMs: number;
+  /** KafkaJS retries of one produce (the idempotent producer needs at least 1). */
+  produceRetries: number;
 
   /** How long the per-voter vote guard and idempotency records live in Redis. */
   voteGuardTtlS: number;
   idempotencyTtlS: number;
   /**
-   * How long a vote's guard and idempotency record live while its produce is in flight. Only after Kafka's
-   * acknowledgement are they extended to their full TTLs, so an ingest process that dies mid-produce (SIGKILL,
-   * OOM, lost node) blocks its voter for at most this long, never for days. Longer than the produce timeout.
+   * The lease of an admitted vote: after this long (from admission) the admitting process can no longer append
+   * it to Kafka (the batcher refuses to send it later than this minus `produceAppendBoundMs`). Until the lease
+   * expires, other attempts of the voter get 503; after it, an unanswered vote is resolved from the stream's
+   * decision (votes/resolution.ts). At least produceAppendBoundMs + PRODUCE_LINGER_MS + 2 s.
    */
-  votePendingTtlS: number;
+  voteProduceDeadlineMs: number;
+  /** Consumer group of the stream's dedupe stage (`<STREAM_APPLICATION_ID>-dedupe`), for the resolution barrier. */
+  dedupeGroupId: string;
+  /** Consumer group of projections' receipts projector (`<PROJECTIONS_GROUP_ID>-receipts`), same. */
+  receiptsGroupId: string;
   /** Bytes; larger bodies are refused with 400 invalid_body before parsing. */
   bodyLimitBytes: number;
   /** SIGTERM: the longest the drain may take before the process exits anyway. */
   shutdownDrainMs: number;
+}
+
+/** KafkaJS connect timeout of ingest's broker connections. */
+export const kafkaConnectionTimeoutMs = 3000;
+/** KafkaJS's longest back-off between two retries of one produce (`retry.maxRetryTime`). */
+export const produceRetryTimeMaxMs = 1000;
+
+/**
+ * The longest time from handing a batch to the producer until no request of it can append any more: every
+ * attempt may take a connect plus a request timeout (a request the broker has not processed within the request
+ * timeout is assumed never to be), plus the back-off between attempts.
+ */
+export function produceAppendBoundMs(p: { connectionTimeoutMs: number; requestTimeoutMs: number; retries: number }) {
+  return (p.retries + 1) * (p.connectionTimeoutMs + p.requestTimeoutMs) + p.retries * produceRetryTimeMaxMs;
 }
 
 function readKeyFile(name: string, path: string): string {
@@ -110,6 +133,26 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     r.optionalString('JWT_PUBLIC_KEY_FILE') ?? (jwksUrl ? undefined : '.stack/secrets/dev-jwt-public.pem');
   if (jwksUrl && r.optionalString('JWT_PUBLIC_KEY_FILE')) {
     throw new ConfigError('set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both');
+  }
+  const produce = {
+    connectionTimeoutMs: kafkaConnectionTimeoutMs,
+    requestTimeoutMs: r.int('PRODUCE_REQUEST_TIMEOUT_MS', 10_000, { min: 500, max: 120_000 }),
+    retries: r.int('PRODUCE_RETRIES', 3, { min: 1, max: 10 }),
+  };
+  const produceTimeoutMs = r.int('PRODUCE_TIMEOUT_MS', 5000, { min: 100, max: 60_000 });
+  if (produce.requestTimeoutMs <= produceTimeoutMs) {
+    throw new ConfigError('PRODUCE_REQUEST_TIMEOUT_MS must be longer than PRODUCE_TIMEOUT_MS (the broker acks wait)');
+  }
+  const produceLingerMs = r.int('PRODUCE_LINGER_MS', 2, { min: 0, max: 1000 });
+  const deadlineMinMs = produceAppendBoundMs(produce) + produceLingerMs + 2000;
+  const voteProduceDeadlineMs = r.int('VOTE_PRODUCE_DEADLINE_MS', Math.max(60_000, deadlineMinMs), {
+    min: 1000,
+    max: 3_600_000,
+  });
+  if (voteProduceDeadlineMs < deadlineMinMs) {
+    throw new ConfigError(
+      `VOTE_PRODUCE_DEADLINE_MS must be at least ${deadlineMinMs} with these PRODUCE_RETRIES / PRODUCE_REQUEST_TIMEOUT_MS / PRODUCE_LINGER_MS`,
+    );
   }
   const config: IngestConfig = {
     ...common,
@@ -162,12 +205,16 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     pollsMax: r.int('POLLS_MAX', catalogPollsMax - 1000, { min: 1, max: catalogPollsMax - 1000 }),
     produceVotesInFlightMax: r.int('PRODUCE_VOTES_IN_FLIGHT_MAX', 20_000, { min: 1 }),
     produceBatchMessagesMax: r.int('PRODUCE_BATCH_MESSAGES_MAX', 1000, { min: 1, max: 100_000 }),
-    produceLingerMs: r.int('PRODUCE_LINGER_MS', 2, { min: 0, max: 1000 }),
-    produceTimeoutMs: r.int('PRODUCE_TIMEOUT_MS', 5000, { min: 100, max: 60_000 }),
+    produceLingerMs,
+    produceTimeoutMs,
     produceBackoffMs: r.int('PRODUCE_BACKOFF_MS', 1000, { min: 0, max: 60_000 }),
+    produceRequestTimeoutMs: produce.requestTimeoutMs,
+    produceRetries: produce.retries,
     voteGuardTtlS: r.int('VOTE_GUARD_TTL_S', 7 * 24 * 3600, { min: 60 }),
     idempotencyTtlS: r.int('IDEMPOTENCY_TTL_S', 24 * 3600, { min: 60 }),
-    votePendingTtlS: r.int('VOTE_PENDING_TTL_S', 30, { min: 2, max: 3600 }),
+    voteProduceDeadlineMs,
+    dedupeGroupId: `${r.string('STREAM_APPLICATION_ID', 'votestream-stream')}-dedupe`,
+    receiptsGroupId: `${r.string('PROJECTIONS_GROUP_ID', `${common.topicPrefix}projections`)}-receipts`,
     bodyLimitBytes: r.int('BODY_LIMIT_BYTES', 4096, { min: 256, max: 1_048_576 }),
     shutdownDrainMs: r.int('SHUTDOWN_DRAIN_MS', 15_000, { min: 100 }),
   };

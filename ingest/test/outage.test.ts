@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { startIngest } from '../src/index.ts';
+import { startIngest, voteIdOf } from '../src/index.ts';
 import { ballot, createPoll, readTopic, silent, solvedChallenge, type TestEnv, testEnv, vote } from './helpers.ts';
 
 /** A TCP proxy in front of a real service (the broker by default) that the test can cut and restore. */
@@ -232,7 +232,7 @@ test.serial(
 );
 
 test.serial(
-  'an ingest process killed between admitting a vote and Kafka acknowledging it frees the voter: the retry with the same key is accepted once',
+  'an ingest process killed between admitting a vote and Kafka acknowledging it: the retry with the same key is accepted once its lease expired, with the same voteId',
   async (t) => {
     const cleanup: (() => Promise<unknown>)[] = [];
     t.teardown(async () => {
@@ -241,7 +241,14 @@ test.serial(
     const env = await testEnv((fn) => cleanup.push(fn));
     // A long linger (the maximum, 1 s) holds the admitted vote in the batcher, so the kill normally lands before
     // anything reaches Kafka.
-    const first = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000', VOTE_PENDING_TTL_S: '3' });
+    // The shortest lease these Kafka settings allow (see config.ts produceAppendBoundMs).
+    const fast = {
+      PRODUCE_RETRIES: '1',
+      PRODUCE_REQUEST_TIMEOUT_MS: '2000',
+      PRODUCE_TIMEOUT_MS: '1000',
+      VOTE_PRODUCE_DEADLINE_MS: '14000',
+    };
+    const first = await spawnIngest(env, { ...fast, PRODUCE_LINGER_MS: '1000' });
     cleanup.unshift(async () => {
       if (first.child.exitCode === null) first.child.kill('SIGKILL');
     });
@@ -259,11 +266,11 @@ test.serial(
     t.true((await lost) instanceof Error, 'the voter never got an answer');
     await first.exited;
 
-    const second = await spawnIngest(env, { VOTE_PENDING_TTL_S: '3' });
+    const second = await spawnIngest(env, fast);
     cleanup.unshift(async () => {
       if (second.child.exitCode === null) second.child.kill('SIGKILL');
     });
-    // Until the dead process's pending guard expires, a resend is told to come back later, never lost.
+    // Until the dead process's lease expires, a resend is told to come back later, never lost.
     let answer = await vote(second.url, pollId, {
       token,
       idempotencyKey: key,
@@ -280,6 +287,7 @@ test.serial(
       });
     }
     t.is(answer.status, 202, JSON.stringify(answer.body));
+    t.is(answer.body.voteId, voteIdOf(pollId, voterId, key), 'the voteId is the one derived from the key');
     const again = await vote(second.url, pollId, {
       token,
       idempotencyKey: key,
@@ -296,9 +304,9 @@ test.serial(
       mine.some((v) => v.voteId === answer.body.voteId),
       'the accepted vote is in the topic',
     );
-    // Had the killed process's batch left before the kill, its copy is there too, under the same key: the
-    // stream's dedupe counts the first and rejects the other. Nothing else of this voter's is in the topic.
-    t.true(mine.length <= 2 && mine.every((v) => v.idempotencyKey === key), JSON.stringify(mine));
+    // Had the killed process's batch left before the kill, its copy is there too, the same vote (same voteId): the
+    // stream's dedupe counts it once. Nothing else of this voter's is in the topic.
+    t.true(mine.length <= 2 && mine.every((v) => v.voteId === answer.body.voteId), JSON.stringify(mine));
     t.log(mine.length === 1 ? 'the killed process had sent nothing' : 'the killed process had already sent its copy');
   },
 );

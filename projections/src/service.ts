@@ -5,6 +5,8 @@ import {
   createLogger,
   createMetricsRegistry,
   createRedis,
+  deadLetterCounter,
+  deadLetterDecoder,
   exportConsumerLag,
   type Logger,
   requireTopics,
@@ -140,7 +142,7 @@ export async function startProjections(
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await requireTopics(admin, [topics.tallies, topics.voteDecisions]);
+    await requireTopics(admin, [topics.tallies, topics.voteDecisions, topics.deadLetters]);
   } finally {
     await admin.disconnect();
   }
@@ -152,6 +154,21 @@ export async function startProjections(
     maxWaitTimeInMs: 50, // live totals within a second: do not let the broker hold a fetch long
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
   };
+  // Dead letters only (rare): idempotent, acks = all per send.
+  const deadLetterProducer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+  });
+  await deadLetterProducer.connect();
+  const deadLettered = <T>(consumer: string, decode: (buf: Buffer) => Promise<T>) =>
+    deadLetterDecoder({
+      producer: deadLetterProducer,
+      deadLetterTopic: topics.deadLetters,
+      consumer,
+      counter: deadLetterCounter(registry, 'projections'),
+      decode,
+    });
   const tallyConsumer = kafka.consumer({ groupId: `${config.groupId}-tallies`, ...consumerOptions });
   const receiptConsumer = kafka.consumer({ groupId: `${config.groupId}-receipts`, ...consumerOptions });
   for (const consumer of [tallyConsumer, receiptConsumer]) {
@@ -164,7 +181,7 @@ export async function startProjections(
   const tallyProjector = new TallyProjector({
     consumer: tallyConsumer,
     topic: topics.tallies,
-    decode: serde.decoder('TallyUpdate'),
+    decode: deadLettered(`${config.groupId}-tallies`, serde.decoder('TallyUpdate')),
     writer,
     redis,
     redisPrefix: config.redisPrefix,
@@ -177,7 +194,7 @@ export async function startProjections(
   const receiptProjector = new ReceiptProjector({
     consumer: receiptConsumer,
     topic: topics.voteDecisions,
-    decode: serde.decoder('VoteDecision'),
+    decode: deadLettered(`${config.groupId}-receipts`, serde.decoder('VoteDecision')),
     writer,
     metrics,
     logger,
@@ -220,6 +237,7 @@ export async function startProjections(
       await metricsServer.close();
       await tallyConsumer.disconnect();
       await receiptConsumer.disconnect();
+      await deadLetterProducer.disconnect();
       publisher.close();
       await mqttClient.endAsync();
       redis.disconnect();

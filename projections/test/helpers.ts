@@ -32,6 +32,7 @@ export async function createWorld(t: ExecutionContext, name: string) {
     topics: [
       { topic: topics.tallies, numPartitions: 2, replicationFactor: 1 },
       { topic: topics.voteDecisions, numPartitions: 2, replicationFactor: 1 },
+      { topic: topics.deadLetters, numPartitions: 1, replicationFactor: 1 },
     ],
   });
   await eventually(
@@ -60,7 +61,7 @@ export async function createWorld(t: ExecutionContext, name: string) {
   t.teardown(async () => {
     for (const c of mqttClients) await c.endAsync(true).catch(() => {});
     await producer.disconnect().catch(() => {});
-    await admin.deleteTopics({ topics: [topics.tallies, topics.voteDecisions] }).catch(() => {});
+    await admin.deleteTopics({ topics: [topics.tallies, topics.voteDecisions, topics.deadLetters] }).catch(() => {});
     await admin.disconnect().catch(() => {});
     const keys = await redis.keys(`${redisPrefix}*`).catch(() => [] as string[]);
     if (keys.length) await redis.del(...keys).catch(() => {});

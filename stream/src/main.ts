@@ -78,6 +78,7 @@ if (config.stages.includes('dedupe')) {
     registry,
     // Read barrier: a batch of votes is decided only once the catalog applied every poll event appended before
     // it (a CLOSED event in particular).
+    deadLetterTopic: topics.deadLetters,
     readBarrier: {
       topic: topics.polls,
       timeoutMs: config.catalogBarrierTimeoutMs,
@@ -126,6 +127,7 @@ if (config.stages.includes('tally')) {
     inputTopic: topics.tallyPartials,
     groupId: `${app}-tally`,
     transactionalIdPrefix: `${app}-${topics.tallyPartials}`,
+    deadLetterTopic: topics.deadLetters,
     config,
     logger,
     registry,
@@ -153,7 +155,15 @@ if (config.stages.includes('sink')) {
     localDataCenter: config.cqlLocalDataCenter,
     security: config.cqlSecurity,
   });
+  // Only for dead letters (rare): idempotent, acks = all per send.
+  const deadLetterProducer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+  });
+  await deadLetterProducer.connect();
   const sink = new CqlTallySink({
+    deadLetters: { producer: deadLetterProducer, topic: topics.deadLetters },
     kafka,
     cql,
     keyspace: config.cqlKeyspace,
@@ -166,6 +176,7 @@ if (config.stages.includes('sink')) {
   await sink.start();
   closers.push(
     () => sink.stop(),
+    () => deadLetterProducer.disconnect(),
     () => cql.shutdown(),
   );
 }

@@ -34,6 +34,7 @@ export async function createStreamTopics(
       topic('tally-partials', partitions.partials),
       topic('tallies', 1),
       topic('analytics-votes', partitions.votes),
+      topic('dead-letters', 1),
     ],
   });
 }

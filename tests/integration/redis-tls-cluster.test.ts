@@ -91,36 +91,34 @@ test('cluster over TLS: admission script, rate limits, CAS writes and the start-
   t.is(masters.length, 3);
 
   const prefix = 'vs:';
-  // Ingest's admission script (2 keys under one {poll/voter} tag) for voters whose slots cover every master.
-  // A variable, not a literal: the TTL fields grow as ingest evolves (pendingS), and extra ones are harmless.
-  const ttl = { guardS: 600, idempotencyS: 600, pendingS: 600 };
+  // Ingest's admission script (3 keys under one {poll/voter} tag) for voters whose slots cover every master.
+  // A variable, not a literal: the TTL fields grow as ingest evolves (leaseMs), and extra ones are harmless.
+  const ttl = { guardS: 600, idempotencyS: 600, leaseMs: 600_000 };
   const guards = createVoteGuards(redis, prefix, ttl);
   const votersPerMaster = new Map<string, number>();
   for (let i = 0; i < 60; i++) {
     const keys = guards.keys(`poll-${i % 7}`, `voter-${i}`, `idem-${i}`);
     const guardValue = `vote-${i}|opt-a|${Date.now()}`;
     const idemPending = JSON.stringify({ s: 'P', b: 'x', v: `vote-${i}` });
-    const first = await guards.admit({ ...keys, guardValue, idemPending, challengeId: `ch-${i}`, challengeTtlS: 60 });
-    t.is(first.kind, 'admitted');
-    const again = await guards.admit({
-      ...keys,
-      idem: `${keys.idem}-other`,
-      guardValue: `vote-${i}b|opt-b|1`,
-      idemPending,
-      challengeId: `ch-${i}b`,
-      challengeTtlS: 60,
-    });
+    const one = { guardValue, idemPending, voteId: `vote-${i}`, optionId: 'opt-a', challengeTtlS: 60 };
+    const first = await guards.admit({ ...one, keys, challengeId: `ch-${i}` });
+    t.deepEqual(first, { kind: 'admitted', guard: guardValue });
+    const other = { ...one, keys: { ...keys, idem: `${keys.idem}-other` }, voteId: `vote-${i}b`, optionId: 'opt-b' };
+    const inFlight = await guards.admit({ ...other, guardValue: `vote-${i}b|opt-b|1`, challengeId: `ch-${i}b` });
+    t.is(inFlight.kind, 'in_flight', 'another attempt waits while the first one holds the lease');
+    t.true(await guards.complete(keys, guardValue, JSON.stringify({ s: 'D', b: 'x', v: `vote-${i}`, r: {} })));
+    const again = await guards.admit({ ...other, guardValue: `vote-${i}b|opt-b|1`, challengeId: `ch-${i}c` });
     t.deepEqual(again, { kind: 'already_voted', voteId: `vote-${i}` });
     const replay = await guards.admit({
-      ...guards.keys(`poll-${i % 7}`, `voter-${i}-new`, `idem-${i}-new`),
+      ...one,
+      keys: guards.keys(`poll-${i % 7}`, `voter-${i}-new`, `idem-${i}-new`),
       guardValue: `vote-${i}c|opt-a|1`,
-      idemPending,
       challengeId: `ch-${i}`,
-      challengeTtlS: 60,
     });
     t.is(replay.kind, 'challenge_replayed');
     const slot = Number(await redis.call('CLUSTER', 'KEYSLOT', keys.voted));
     t.is(Number(await redis.call('CLUSTER', 'KEYSLOT', keys.idem)), slot);
+    t.is(Number(await redis.call('CLUSTER', 'KEYSLOT', keys.lease)), slot);
     const owner = (redis as Cluster).slots[slot]?.[0] ?? '?';
     votersPerMaster.set(owner, (votersPerMaster.get(owner) ?? 0) + 1);
   }

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { mintToken } from '@votestream/ingest';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const stackDir = process.env.VOTESTREAM_STACK_DIR ?? `${repoRoot}.stack`;
@@ -42,4 +43,15 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Creates an open poll through the vote API with a dev admin token (the stack's signing key); asserts 201. */
+export async function createPollVia(apiUrl: string, privateKeyPem: string, pollId: string, options: string[]) {
+  const admin = await mintToken({ privateKeyPem, sub: `${pollId}-admin`, admin: true });
+  const res = await fetch(`${apiUrl}/v1/polls`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ pollId, title: pollId, options: options.map((o) => ({ id: o, label: o })) }),
+  });
+  if (res.status !== 201) throw new Error(`create poll ${pollId}: ${res.status} ${await res.text()}`);
 }

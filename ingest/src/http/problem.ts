@@ -1,3 +1,4 @@
+import { type ClientErrorCode, clientErrorProblems } from '@votestream/runtime';
 import type { Response } from 'express';
 
 /** Every error code of the v1 API. Stable: clients switch on `code`, never on `title` or `detail`. */
@@ -20,9 +21,12 @@ export type ProblemCode =
   | 'idempotency_key_reused'
   | 'rate_limited'
   | 'unavailable'
-  | 'internal';
+  | 'internal'
+  | 'invalid_path'
+  | 'unsupported_encoding'
+  | ClientErrorCode;
 
-const titles: Record<ProblemCode, [status: number, title: string]> = {
+const titles: Record<ProblemCode, readonly [status: number, title: string]> = {
   invalid_body: [400, 'The request is not valid'],
   unknown_option: [400, 'The option is not part of this poll'],
   unauthenticated: [401, 'A valid bearer token is required'],
@@ -42,7 +46,14 @@ const titles: Record<ProblemCode, [status: number, title: string]> = {
   rate_limited: [429, 'Too many requests'],
   unavailable: [503, 'The service cannot take this request right now'],
   internal: [500, 'Internal error'],
+  invalid_path: [400, 'The request path is not valid'],
+  unsupported_encoding: [415, 'The body encoding or charset is not supported'],
+  // Answered by the server's clientError handler (libs/runtime http.ts) before Express sees the request.
+  ...clientErrorProblems,
 };
+
+/** Every code of the table, for tests and generated documentation. */
+export const problemCodes = Object.keys(titles) as ProblemCode[];
 
 export function problemStatus(code: ProblemCode): number {
   return titles[code][0];

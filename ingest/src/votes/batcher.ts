@@ -34,8 +34,18 @@ export interface BatcherStats {
   onBatch?(messages: number, seconds: number, ok: boolean): void;
 }
 
+/**
+ * The vote was never handed to the producer: it waited past its send deadline (behind slow batches). Nothing of it
+ * can reach Kafka, so the caller may free the voter.
+ */
+export class VoteNotSentError extends Error {
+  override readonly name = 'VoteNotSentError';
+}
+
 interface Pending {
   message: Message;
+  /** Epoch ms after which this vote must not be handed to the producer any more (see `submit`). */
+  sendByMs: number;
   resolve(): void;
   reject(err: Error): void;
 }
@@ -72,8 +82,12 @@ export class VoteBatcher {
     return Date.now() < this.unavailableUntil;
   }
 
-  /** Resolves when Kafka acknowledged the vote; rejects if it could not. Throws BatcherFullError at once when full. */
-  submit(message: Message): Promise<void> {
+  /**
+   * Resolves when Kafka acknowledged the vote; rejects if it could not. Throws BatcherFullError at once when full.
+   * `sendByMs`: a vote still queued at that time is rejected with VoteNotSentError instead of being sent, so that
+   * every append of it happens before a known deadline (the vote's lease, see votes/admission.ts).
+   */
+  submit(message: Message, sendByMs = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.closed) throw new BatcherFullError('shutting down', 5);
     if (this.inFlight >= this.limits.votesInFlightMax) {
       throw new BatcherFullError(`${this.limits.votesInFlightMax} votes in flight (PRODUCE_VOTES_IN_FLIGHT_MAX)`, 1);
@@ -83,7 +97,7 @@ export class VoteBatcher {
     }
     this.inFlight++;
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ message, resolve, reject });
+      this.queue.push({ message, sendByMs, resolve, reject });
       if (this.queue.length >= this.limits.batchMessagesMax) this.flush();
       else if (this.timer === undefined && this.sending.size < this.limits.sendsInFlightMax) {
         this.timer = setTimeout(() => this.flush(), this.limits.lingerMs);
@@ -108,8 +122,21 @@ export class VoteBatcher {
     }
   }
 
-  private async send(batch: Pending[]): Promise<void> {
+  private async send(all: Pending[]): Promise<void> {
     const started = process.hrtime.bigint();
+    const now = Date.now();
+    let batch = all;
+    if (all.some((p) => p.sendByMs < now)) {
+      batch = [];
+      for (const p of all) {
+        if (p.sendByMs >= now) batch.push(p);
+        else {
+          this.inFlight--;
+          p.reject(new VoteNotSentError('the vote waited past its send deadline'));
+        }
+      }
+      if (batch.length === 0) return;
+    }
     const messages = new Array<Message>(batch.length);
     for (let i = 0; i < batch.length; i++) messages[i] = (batch[i] as Pending).message;
     let error: Error | undefined;

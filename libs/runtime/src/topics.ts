@@ -18,6 +18,12 @@ export interface Topics {
    * stage (same transaction as the decision), read by data engineers' consumers; the raw topics are not theirs.
    */
   analyticsVotes: string;
+  /**
+   * Records a consumer could not decode, bytes and key unchanged, source topic/partition/offset and reason in
+   * headers (`dead-letter.ts`). Written by the stream stages (in their transactions) and projections; read by
+   * operators only.
+   */
+  deadLetters: string;
 }
 
 export function topicNames(prefix: string): Topics {
@@ -28,6 +34,7 @@ export function topicNames(prefix: string): Topics {
     tallyPartials: `${prefix}tally-partials`,
     tallies: `${prefix}tallies`,
     analyticsVotes: `${prefix}analytics-votes`,
+    deadLetters: `${prefix}dead-letters`,
   };
 }
 
@@ -66,6 +73,8 @@ export function pipelineTopicSpecs(
     { topic: t.tallies, partitions: tallyPartitions, configs: { 'retention.ms': hours(7 * 24) } },
     // Pseudonymous: kept longer than the raw topics (its salts die with them), for analyses after the show.
     { topic: t.analyticsVotes, partitions: votePartitions, configs: { 'retention.ms': hours(30 * 24) } },
+    // Few records (poison only), kept long enough for an operator to look after an alert.
+    { topic: t.deadLetters, partitions: 1, configs: { 'retention.ms': hours(14 * 24) } },
   ];
 }
 

@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { ReadModels } from '@votestream/read-models';
-import { createLimitedServer, type HttpServerLimits, type Logger, listen } from '@votestream/runtime';
+import {
+  answerClientErrors,
+  createLimitedServer,
+  type HttpServerLimits,
+  type Logger,
+  listen,
+  requestErrorCode,
+} from '@votestream/runtime';
 import express from 'express';
 import { livePage } from './live-page.ts';
 
@@ -92,10 +99,22 @@ export function createHttpServer(opts: {
     res.status(h.ok ? 200 : 503).json(h);
   });
   app.use((_req, res) => sendProblem(res, 404, 'not_found', 'no such resource'));
+  // A path that is not valid percent-encoding (`/live/%ff`) fails in the router: a client error, never a 500.
+  app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    const code = requestErrorCode(err);
+    if (code === 'invalid_path') return void sendProblem(res, 400, code, 'the path is not valid percent-encoding');
+    if (code !== null) return void sendProblem(res, 400, 'bad_request', 'the request is not valid');
+    opts.logger.error({ err }, 'unhandled error');
+    sendProblem(res, 500, 'internal', 'internal error');
+  });
   return {
-    /** Listens with the header/request timeouts and connection cap (HTTP_* env): a slow client is cut. */
+    /**
+     * Listens with the header/request timeouts and connection cap (HTTP_* env): a slow client is cut; what Node's
+     * parser refuses is answered as problem+json.
+     */
     async listen(port: number): Promise<{ server: Server; port: number }> {
       const server = createLimitedServer(opts.limits, app);
+      answerClientErrors(server);
       return { server, port: await listen(server, port, '0.0.0.0') };
     },
   };

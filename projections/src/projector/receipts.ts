@@ -1,7 +1,7 @@
 import type { ReadModelWriter } from '@votestream/read-models';
-import { invariant, type Logger } from '@votestream/runtime';
+import type { Logger } from '@votestream/runtime';
 import type { VoteDecision } from '@votestream/schemas';
-import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Counter, Histogram } from 'prom-client';
 
 /**
@@ -13,7 +13,8 @@ export class ReceiptProjector {
     private readonly opts: {
       consumer: Consumer;
       topic: string;
-      decode: (buf: Buffer) => Promise<VoteDecision>;
+      /** Decodes a record; null for a poison record it dead-lettered (skipped, committed past). */
+      decode: (topic: string, partition: number, message: KafkaMessage) => Promise<VoteDecision | null>;
       writer: ReadModelWriter;
       metrics: { records: Counter<'topic'>; writeSeconds: Histogram<'model'> };
       logger: Logger;
@@ -23,6 +24,16 @@ export class ReceiptProjector {
   async start(fromBeginning: boolean): Promise<void> {
     const { consumer, topic } = this.opts;
     await consumer.connect();
+    // A fetch that held only transaction markers (vote-decisions is written in transactions) never reaches
+    // eachBatch; KafkaJS moves past it without committing. Commit past it, so the committed position reaches the
+    // partition's end: ingest's stale-vote resolution waits for exactly that (ingest/src/votes/resolution.ts).
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.batchSize !== 0 || payload.topic !== topic) return;
+      const offset = (BigInt(payload.lastOffset) + 1n).toString();
+      consumer
+        .commitOffsets([{ topic, partition: payload.partition, offset }])
+        .catch((err: unknown) => this.opts.logger.debug({ err }, 'commit past transaction markers failed'));
+    });
     await consumer.subscribe({ topic, fromBeginning });
     await consumer.run({
       autoCommit: false,
@@ -36,11 +47,8 @@ export class ReceiptProjector {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
     const decisions: VoteDecision[] = [];
     for (const message of batch.messages) {
-      invariant(
-        message.value !== null,
-        `${batch.topic}/${batch.partition}@${message.offset}: tombstone on vote-decisions`,
-      );
-      decisions.push(await this.opts.decode(message.value));
+      const decision = await this.opts.decode(batch.topic, batch.partition, message);
+      if (decision !== null) decisions.push(decision);
     }
     const stop = this.opts.metrics.writeSeconds.startTimer({ model: 'receipts' });
     await this.opts.writer.writeReceipts(decisions);

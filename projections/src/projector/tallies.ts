@@ -2,7 +2,7 @@ import type { LiveSeries, ReadModelWriter, Results } from '@votestream/read-mode
 import { parseSeries, resultsFromTally, resultsKey } from '@votestream/read-models';
 import { invariant, type Logger, type RedisClient } from '@votestream/runtime';
 import type { TallyUpdate } from '@votestream/schemas';
-import type { Consumer, EachBatchPayload } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import type { Counter, Histogram } from 'prom-client';
 import type { LivePublisher } from '../live/publisher.ts';
 import { SeriesState } from '../live/series.ts';
@@ -27,7 +27,8 @@ export class TallyProjector {
     private readonly opts: {
       consumer: Consumer;
       topic: string;
-      decode: (buf: Buffer) => Promise<TallyUpdate>;
+      /** Decodes a record; null for a poison record it dead-lettered (skipped, committed past). */
+      decode: (topic: string, partition: number, message: KafkaMessage) => Promise<TallyUpdate | null>;
       writer: ReadModelWriter;
       redis: RedisClient;
       redisPrefix: string;
@@ -59,8 +60,8 @@ export class TallyProjector {
     const seriesTouched = new Set<string>();
     const pending: TallyUpdate[] = [];
     for (const message of batch.messages) {
-      invariant(message.value !== null, `${batch.topic}/${batch.partition}@${message.offset}: tombstone on tallies`);
-      const t = await this.opts.decode(message.value);
+      const t = await this.opts.decode(batch.topic, batch.partition, message);
+      if (t === null) continue;
       invariant(t.source === -1, `tallies carries global tallies only (source -1), got source ${t.source}`);
       pending.push(t);
       const cur = newestByPoll.get(t.pollId);

@@ -66,7 +66,7 @@ function decisionsCounter(registry: Registry): Counter {
     (registry.getSingleMetric('stream_vote_decisions_total') as Counter | undefined) ??
     new Counter({
       name: 'stream_vote_decisions_total',
-      help: 'Vote decisions committed by the dedupe stage, by outcome and reason',
+      help: 'Vote decisions committed by the dedupe stage, by outcome (COUNTED, REJECTED; RESENT: the counted vote again, no decision) and reason',
       labelNames: ['outcome', 'reason', 'late'],
       registers: [registry],
     })
@@ -163,8 +163,20 @@ export class DedupeProcessor implements TaskProcessor {
     const now = Date.now();
     let caughtUp = false;
     for (const m of messages) {
-      invariant(m.value, `votes record at offset ${m.offset} has no value`);
-      const vote = await this.decodeVote(m.value);
+      let vote: VoteCast | undefined;
+      let failure: unknown = null; // null with no vote: the record has no value (a tombstone on votes)
+      if (m.value) {
+        try {
+          vote = await this.decodeVote(m.value);
+        } catch (err) {
+          failure = err;
+        }
+      }
+      if (vote === undefined) {
+        // Poison (undecodable, unknown schema, no value): dead-lettered in this transaction, no decision.
+        if (out.deadLetter(m, failure)) continue;
+        throw failure ?? new Error(`votes record at offset ${m.offset} has no value`);
+      }
       let poll = catalog.get(vote.pollId);
       if (!poll && !caughtUp) {
         await catalog.catchUp();
@@ -176,13 +188,18 @@ export class DedupeProcessor implements TaskProcessor {
       const late = windowStart + config.windowMs + config.graceMs <= this.watermark;
       let reason = eligibilityOf(poll, vote.optionId, eventTime, this.tallies.get(vote.pollId)?.final === true);
       let countedVoteId: string | null = null;
+      let resent = false;
       if (reason === null) {
         const table = this.table(vote.pollId);
         const fp = fingerprintOf(vote.voterId, this.fp);
         const slot = table.find(fp);
         if (slot >= 0) {
-          reason = 'DUPLICATE';
           countedVoteId = table.voteIdAt(slot);
+          // The same voteId again is the counted vote resent (ingest derives voteIds from the Idempotency-Key
+          // and produces it again after a crash or a failed produce): no new decision, nothing counted. A
+          // DUPLICATE decision would overwrite the counted vote's receipt (same voteId) with "rejected".
+          if (countedVoteId === vote.voteId.toLowerCase()) resent = true;
+          else reason = 'DUPLICATE';
         } else {
           table.insert(fp, vote.voteId);
           out.send(topics.dedupeChangelog, `${vote.pollId}/${vote.voterId}`, Buffer.from(vote.voteId), this.partition);
@@ -192,6 +209,10 @@ export class DedupeProcessor implements TaskProcessor {
       if (eventTime > this.watermark) {
         this.watermark = eventTime;
         this.watermarkDirty = true;
+      }
+      if (resent) {
+        this.decisions.inc({ outcome: 'RESENT', reason: '', late: String(late) });
+        continue;
       }
       const decision: VoteDecision = {
         vote,

@@ -109,10 +109,21 @@ export class GlobalTallyProcessor implements TaskProcessor {
 
   restored(): void {}
 
-  async process(messages: readonly KafkaMessage[]): Promise<void> {
+  async process(messages: readonly KafkaMessage[], out: RecordCollector): Promise<void> {
     for (const m of messages) {
-      invariant(m.value, `tally-partials record at offset ${m.offset} has no value`);
-      const u = await this.decode(m.value);
+      let u: TallyUpdate | undefined;
+      let failure: unknown = null; // null with no update: the record has no value
+      if (m.value) {
+        try {
+          u = await this.decode(m.value);
+        } catch (err) {
+          failure = err;
+        }
+      }
+      if (u === undefined) {
+        if (out.deadLetter(m, failure)) continue; // poison: dead-lettered in this transaction
+        throw failure ?? new Error(`tally-partials record at offset ${m.offset} has no value`);
+      }
       invariant(u.source >= 0, `a partial names its source partition, got ${u.source}`);
       const p = this.poll(u.pollId);
       const key = String(u.source);

@@ -1,17 +1,49 @@
-import type { Message, TopicMessages } from 'kafkajs';
+import { deadLetterReasonOf, deadLetterRecord } from '@votestream/runtime';
+import type { KafkaMessage, Message, TopicMessages } from 'kafkajs';
+
+/** Where a task's poison records go: the dead-letter topic, in the same transaction as its other output. */
+export interface DeadLetterRoute {
+  topic: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  /** The stage's consumer group. */
+  consumer: string;
+  counted(reason: string): void;
+}
 
 /** Outputs and changelog writes of one commit, grouped by topic for one `sendBatch` inside the transaction. */
 export class RecordCollector {
   private readonly byTopic = new Map<string, Message[]>();
   private count = 0;
 
+  constructor(private readonly deadLetters?: DeadLetterRoute) {}
+
   send(topic: string, key: string, value: Buffer | null, partition?: number): void {
+    this.push(topic, partition === undefined ? { key, value } : { key, value, partition });
+  }
+
+  /**
+   * A record the processor cannot decode (`err`; null: it has no value): its dead letter joins this commit, so it
+   * is written exactly once with the offsets that move past it. False if `err` is not about the record's bytes
+   * (the caller rethrows: the batch fails and is retried).
+   */
+  deadLetter(message: KafkaMessage, err: unknown): boolean {
+    const route = this.deadLetters;
+    const reason = deadLetterReasonOf(err);
+    if (route === undefined || reason === null) return false;
+    const source = { topic: route.sourceTopic, partition: route.sourcePartition, message, consumer: route.consumer };
+    this.push(route.topic, deadLetterRecord(source, reason, err));
+    route.counted(reason);
+    return true;
+  }
+
+  private push(topic: string, message: Message): void {
     let messages = this.byTopic.get(topic);
     if (!messages) {
       messages = [];
       this.byTopic.set(topic, messages);
     }
-    messages.push(partition === undefined ? { key, value } : { key, value, partition });
+    messages.push(message);
     this.count++;
   }
 

@@ -1,8 +1,8 @@
-import { exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
+import { deadLetterCounter, exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
-import { RecordCollector } from './collector.ts';
+import { type DeadLetterRoute, RecordCollector } from './collector.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
@@ -31,6 +31,8 @@ export interface StreamThreadOptions {
   createProcessor: ProcessorFactory;
   /** A state the tasks read that is fed by another topic and must be caught up before a batch is processed. */
   readBarrier?: ReadBarrier;
+  /** Where records the processors cannot decode go (in the task's transaction); absent: they fail the task. */
+  deadLetterTopic?: string;
 }
 
 /**
@@ -68,9 +70,11 @@ class Metrics {
   readonly restores: Counter;
   readonly restoredRecords: Counter;
   readonly tasks: Gauge;
+  readonly deadLetters: Counter<'topic' | 'reason'>;
   constructor(registry: Registry) {
     const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
     const registers = [registry];
+    this.deadLetters = deadLetterCounter(registry, 'stream');
     this.records = get(
       'stream_records_processed_total',
       () =>
@@ -371,7 +375,7 @@ export class StreamThread {
           invariant(last, 'a chunk has records');
           const next = BigInt(last.offset) + 1n;
           invariant(next > task.nextOffset, 'a task never commits an offset before the one it committed last');
-          const out = new RecordCollector();
+          const out = new RecordCollector(this.deadLetterRoute(task.partition));
           await task.processor.process(chunk, out);
           task.processor.flush(Date.now(), out);
           await this.commit(task, out, next);
@@ -399,6 +403,18 @@ export class StreamThread {
       return;
     }
     if (rebalancing) throw rebalancing;
+  }
+
+  private deadLetterRoute(partition: number): DeadLetterRoute | undefined {
+    const { o } = this;
+    if (o.deadLetterTopic === undefined) return undefined;
+    return {
+      topic: o.deadLetterTopic,
+      sourceTopic: o.inputTopic,
+      sourcePartition: partition,
+      consumer: o.groupId,
+      counted: (reason) => this.metrics.deadLetters.inc({ topic: o.inputTopic, reason }),
+    };
   }
 
   private async commit(task: Task, out: RecordCollector, nextOffset: bigint | undefined): Promise<void> {

@@ -1,7 +1,13 @@
-import { type CqlClient, exportConsumerLag, type Logger } from '@votestream/runtime';
+import {
+  type CqlClient,
+  deadLetterCounter,
+  deadLetterDecoder,
+  exportConsumerLag,
+  type Logger,
+} from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate } from '@votestream/schemas';
 import cassandra from 'cassandra-driver';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Consumer, Kafka, Producer } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
 
 const { consistencies } = cassandra.types;
@@ -32,6 +38,8 @@ export class CqlTallySink {
       serde: AvroSerde;
       logger: Logger;
       registry: Registry;
+      /** Undecodable tallies are copied here (at least once, before the offset moves past them). */
+      deadLetters: { producer: Producer; topic: string };
     },
   ) {
     this.consumer = o.kafka.consumer({
@@ -59,7 +67,13 @@ export class CqlTallySink {
       help: 'Records of the input partition not yet fetched by this stage (after the last batch)',
       labels: { stage: 'sink' },
     });
-    const decode = o.serde.decoder('TallyUpdate');
+    const decode = deadLetterDecoder({
+      producer: o.deadLetters.producer,
+      deadLetterTopic: o.deadLetters.topic,
+      consumer: o.groupId,
+      counter: deadLetterCounter(o.registry, 'stream'),
+      decode: o.serde.decoder('TallyUpdate'),
+    });
     const ks = o.keyspace;
     const totalsCql = `INSERT INTO ${ks}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final, audit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
     const windowCql = `INSERT INTO ${ks}.poll_tally_windows (poll_id, window_start, window_end, counts, total, late, version) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
@@ -73,8 +87,8 @@ export class CqlTallySink {
         const latest = new Map<string, TallyUpdate>();
         const windows = new Map<string, { u: TallyUpdate; w: TallyUpdate['windows'][number] }>();
         for (const m of batch.messages) {
-          if (!m.value) continue;
-          const u = await decode(m.value);
+          const u = await decode(batch.topic, batch.partition, m);
+          if (u === null) continue; // poison: dead-lettered
           const prev = latest.get(u.pollId);
           if (!prev || u.version > prev.version) latest.set(u.pollId, u);
           for (const w of u.windows) {
