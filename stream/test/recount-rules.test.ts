@@ -97,3 +97,31 @@ test('a vote before the close refused POLL_CLOSED is explained only once the tas
   t.is(wrong.verdicts.differs, 1);
   t.false(recountAgrees(wrong));
 });
+
+test('the counted vote appended again (a resend) expects no decision; a second decision for one record is extra', (t) => {
+  const poll = makePoll('p', ['yes'], { opensAt: t0 - 1000 });
+  const a = makeVote('p', 'v1', 'yes', t0);
+  const resent = logged([a, a]);
+  const ok = run(poll, resent, [decide(a)]);
+  t.deepEqual([ok.verdicts.match, ok.verdicts.resent], [1, 1]);
+  t.deepEqual(ok.totals, { yes: 1 });
+  t.true(recountAgrees(ok));
+  // The stream decided the resend too (a second decision): one extra, and its totals count the vote twice.
+  const twice = run(poll, resent, [decide(a), decide(a)]);
+  t.is(twice.verdicts['many-decisions'], 1);
+  t.deepEqual(twice.decisionTotals, { yes: 2 });
+  t.deepEqual(
+    twice.differences.map((d) => [d.voteId, d.verdict]),
+    [[a.voteId, 'many-decisions']],
+  );
+  t.false(recountAgrees(twice));
+});
+
+test('a rejected vote appended twice gets a decision for each record', (t) => {
+  const poll = makePoll('p', ['yes', 'no'], { opensAt: t0 - 1000 });
+  const [a, b] = [makeVote('p', 'v1', 'yes', t0), makeVote('p', 'v1', 'no', t0)];
+  const dup = () => decide(b, { outcome: 'REJECTED', reason: 'DUPLICATE', countedVoteId: a.voteId });
+  const r = run(poll, logged([a, b, b]), [decide(a), dup(), dup()]);
+  t.is(r.verdicts.match, 3);
+  t.true(recountAgrees(r));
+});

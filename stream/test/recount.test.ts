@@ -143,6 +143,7 @@ test('the recount replays the votes log, agrees with the decisions and CQL (clos
   t.deepEqual(a.report.recount.totals, counts[pollA.pollId]);
   t.deepEqual(a.report.recount.verdicts, {
     match: 76,
+    resent: 0,
     'close-race': 0,
     finalisation: 1,
     differs: 0,
@@ -164,6 +165,7 @@ test('the recount replays the votes log, agrees with the decisions and CQL (clos
   t.deepEqual(b.report.recount.totals, counts[pollB.pollId]);
   t.deepEqual(b.report.recount.verdicts, {
     match: 75,
+    resent: 0,
     'close-race': 1,
     finalisation: 1,
     differs: 0,

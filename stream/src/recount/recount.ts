@@ -49,7 +49,12 @@ export interface RecountInput {
   rules: RecountRules;
 }
 
-export type Verdict = 'match' | 'close-race' | 'finalisation' | 'differs' | 'no-decision' | 'many-decisions';
+/**
+ * `resent`: the voter's counted vote appended again (ingest derives the voteId from the Idempotency-Key and
+ * produces it again after a crash or a failed produce); the stream writes no decision for it, nor does it count.
+ * `many-decisions`: decisions of a voteId beyond the log records that carry it (counted at the end).
+ */
+export type Verdict = 'match' | 'resent' | 'close-race' | 'finalisation' | 'differs' | 'no-decision' | 'many-decisions';
 
 /** A decision as the recount compares it. */
 export interface DecisionSummary {
@@ -104,6 +109,7 @@ export class Recounter {
   private readonly decisionTotals: Record<string, number> = {};
   private readonly verdicts: Record<Verdict, number> = {
     match: 0,
+    resent: 0,
     'close-race': 0,
     finalisation: 0,
     differs: 0,
@@ -118,6 +124,8 @@ export class Recounter {
   /** Per voter: the voteId that counts. */
   private readonly counted = new Map<string, string>();
   private readonly seen = new Set<string>();
+  /** Per voteId: decisions already matched to a log record (a voteId can be in the log more than once). */
+  private readonly used = new Map<string, number>();
   private votes = 0;
 
   constructor(private readonly input: Omit<RecountInput, 'votes'>) {
@@ -134,13 +142,18 @@ export class Recounter {
     if (vote.receivedAt > before) this.watermark.set(partition, vote.receivedAt);
     if (vote.pollId !== pollId) return;
     this.votes++;
-    this.seen.add(vote.voteId);
+    const voteId = vote.voteId.toLowerCase();
+    this.seen.add(voteId);
 
     // The recount's own decision, by the dedupe stage's rules.
     let reason = eligibilityOf(poll, vote.optionId, vote.receivedAt, this.finalised.has(partition));
     let countedVoteId: string | null = null;
     if (reason === null) {
       const first = this.counted.get(vote.voterId);
+      if (first === voteId) {
+        this.verdicts.resent++;
+        return;
+      }
       if (first !== undefined) {
         reason = 'DUPLICATE';
         countedVoteId = first;
@@ -148,13 +161,14 @@ export class Recounter {
     }
     const mine: DecisionSummary = { outcome: reason === null ? 'COUNTED' : 'REJECTED', reason, countedVoteId };
 
-    const theirs = this.input.decisions.get(vote.voteId) ?? [];
-    const first = theirs[0];
+    // This record's decision: the next one of its voteId not yet matched to an earlier record.
+    const used = this.used.get(voteId) ?? 0;
+    const first = this.input.decisions.get(voteId)?.[used];
+    if (first) this.used.set(voteId, used + 1);
     const stream = first ? summaryOf(first) : null;
     let verdict: Verdict;
     let adopted = mine;
     if (!first || !stream) verdict = 'no-decision';
-    else if (theirs.length > 1) verdict = 'many-decisions';
     else if (same(mine, stream)) verdict = 'match';
     else if (
       stream.outcome === 'COUNTED' &&
@@ -179,38 +193,50 @@ export class Recounter {
     } else verdict = 'differs';
 
     this.verdicts[verdict]++;
-    if (
-      (verdict === 'differs' || verdict === 'no-decision' || verdict === 'many-decisions') &&
-      this.differences.length < differencesListedMax
-    )
-      this.differences.push({
-        voteId: vote.voteId,
-        voterId: vote.voterId,
-        partition,
-        offset,
-        recount: mine,
-        stream,
-        verdict,
-      });
+    if ((verdict === 'differs' || verdict === 'no-decision') && this.differences.length < differencesListedMax)
+      this.differences.push({ voteId, voterId: vote.voterId, partition, offset, recount: mine, stream, verdict });
     if (adopted.outcome === 'COUNTED') {
-      this.counted.set(vote.voterId, vote.voteId);
+      this.counted.set(vote.voterId, voteId);
       this.totals[vote.optionId] = (this.totals[vote.optionId] ?? 0) + 1;
     }
-    for (const d of theirs)
-      if (d.outcome === 'COUNTED') this.decisionTotals[vote.optionId] = (this.decisionTotals[vote.optionId] ?? 0) + 1;
   }
 
   result(): RecountResult {
     let orphanDecisions = 0;
-    for (const voteId of this.input.decisions.keys()) if (!this.seen.has(voteId)) orphanDecisions++;
+    const verdicts = { ...this.verdicts };
+    const differences = [...this.differences];
+    // The stream's own totals: every COUNTED decision it committed, matched to a log record or not.
+    const decisionTotals = { ...this.decisionTotals };
+    for (const [voteId, list] of this.input.decisions) {
+      for (const d of list)
+        if (d.outcome === 'COUNTED') decisionTotals[d.vote.optionId] = (decisionTotals[d.vote.optionId] ?? 0) + 1;
+      if (!this.seen.has(voteId)) {
+        orphanDecisions++;
+        continue;
+      }
+      const extra = list.length - (this.used.get(voteId) ?? 0);
+      if (extra <= 0) continue;
+      verdicts['many-decisions'] += extra;
+      const last = list[list.length - 1];
+      if (last && differences.length < differencesListedMax)
+        differences.push({
+          voteId,
+          voterId: last.vote.voterId,
+          partition: -1,
+          offset: '-',
+          recount: { outcome: 'REJECTED', reason: null, countedVoteId: null },
+          stream: summaryOf(last),
+          verdict: 'many-decisions',
+        });
+    }
     return {
       pollId: this.input.pollId,
       votes: this.votes,
       totals: { ...this.totals },
-      decisionTotals: { ...this.decisionTotals },
-      verdicts: { ...this.verdicts },
+      decisionTotals,
+      verdicts,
       orphanDecisions,
-      differences: [...this.differences],
+      differences,
     };
   }
 }

@@ -56,6 +56,8 @@ export interface RecountReport {
   disagreements: Array<{ source: SourceTally['source']; options: string[] }>;
   /** Read models that do not yet hold the final tally. */
   notFinal: Array<SourceTally['source']>;
+  /** Records skipped because they do not decode (the consumers dead-letter them), per topic read. */
+  undecodable: { polls: number; decisions: number; votes: number };
   agrees: boolean;
 }
 
@@ -70,6 +72,17 @@ export async function runRecount(s: RecountSources): Promise<RecountReport> {
   const serde = await createAvroSerde({ registryUrl: s.schemaRegistryUrl });
   const topics = topicNames(s.topicPrefix);
   const read = { timeoutMs: s.readTimeoutMs, groupIdPrefix: 'votestream-recount' };
+  // A record that does not decode is what the consumers dead-letter (no decision, never counted): skipped here
+  // too, and counted in the report.
+  const undecodable = { polls: 0, decisions: 0, votes: 0 };
+  const decodeOrSkip = async <T>(topic: keyof typeof undecodable, decode: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await decode();
+    } catch {
+      undecodable[topic]++;
+      return undefined;
+    }
+  };
 
   // The poll as the compacted polls topic holds it now: its latest event and when that was appended.
   const decodePoll = serde.decoder('PollEvent');
@@ -79,8 +92,8 @@ export async function runRecount(s: RecountSources): Promise<RecountReport> {
     topics.polls,
     async (_p, m) => {
       if (!m.value) return;
-      const event = await decodePoll(m.value);
-      if (event.poll.pollId === s.pollId) latest = { event, timestamp: Number(m.timestamp) };
+      const event = await decodeOrSkip('polls', () => decodePoll(m.value as Buffer));
+      if (event?.poll.pollId === s.pollId) latest = { event, timestamp: Number(m.timestamp) };
     },
     read,
   );
@@ -93,11 +106,12 @@ export async function runRecount(s: RecountSources): Promise<RecountReport> {
     topics.voteDecisions,
     async (_p, m) => {
       if (!m.value) return;
-      const d = await decodeDecision(m.value);
-      if (d.vote.pollId !== s.pollId) return;
-      const list = decisions.get(d.vote.voteId);
+      const d = await decodeOrSkip('decisions', () => decodeDecision(m.value as Buffer));
+      if (!d || d.vote.pollId !== s.pollId) return;
+      const voteId = d.vote.voteId.toLowerCase();
+      const list = decisions.get(voteId);
       if (list) list.push(d);
-      else decisions.set(d.vote.voteId, [d]);
+      else decisions.set(voteId, [d]);
     },
     read,
   );
@@ -116,7 +130,8 @@ export async function runRecount(s: RecountSources): Promise<RecountReport> {
     topics.votes,
     async (partition, m) => {
       if (!m.value) return;
-      recounter.offer({ partition, offset: m.offset, timestamp: Number(m.timestamp), vote: await decodeVote(m.value) });
+      const vote = await decodeOrSkip('votes', () => decodeVote(m.value as Buffer));
+      if (vote) recounter.offer({ partition, offset: m.offset, timestamp: Number(m.timestamp), vote });
     },
     read,
   );
@@ -188,6 +203,7 @@ export async function runRecount(s: RecountSources): Promise<RecountReport> {
     sources,
     disagreements,
     notFinal,
+    undecodable,
     agrees: recountAgrees(recount) && disagreements.length === 0,
   };
 }
@@ -222,7 +238,7 @@ export function formatReport(r: RecountReport): string {
   lines.push(`recount of poll ${r.pollId}: ${recount.votes} votes in the log`);
   const v = recount.verdicts;
   lines.push(
-    `decisions: ${v.match} match, ${v['close-race']} close race, ${v.finalisation} finalisation (both explained), ` +
+    `decisions: ${v.match} match, ${v.resent} resends of the counted vote (no decision), ${v['close-race']} close race, ${v.finalisation} finalisation (both explained), ` +
       `${v.differs} differ, ${v['no-decision']} without decision, ${v['many-decisions']} with more than one, ` +
       `${recount.orphanDecisions} without vote`,
   );
@@ -243,6 +259,11 @@ export function formatReport(r: RecountReport): string {
     lines.push(
       `DIFF vote ${d.voteId} (voter ${d.voterId}, partition ${d.partition} offset ${d.offset}): ${d.verdict}, ` +
         `recount ${JSON.stringify(d.recount)}, stream ${JSON.stringify(d.stream)}`,
+    );
+  const u = r.undecodable;
+  if (u.votes + u.decisions + u.polls > 0)
+    lines.push(
+      `skipped as undecodable (dead-lettered by the consumers): ${u.votes} votes, ${u.decisions} decisions, ${u.polls} poll events`,
     );
   if (r.notFinal.length > 0) lines.push(`not final yet: ${r.notFinal.join(', ')}`);
   lines.push(r.agrees ? 'OK: the recount and every source agree' : 'FAILED: the recount found differences');
