@@ -1,5 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+import {
+  type CommonConfig,
+  ConfigError,
+  envReader,
+  loadCommonConfig,
+  readSecret,
+  secretPath,
+} from '@votestream/runtime';
 
 type Env = Record<string, string | undefined>;
 
@@ -70,8 +77,8 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
   const r = envReader(env);
   const common = loadCommonConfig('ingest', env);
   const jwksUrl = r.optionalString('JWT_JWKS_URL');
-  const keyFile =
-    r.optionalString('JWT_PUBLIC_KEY_FILE') ?? (jwksUrl ? undefined : '.stack/secrets/dev-jwt-public.pem');
+  // Without a JWKS URL the key is a file: SECRETS_DIR/dev-jwt-public.pem (the local stack's dev key pair) by default.
+  const keyFile = jwksUrl ? undefined : secretPath(env, 'JWT_PUBLIC_KEY_FILE', 'dev-jwt-public.pem');
   if (jwksUrl && r.optionalString('JWT_PUBLIC_KEY_FILE')) {
     throw new ConfigError('set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both');
   }
@@ -85,10 +92,7 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     jwtAudience: r.string('JWT_AUDIENCE', 'votestream'),
     jwtAdminScope: r.string('JWT_ADMIN_SCOPE', 'votestream:admin'),
     jwtClockToleranceS: r.int('JWT_CLOCK_TOLERANCE_S', 5, { min: 0, max: 300 }),
-    altchaHmacKey: readKeyFile(
-      'ALTCHA_HMAC_KEY_FILE',
-      r.string('ALTCHA_HMAC_KEY_FILE', '.stack/secrets/altcha-hmac.key'),
-    ),
+    altchaHmacKey: readSecret(env, 'ALTCHA_HMAC_KEY_FILE', 'altcha-hmac.key'),
     // 50k: 25k SHA-256 on average. The SDK's WebCrypto solver does ~38k hashes/s on one core of the 2-core CI
     // machine (bench/sdk-pow.ts), so a voter waits well under a second, while a bot farm pays it per vote (one
     // challenge, one vote). Tests and the demo set 1000-2000.

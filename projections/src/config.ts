@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+import { type CommonConfig, envReader, loadCommonConfig, readSecret } from '@votestream/runtime';
 
 export interface ProjectionsConfig extends CommonConfig {
   httpPort: number;
@@ -27,15 +26,9 @@ export interface ProjectionsConfig extends CommonConfig {
 export function loadProjectionsConfig(env: Record<string, string | undefined> = process.env): ProjectionsConfig {
   const r = envReader(env);
   const common = loadCommonConfig('projections', env);
-  const passwordFile = r.string('MQTT_PASSWORD_FILE', '.stack/secrets/mqtt-projections.password');
-  let mqttPassword = r.optionalString('MQTT_PASSWORD');
-  if (mqttPassword === undefined) {
-    try {
-      mqttPassword = readFileSync(passwordFile, 'utf8').trim();
-    } catch (err) {
-      throw new ConfigError(`MQTT_PASSWORD_FILE ${passwordFile} cannot be read: ${(err as Error).message}`);
-    }
-  }
+  // MQTT_PASSWORD (plain) is for tests; deployments give the file SECRETS_DIR/mqtt-projections.password.
+  const mqttPassword =
+    r.optionalString('MQTT_PASSWORD') ?? readSecret(env, 'MQTT_PASSWORD_FILE', 'mqtt-projections.password');
   return {
     ...common,
     httpPort: r.int('HTTP_PORT', 8090, { min: 0, max: 65535 }),

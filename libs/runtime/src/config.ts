@@ -3,6 +3,7 @@
  * A bad value fails fast with an error that names the variable, never later on the hot path.
  */
 import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -136,6 +137,32 @@ function readPasswordFile(name: string, path: string): string {
   return readConfigFile(name, path).trim();
 }
 
+/**
+ * Secrets reach every service one way: files in the directory SECRETS_DIR, one file per secret (a Kubernetes
+ * secret volume, compose's secrets volume). Unset, it is `.stack/secrets`, where the local stack writes its dev
+ * secrets. The file names are fixed (the table in docs/architecture.md, "Secrets"); a `<NAME>_FILE` variable
+ * may name another file for one secret, and a relative one is taken inside SECRETS_DIR.
+ */
+export function secretsDir(env: Env = process.env): string {
+  const dir = env.SECRETS_DIR?.trim();
+  return resolve(dir === undefined || dir === '' ? '.stack/secrets' : dir);
+}
+
+/** Where the secret read through `fileVar` is: that variable's path if set, else `SECRETS_DIR/<fileName>`. */
+export function secretPath(env: Env, fileVar: string, fileName: string): string {
+  const override = env[fileVar]?.trim();
+  if (override === undefined || override === '') return join(secretsDir(env), fileName);
+  return isAbsolute(override) ? override : join(secretsDir(env), override);
+}
+
+/**
+ * Reads one secret (trimmed: a trailing newline is never part of it). A missing, unreadable or empty file is a
+ * ConfigError naming the variable and the path.
+ */
+export function readSecret(env: Env, fileVar: string, fileName: string): string {
+  return readPasswordFile(fileVar, secretPath(env, fileVar, fileName));
+}
+
 function readCaFile(name: string, path: string): string {
   const pem = readConfigFile(name, path);
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
@@ -156,10 +183,7 @@ export function loadKafkaSecurity(env: Env = process.env): KafkaSecurity {
   if (mechanism === 'scram-sha-512') {
     if (username === undefined)
       throw new ConfigError('KAFKA_SASL_USERNAME is required with KAFKA_SASL_MECHANISM=scram-sha-512');
-    if (passwordFile === undefined) {
-      throw new ConfigError('KAFKA_SASL_PASSWORD_FILE is required with KAFKA_SASL_MECHANISM=scram-sha-512');
-    }
-    sasl = { mechanism, username, password: readPasswordFile('KAFKA_SASL_PASSWORD_FILE', passwordFile) };
+    sasl = { mechanism, username, password: readSecret(env, 'KAFKA_SASL_PASSWORD_FILE', 'kafka-sasl.password') };
   } else {
     // A credential next to a mechanism that ignores it is a deployment mistake, not something to ignore.
     if (username !== undefined)
@@ -196,12 +220,8 @@ export function loadCqlSecurity(env: Env = process.env): CqlSecurity {
   if (caFile !== undefined && !tls) throw new ConfigError('CQL_TLS_CA_FILE is set but CQL_TLS is not true');
   const username = r.optionalString('CQL_USERNAME');
   const passwordFile = r.optionalString('CQL_PASSWORD_FILE');
-  if ((username === undefined) !== (passwordFile === undefined)) {
-    throw new ConfigError(
-      username === undefined
-        ? 'CQL_PASSWORD_FILE is set but CQL_USERNAME is not'
-        : 'CQL_USERNAME is set but CQL_PASSWORD_FILE is not',
-    );
+  if (username === undefined && passwordFile !== undefined) {
+    throw new ConfigError('CQL_PASSWORD_FILE is set but CQL_USERNAME is not');
   }
   if (username !== undefined && !tls) {
     throw new ConfigError('CQL_USERNAME requires CQL_TLS=true (PasswordAuthenticator sends the password in clear)');
@@ -209,8 +229,8 @@ export function loadCqlSecurity(env: Env = process.env): CqlSecurity {
   return {
     tls,
     ...(caFile !== undefined ? { caPem: readCaFile('CQL_TLS_CA_FILE', caFile) } : {}),
-    ...(username !== undefined && passwordFile !== undefined
-      ? { auth: { username, password: readPasswordFile('CQL_PASSWORD_FILE', passwordFile) } }
+    ...(username !== undefined
+      ? { auth: { username, password: readSecret(env, 'CQL_PASSWORD_FILE', 'cql.password') } }
       : {}),
   };
 }
@@ -261,7 +281,7 @@ export function loadCommonConfig(serviceName: string, env: Env = process.env): C
     redisUrl,
     redisCluster,
     ...(redisPasswordFile !== undefined
-      ? { redisPassword: readPasswordFile('REDIS_PASSWORD_FILE', redisPasswordFile) }
+      ? { redisPassword: readSecret(env, 'REDIS_PASSWORD_FILE', 'redis-auth.token') }
       : {}),
     ...(redisCaFile !== undefined ? { redisTlsCaPem: readCaFile('REDIS_TLS_CA_FILE', redisCaFile) } : {}),
     redisPrefix,
