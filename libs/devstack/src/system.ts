@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
-import { httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
+import { type BuiltRun, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
 
 export interface VotestreamPorts {
   ingest: number;
@@ -31,6 +31,8 @@ export async function startVotestream(opts: {
   ports: VotestreamPorts;
   env?: Record<string, string>;
   logDir: string;
+  /** Run the build (`<pkg>/dist/main.js` under plain node in `built.cwd`) instead of the sources under tsx. */
+  built?: BuiltRun;
 }): Promise<RunningVotestream> {
   const env: Record<string, string> = {
     TOPIC_PREFIX: opts.prefix,
@@ -61,10 +63,14 @@ export async function startVotestream(opts: {
     projections: { entry: 'projections/src/main.ts', ready: httpOk(`${projectionsUrl}/health`) },
     ingest: { entry: 'ingest/src/main.ts', ready: httpOk(`${apiUrl}/readyz`) },
   } as const;
+  const built = opts.built;
   const start = (name: keyof typeof specs) =>
     startService({
       name,
-      entry: join(repoRoot, specs[name].entry),
+      entry: built
+        ? join(built.cwd, specs[name].entry.replace('/src/', '/dist/').replace(/\.ts$/, '.js'))
+        : join(repoRoot, specs[name].entry),
+      ...(built ? { built } : {}),
       env,
       logFile: join(opts.logDir, `${name}.log`),
       ready: specs[name].ready,

@@ -44,9 +44,14 @@ export function createHttpServer(opts: {
       .set('Cache-Control', 'no-store')
       .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl }));
   });
-  app.get('/health', (_req, res) => {
+  // Readiness (Kubernetes /readyz; /health kept): its consumers and its MQTT connection are up.
+  app.get(['/health', '/readyz'], (_req, res) => {
     const h = opts.health();
     res.status(h.ok ? 200 : 503).json(h);
+  });
+  // Liveness: the process answers; never depends on Kafka, Redis, CQL or MQTT.
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'alive' });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(opts.registry.contentType).send(await opts.registry.metrics());
