@@ -5,7 +5,7 @@
 // Layout (same depth as the sources, so paths computed from import.meta.url stay right):
 //   <workspace>/src/**/*.ts   -> <workspace>/dist/**/*.js (+ .js.map)   libs/*, schemas, ingest, stream, projections
 //   schemas/generated/*.ts    -> schemas/generated/*.js                 (schemas/src imports ../generated/types.ts)
-//   scripts/{migrate,topics}.ts -> dist/{migrate,topics}.js             (the one-shot init steps; ../migrations)
+//   scripts/{migrate,topics,healthcheck}.ts -> dist/*.js               (init steps, HEALTHCHECK; ../migrations)
 //   sdk/src                   -> sdk/dist (tsc: JavaScript + .d.ts, the published package)
 // Each package.json `exports` points at dist; tsconfig.json `paths` maps `@votestream/*` to the sources for
 // typecheck and for everything run under tsx (tests, demo), so the tests never see a stale build.
@@ -34,7 +34,7 @@ const units: Unit[] = [
     (pkg): Unit => ({ from: `${pkg}/src`, to: `${pkg}/dist`, clean: true }),
   ),
   { from: 'schemas/generated', to: 'schemas/generated', clean: false },
-  { from: 'scripts', to: 'dist', only: ['migrate.ts', 'topics.ts'], clean: true },
+  { from: 'scripts', to: 'dist', only: ['healthcheck.ts', 'migrate.ts', 'topics.ts'], clean: true },
 ];
 
 const compilerOptions: ts.CompilerOptions = {

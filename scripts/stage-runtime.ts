@@ -18,6 +18,7 @@ export const runtimeEntries = {
   topics: 'dist/topics.js',
   migrate: 'dist/migrate.js',
   schemasRegister: 'schemas/dist/cli/register.js',
+  healthcheck: 'dist/healthcheck.js',
 } as const;
 
 function workspaces(root: string): string[] {

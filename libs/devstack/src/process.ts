@@ -48,13 +48,15 @@ export async function startService(opts: {
   ready: () => Promise<boolean>;
   readyTimeoutMs?: number;
   built?: BuiltRun;
+  /** With `built`: node's arguments exactly (e.g. a compose `command` without its `node`), instead of the entry. */
+  nodeArgs?: string[];
 }): Promise<ServiceProcess> {
   mkdirSync(dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   const built = opts.built;
   const child: ChildProcess = spawn(
     process.execPath,
-    built ? ['--enable-source-maps', opts.entry] : ['--import', 'tsx', opts.entry],
+    built ? (opts.nodeArgs ?? ['--enable-source-maps', opts.entry]) : ['--import', 'tsx', opts.entry],
     {
       cwd: built?.cwd ?? repoRoot,
       env: { ...(built?.baseEnv ?? process.env), ...opts.env },

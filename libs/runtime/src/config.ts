@@ -18,6 +18,27 @@ export interface Reader {
   bool(name: string, fallback: boolean): boolean;
   list(name: string, fallback: string[]): string[];
   oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T;
+  /** Like string/list, with a fallback that only fits the local stack (an address on 127.0.0.1, a dev secret). */
+  stackString(name: string, localFallback: string): string;
+  stackList(name: string, localFallback: string[]): string[];
+}
+
+/**
+ * `LOCAL_STACK_DEFAULTS=false` (the image sets it) turns off every default that only fits the local stack:
+ * addresses on 127.0.0.1 and `.stack/secrets`. A deployment that forgets one of those settings then fails at
+ * start-up with a ConfigError naming it, instead of dialling 127.0.0.1 inside a container.
+ */
+export function localStackDefaults(env: Env = process.env): boolean {
+  const v = env.LOCAL_STACK_DEFAULTS?.trim();
+  if (v === undefined || v === '' || v === 'true') return true;
+  if (v === 'false') return false;
+  throw new ConfigError(`LOCAL_STACK_DEFAULTS must be true or false, got ${JSON.stringify(v)}`);
+}
+
+function requireLocalDefault(env: Env, name: string): void {
+  if (!localStackDefaults(env)) {
+    throw new ConfigError(`${name} is required: LOCAL_STACK_DEFAULTS=false, so it has no local-stack default`);
+  }
 }
 
 /** Returns typed readers over `env`; each throws ConfigError naming the variable when its value is unusable. */
@@ -61,6 +82,16 @@ export function envReader(env: Env = process.env): Reader {
         .filter((s) => s !== '');
       if (items.length === 0) throw new ConfigError(`${name} must be a comma-separated list, got ${JSON.stringify(v)}`);
       return items;
+    },
+    stackString(name, localFallback) {
+      const v = raw(name);
+      if (v !== undefined) return v;
+      requireLocalDefault(env, name);
+      return localFallback;
+    },
+    stackList(name, localFallback) {
+      if (raw(name) === undefined) requireLocalDefault(env, name);
+      return this.list(name, localFallback);
     },
     oneOf(name, choices, fallback) {
       const v = raw(name) ?? fallback;
@@ -145,7 +176,9 @@ function readPasswordFile(name: string, path: string): string {
  */
 export function secretsDir(env: Env = process.env): string {
   const dir = env.SECRETS_DIR?.trim();
-  return resolve(dir === undefined || dir === '' ? '.stack/secrets' : dir);
+  if (dir !== undefined && dir !== '') return resolve(dir);
+  requireLocalDefault(env, 'SECRETS_DIR');
+  return resolve('.stack/secrets');
 }
 
 /** Where the secret read through `fileVar` is: that variable's path if set, else `SECRETS_DIR/<fileName>`. */
@@ -237,7 +270,7 @@ export function loadCqlSecurity(env: Env = process.env): CqlSecurity {
 
 export function loadCommonConfig(serviceName: string, env: Env = process.env): CommonConfig {
   const r = envReader(env);
-  const redisUrl = r.string('REDIS_URL', 'redis://127.0.0.1:6379');
+  const redisUrl = r.stackString('REDIS_URL', 'redis://127.0.0.1:6379');
   let parsed: URL;
   try {
     parsed = new URL(redisUrl);
@@ -270,12 +303,12 @@ export function loadCommonConfig(serviceName: string, env: Env = process.env): C
     throw new ConfigError(`REDIS_PREFIX must not contain { or }, got ${JSON.stringify(redisPrefix)}`);
   return {
     serviceName,
-    kafkaBrokers: r.list('KAFKA_BROKERS', ['127.0.0.1:9092']),
+    kafkaBrokers: r.stackList('KAFKA_BROKERS', ['127.0.0.1:9092']),
     kafkaSecurity: loadKafkaSecurity(env),
-    schemaRegistryUrl: r.string('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7'),
+    schemaRegistryUrl: r.stackString('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7'),
     topicPrefix: r.string('TOPIC_PREFIX', 'votestream.'),
-    cqlContactPoints: r.list('CQL_CONTACT_POINTS', ['127.0.0.1:9042']),
-    cqlLocalDataCenter: r.string('CQL_LOCAL_DC', 'datacenter1'),
+    cqlContactPoints: r.stackList('CQL_CONTACT_POINTS', ['127.0.0.1:9042']),
+    cqlLocalDataCenter: r.stackString('CQL_LOCAL_DC', 'datacenter1'),
     cqlKeyspace: r.string('CQL_KEYSPACE', 'votestream'),
     cqlSecurity: loadCqlSecurity(env),
     redisUrl,
