@@ -28,8 +28,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 ENV NODE_ENV=production \
     LOCAL_STACK_DEFAULTS=false \
     SECRETS_DIR=/secrets
-# The base image's unprivileged user (uid 1000); the code needs no write access anywhere (readOnlyRootFilesystem).
-USER 1000:1000
+# An unprivileged uid above 10000 (no clash with host users); the code writes nowhere (readOnlyRootFilesystem).
+USER 10001:10001
 EXPOSE 8080 8090 9470 9471 9472
 # Liveness of the service this container runs: HEALTHCHECK_URL (default ingest's /healthz on 8080).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["node", "dist/healthcheck.js"]
