@@ -48,6 +48,7 @@ async function waitForReceipt() {
 async function vote(optionId) {
   for (const b of $('options').querySelectorAll('button')) b.disabled = true;
   const outcome = await client.castVote(pollId, optionId);
+  $('status').textContent = 'answered';
   $('outcome').textContent = outcome.kind === 'accepted' ? `accepted (${outcome.voteId})` : outcome.kind;
   document.body.dataset.outcome = outcome.kind;
   if (outcome.kind === 'accepted' || outcome.kind === 'already_voted') await waitForReceipt();
