@@ -7,6 +7,17 @@ import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestr
 import mqtt from 'mqtt';
 import { eventually, uniqueId } from './stack.ts';
 
+/** Settings that keep one test's system apart from every other run on the shared stack (plus a cheap proof of work). */
+export function isolatedSystemEnv(id: string): Record<string, string> {
+  return {
+    REDIS_PREFIX: `${id}:`,
+    STREAM_APPLICATION_ID: `${id}-stream`,
+    PROJECTIONS_GROUP_ID: `${id}-projections`,
+    ALTCHA_MAX_NUMBER: '1000',
+    STREAM_GRACE_MS: '1000',
+  };
+}
+
 export async function createPoll(apiUrl: string, privateKeyPem: string, pollId: string, options: string[]) {
   const admin = await mintToken({ privateKeyPem, sub: `${pollId}-admin`, admin: true });
   const res = await fetch(`${apiUrl}/v1/polls`, {

@@ -13,7 +13,7 @@ import test from 'ava';
 import { runtimeEntries } from '../../scripts/stage-runtime.ts';
 import { asUser, secretsDirFor, stagedRuntime } from '../support/runtime.ts';
 import { repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
-import { castVote, createPoll, mqttTotalsWithTotal, resultsWithTotal } from '../support/votes.ts';
+import { castVote, createPoll, isolatedSystemEnv, mqttTotalsWithTotal, resultsWithTotal } from '../support/votes.ts';
 
 const run = promisify(execFile);
 
@@ -61,13 +61,7 @@ test('the build runs init, ingest, stream and projections with plain node from a
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, `test-results/from-build-${id}`),
     built: { cwd: app, baseEnv: env, ...asUser },
-    env: {
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: `${id}-stream`,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
-      ALTCHA_MAX_NUMBER: '1000',
-      STREAM_GRACE_MS: '1000',
-    },
+    env: isolatedSystemEnv(id),
   });
   t.teardown(() => system.stop());
   for (const p of [system.ingest, system.stream, system.projections]) {

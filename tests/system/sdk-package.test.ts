@@ -14,7 +14,7 @@ import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
 import test from 'ava';
 import { chromium } from 'playwright-core';
 import { eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
-import { createPoll, resultsWithTotal } from '../support/votes.ts';
+import { createPoll, isolatedSystemEnv, resultsWithTotal } from '../support/votes.ts';
 
 const run = promisify(execFile);
 
@@ -103,14 +103,7 @@ test('the packed SDK installs in a scratch project, type-checks, votes from Node
     prefix: `${id}.`,
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, `test-results/sdk-package-${id}`),
-    env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: `${id}-stream`,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
-      ALTCHA_MAX_NUMBER: '1000',
-      STREAM_GRACE_MS: '1000',
-    },
+    env: { CQL_KEYSPACE: keyspace, ...isolatedSystemEnv(id) },
   });
   t.teardown(() => system.stop());
   const created = await createPoll(system.apiUrl, privateKeyPem, pollId, ['a', 'b']);
