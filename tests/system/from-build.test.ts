@@ -39,6 +39,11 @@ test('the build runs init, ingest, stream and projections with plain node from a
   // (tsx dies there with ENOTDIR), and HOME is the read-only tree.
   const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: app, TMPDIR: join(app, 'package.json') };
   const env = { ...baseEnv, SECRETS_DIR: secrets, TOPIC_PREFIX: `${id}.`, CQL_KEYSPACE: keyspace, LOG_LEVEL: 'warn' };
+  // The tree is really read-only for the services' user, and TMPDIR is no directory.
+  const probe = `try { require('fs').writeFileSync('probe', 'x'); } catch (e) { console.log(e.code); }
+try { require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'x')); } catch (e) { console.log(e.code); }`;
+  const { stdout } = await run(process.execPath, ['-e', probe], { cwd: app, env: baseEnv, ...asUser });
+  t.deepEqual(stdout.trim().split('\n'), ['EACCES', 'ENOTDIR']);
   const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
   t.teardown(async () => {
     await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
