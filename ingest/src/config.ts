@@ -6,6 +6,8 @@ import {
   type HttpServerLimits,
   loadCommonConfig,
   loadHttpServerLimits,
+  readSecret,
+  secretPath,
 } from '@votestream/runtime';
 import { type ClientAddressSource, parseCidrs } from './http/client-address.ts';
 import { catalogPollsMax } from './polls/catalog.ts';
@@ -129,8 +131,8 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
   const r = envReader(env);
   const common = loadCommonConfig('ingest', env);
   const jwksUrl = r.optionalString('JWT_JWKS_URL');
-  const keyFile =
-    r.optionalString('JWT_PUBLIC_KEY_FILE') ?? (jwksUrl ? undefined : '.stack/secrets/dev-jwt-public.pem');
+  // Without a JWKS URL the key is a file: SECRETS_DIR/dev-jwt-public.pem (the local stack's dev key pair) by default.
+  const keyFile = jwksUrl ? undefined : secretPath(env, 'JWT_PUBLIC_KEY_FILE', 'dev-jwt-public.pem');
   if (jwksUrl && r.optionalString('JWT_PUBLIC_KEY_FILE')) {
     throw new ConfigError('set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both');
   }
@@ -172,10 +174,7 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     // A voter token lives for one show night; an older one (a leaked token, a ten-year token) is refused.
     jwtMaxTokenAgeS: r.int('JWT_MAX_TOKEN_AGE_S', 24 * 3600, { min: 60, max: 30 * 24 * 3600 }),
     tokenRevocationsMax: r.int('TOKEN_REVOCATIONS_MAX', 100_000, { min: 1, max: 10_000_000 }),
-    altchaHmacKey: readKeyFile(
-      'ALTCHA_HMAC_KEY_FILE',
-      r.string('ALTCHA_HMAC_KEY_FILE', '.stack/secrets/altcha-hmac.key'),
-    ),
+    altchaHmacKey: readSecret(env, 'ALTCHA_HMAC_KEY_FILE', 'altcha-hmac.key'),
     // 50k: 25k SHA-256 on average. The SDK's WebCrypto solver does ~38k hashes/s on one core of the 2-core CI
     // machine (bench/sdk-pow.ts), so a voter waits well under a second, while a bot farm pays it per vote (one
     // challenge, one vote). Tests and the demo set 1000-2000.

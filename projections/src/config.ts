@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   type CommonConfig,
   ConfigError,
@@ -6,6 +5,7 @@ import {
   type HttpServerLimits,
   loadCommonConfig,
   loadHttpServerLimits,
+  readSecret,
 } from '@votestream/runtime';
 
 export interface ProjectionsConfig extends CommonConfig {
@@ -50,15 +50,9 @@ function frameAncestors(value: string): string {
 export function loadProjectionsConfig(env: Record<string, string | undefined> = process.env): ProjectionsConfig {
   const r = envReader(env);
   const common = loadCommonConfig('projections', env);
-  const passwordFile = r.string('MQTT_PASSWORD_FILE', '.stack/secrets/mqtt-projections.password');
-  let mqttPassword = r.optionalString('MQTT_PASSWORD');
-  if (mqttPassword === undefined) {
-    try {
-      mqttPassword = readFileSync(passwordFile, 'utf8').trim();
-    } catch (err) {
-      throw new ConfigError(`MQTT_PASSWORD_FILE ${passwordFile} cannot be read: ${(err as Error).message}`);
-    }
-  }
+  // MQTT_PASSWORD (plain) is for tests; deployments give the file SECRETS_DIR/mqtt-projections.password.
+  const mqttPassword =
+    r.optionalString('MQTT_PASSWORD') ?? readSecret(env, 'MQTT_PASSWORD_FILE', 'mqtt-projections.password');
   return {
     ...common,
     httpPort: r.int('HTTP_PORT', 8090, { min: 0, max: 65535 }),
@@ -66,11 +60,11 @@ export function loadProjectionsConfig(env: Record<string, string | undefined> = 
     http: loadHttpServerLimits(r, { connectionsMax: 5000 }),
     liveFrameAncestors: frameAncestors(r.string('LIVE_FRAME_ANCESTORS', "'none'")),
     groupId: r.string('PROJECTIONS_GROUP_ID', `${common.topicPrefix}projections`),
-    mqttUrl: r.string('MQTT_URL', 'mqtt://127.0.0.1:1883'),
+    mqttUrl: r.stackString('MQTT_URL', 'mqtt://127.0.0.1:1883'),
     mqttUsername: r.string('MQTT_USERNAME', 'projections'),
     mqttPassword,
-    liveMqttWsUrl: r.string('LIVE_MQTT_WS_URL', 'ws://127.0.0.1:9001'),
-    liveApiUrl: r.optionalString('LIVE_API_URL') ?? 'http://127.0.0.1:8080',
+    liveMqttWsUrl: r.stackString('LIVE_MQTT_WS_URL', 'ws://127.0.0.1:9001'),
+    liveApiUrl: r.stackString('LIVE_API_URL', 'http://127.0.0.1:8080'),
     liveMessagesPerPollPerSecondMax: r.int('LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX', 10, { min: 1, max: 1000 }),
     livePollsMax: r.int('LIVE_POLLS_MAX', 10_000, { min: 1 }),
     seriesWindowsMax: r.int('SERIES_WINDOWS_MAX', 120, { min: 1, max: 10_000 }),

@@ -52,6 +52,17 @@ export interface ResultsHubOptions {
 
 export const totalsTopic = (pollId: string): string => `votestream/polls/${pollId}/totals`;
 
+/**
+ * mqtt.js's browser build (`mqtt/dist/mqtt.esm.js`, what browsers and bundlers load) has only a default export;
+ * Node's entry has named ones. Found by the browser example test (tests/system/sdk-package.test.ts).
+ */
+async function loadMqttConnect(): Promise<(url: string, options: IClientOptions) => MqttClient> {
+  const mod = (await import('mqtt')) as { connect?: typeof import('mqtt').connect; default?: { connect?: unknown } };
+  const connect = mod.connect ?? mod.default?.connect;
+  if (typeof connect !== 'function') throw new TypeError('the mqtt module exports no connect function');
+  return connect as (url: string, options: IClientOptions) => MqttClient;
+}
+
 type Listener = { onUpdate: (update: TotalsUpdate) => void; onStatus: SubscribeResultsOptions['onStatus'] };
 
 interface TopicState {
@@ -183,7 +194,7 @@ export class ResultsHub {
   }
 
   private async createClient(): Promise<MqttClient> {
-    const connect = this.options.mqttConnect ?? (await import('mqtt')).connect;
+    const connect = this.options.mqttConnect ?? (await loadMqttConnect());
     this.emitStatus('connecting');
     const client = connect(this.options.mqttUrl, {
       protocolVersion: 4, // MQTT 3.1.1: every broker speaks it (Mosquitto here, EMQX/HiveMQ in production).

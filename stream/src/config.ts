@@ -1,4 +1,12 @@
-import { type CommonConfig, ConfigError, envReader, loadCommonConfig, readConfigFile } from '@votestream/runtime';
+import { existsSync } from 'node:fs';
+import {
+  type CommonConfig,
+  ConfigError,
+  envReader,
+  loadCommonConfig,
+  readConfigFile,
+  secretPath,
+} from '@votestream/runtime';
 
 export const stageNames = ['dedupe', 'tally', 'sink'] as const;
 export type StageName = (typeof stageNames)[number];
@@ -61,7 +69,17 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
       throw new ConfigError(`STREAM_STAGES must list some of ${stageNames.join(', ')}, got ${JSON.stringify(s)}`);
   }
   const windowMs = r.int('STREAM_WINDOW_MS', 1000, { min: 10, max: 3_600_000 });
-  const auditKeyFile = r.optionalString('AUDIT_SIGNING_KEY_FILE');
+  // The audit signing key: AUDIT_SIGNING_KEY_FILE, else SECRETS_DIR/audit-signing-private.pem when that file
+  // exists; neither: final tallies are unsigned (the key is optional, so a missing SECRETS_DIR is not an error).
+  let auditKeyPath = r.optionalString('AUDIT_SIGNING_KEY_FILE');
+  if (auditKeyPath === undefined) {
+    try {
+      const path = secretPath(env, 'AUDIT_SIGNING_KEY_FILE', 'audit-signing-private.pem');
+      if (existsSync(path)) auditKeyPath = path;
+    } catch {
+      auditKeyPath = undefined; // no SECRETS_DIR and no local-stack default: no key
+    }
+  }
   return {
     ...loadCommonConfig('stream', env),
     applicationId: r.string('STREAM_APPLICATION_ID', 'votestream-stream'),
@@ -86,8 +104,8 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     catalogBarrierTimeoutMs: r.int('STREAM_CATALOG_BARRIER_TIMEOUT_MS', 15_000, { min: 100, max: 300_000 }),
     catalogApplyDelayMs: r.int('STREAM_CATALOG_APPLY_DELAY_MS', 0, { min: 0, max: 10_000 }),
     analyticsSaltTtlS: r.int('ANALYTICS_SALT_TTL_S', 4 * 86_400, { min: 3600, max: 90 * 86_400 }),
-    ...(auditKeyFile !== undefined
-      ? { auditSigningKeyPem: readConfigFile('AUDIT_SIGNING_KEY_FILE', auditKeyFile) }
+    ...(auditKeyPath !== undefined
+      ? { auditSigningKeyPem: readConfigFile('AUDIT_SIGNING_KEY_FILE', auditKeyPath) }
       : {}),
     auditKeyId: r.string('AUDIT_KEY_ID', 'votestream-audit-1'),
   };

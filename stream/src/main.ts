@@ -193,7 +193,9 @@ const server = createServer((req, res) => {
         res.end();
       },
     );
-  } else if (req.url === '/health') {
+  } else if (req.url === '/health' || req.url === '/healthz' || req.url === '/readyz') {
+    // Liveness and readiness alike: this server listens only once the topology has started, and the answer
+    // depends on no broker (a Kafka outage must not get every stream pod restarted).
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ status: 'ok', stages: config.stages }));
   } else {

@@ -23,10 +23,22 @@ export interface ServiceProcess {
   kill9(): Promise<number | string>;
 }
 
+/** How a service runs: from the sources under tsx (tests, demo), or a built `.js` entry under plain node. */
+export interface BuiltRun {
+  /** Working directory (e.g. a read-only copy of the build); entries are relative to it. */
+  cwd: string;
+  /** Only these variables (plus `env`) instead of this process's environment: what a container would get. */
+  baseEnv?: Record<string, string>;
+  /** Run as this user and group (when this process is root: makes a `chmod a-w` tree really read-only). */
+  uid?: number;
+  gid?: number;
+}
+
 /**
- * Starts `node --import tsx <entry>` from the repo root with `env` on top of this process's environment,
- * logs to `logFile`, and resolves once `ready()` answers true (polled), or rejects, after killing the
- * process, if it exits first or `readyTimeoutMs` passes.
+ * Starts `node --import tsx <entry>` from the repo root with `env` on top of this process's environment (or,
+ * with `built`, `node --enable-source-maps <entry>` in `built.cwd`, as production does), logs to `logFile`,
+ * and resolves once `ready()` answers true (polled), or rejects, after killing the process, if it exits first
+ * or `readyTimeoutMs` passes.
  */
 export async function startService(opts: {
   name: string;
@@ -35,14 +47,24 @@ export async function startService(opts: {
   logFile: string;
   ready: () => Promise<boolean>;
   readyTimeoutMs?: number;
+  built?: BuiltRun;
+  /** With `built`: node's arguments exactly (e.g. a compose `command` without its `node`), instead of the entry. */
+  nodeArgs?: string[];
 }): Promise<ServiceProcess> {
   mkdirSync(dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', opts.entry], {
-    cwd: repoRoot,
-    env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const built = opts.built;
+  const child: ChildProcess = spawn(
+    process.execPath,
+    built ? (opts.nodeArgs ?? ['--enable-source-maps', opts.entry]) : ['--import', 'tsx', opts.entry],
+    {
+      cwd: built?.cwd ?? repoRoot,
+      env: { ...(built?.baseEnv ?? process.env), ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(built?.uid !== undefined ? { uid: built.uid } : {}),
+      ...(built?.gid !== undefined ? { gid: built.gid } : {}),
+    },
+  );
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   if (child.pid === undefined) throw new Error(`${opts.name}: spawn failed`);

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
-import { freePort, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
+import { type BuiltRun, freePort, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
 
 const devAuditKey = join(
   process.env.VOTESTREAM_STACK_DIR ?? join(repoRoot, '.stack'),
@@ -43,6 +43,8 @@ export async function startVotestream(opts: {
   ports: VotestreamPorts;
   env?: Record<string, string>;
   logDir: string;
+  /** Run the build (`<pkg>/dist/main.js` under plain node in `built.cwd`) instead of the sources under tsx. */
+  built?: BuiltRun;
 }): Promise<RunningVotestream> {
   const ingestMetrics = opts.ports.ingestMetrics ?? (await freePort());
   const projectionsMetrics = opts.ports.projectionsMetrics ?? (await freePort());
@@ -79,10 +81,14 @@ export async function startVotestream(opts: {
     projections: { entry: 'projections/src/main.ts', ready: httpOk(`${projectionsUrl}/health`) },
     ingest: { entry: 'ingest/src/main.ts', ready: httpOk(`${apiUrl}/readyz`) },
   } as const;
+  const built = opts.built;
   const start = (name: keyof typeof specs) =>
     startService({
       name,
-      entry: join(repoRoot, specs[name].entry),
+      entry: built
+        ? join(built.cwd, specs[name].entry.replace('/src/', '/dist/').replace(/\.ts$/, '.js'))
+        : join(repoRoot, specs[name].entry),
+      ...(built ? { built } : {}),
       env,
       logFile: join(opts.logDir, `${name}.log`),
       ready: specs[name].ready,

@@ -3,6 +3,7 @@
  * A bad value fails fast with an error that names the variable, never later on the hot path.
  */
 import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -17,6 +18,27 @@ export interface Reader {
   bool(name: string, fallback: boolean): boolean;
   list(name: string, fallback: string[]): string[];
   oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T;
+  /** Like string/list, with a fallback that only fits the local stack (an address on 127.0.0.1, a dev secret). */
+  stackString(name: string, localFallback: string): string;
+  stackList(name: string, localFallback: string[]): string[];
+}
+
+/**
+ * `LOCAL_STACK_DEFAULTS=false` (the image sets it) turns off every default that only fits the local stack:
+ * addresses on 127.0.0.1 and `.stack/secrets`. A deployment that forgets one of those settings then fails at
+ * start-up with a ConfigError naming it, instead of dialling 127.0.0.1 inside a container.
+ */
+export function localStackDefaults(env: Env = process.env): boolean {
+  const v = env.LOCAL_STACK_DEFAULTS?.trim();
+  if (v === undefined || v === '' || v === 'true') return true;
+  if (v === 'false') return false;
+  throw new ConfigError(`LOCAL_STACK_DEFAULTS must be true or false, got ${JSON.stringify(v)}`);
+}
+
+function requireLocalDefault(env: Env, name: string): void {
+  if (!localStackDefaults(env)) {
+    throw new ConfigError(`${name} is required: LOCAL_STACK_DEFAULTS=false, so it has no local-stack default`);
+  }
 }
 
 /** Returns typed readers over `env`; each throws ConfigError naming the variable when its value is unusable. */
@@ -60,6 +82,16 @@ export function envReader(env: Env = process.env): Reader {
         .filter((s) => s !== '');
       if (items.length === 0) throw new ConfigError(`${name} must be a comma-separated list, got ${JSON.stringify(v)}`);
       return items;
+    },
+    stackString(name, localFallback) {
+      const v = raw(name);
+      if (v !== undefined) return v;
+      requireLocalDefault(env, name);
+      return localFallback;
+    },
+    stackList(name, localFallback) {
+      if (raw(name) === undefined) requireLocalDefault(env, name);
+      return this.list(name, localFallback);
     },
     oneOf(name, choices, fallback) {
       const v = raw(name) ?? fallback;
@@ -136,6 +168,34 @@ function readPasswordFile(name: string, path: string): string {
   return readConfigFile(name, path).trim();
 }
 
+/**
+ * Secrets reach every service one way: files in the directory SECRETS_DIR, one file per secret (a Kubernetes
+ * secret volume, compose's secrets volume). Unset, it is `.stack/secrets`, where the local stack writes its dev
+ * secrets. The file names are fixed (the table in docs/architecture.md, "Secrets"); a `<NAME>_FILE` variable
+ * may name another file for one secret, and a relative one is taken inside SECRETS_DIR.
+ */
+export function secretsDir(env: Env = process.env): string {
+  const dir = env.SECRETS_DIR?.trim();
+  if (dir !== undefined && dir !== '') return resolve(dir);
+  requireLocalDefault(env, 'SECRETS_DIR');
+  return resolve('.stack/secrets');
+}
+
+/** Where the secret read through `fileVar` is: that variable's path if set, else `SECRETS_DIR/<fileName>`. */
+export function secretPath(env: Env, fileVar: string, fileName: string): string {
+  const override = env[fileVar]?.trim();
+  if (override === undefined || override === '') return join(secretsDir(env), fileName);
+  return isAbsolute(override) ? override : join(secretsDir(env), override);
+}
+
+/**
+ * Reads one secret (trimmed: a trailing newline is never part of it). A missing, unreadable or empty file is a
+ * ConfigError naming the variable and the path.
+ */
+export function readSecret(env: Env, fileVar: string, fileName: string): string {
+  return readPasswordFile(fileVar, secretPath(env, fileVar, fileName));
+}
+
 function readCaFile(name: string, path: string): string {
   const pem = readConfigFile(name, path);
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
@@ -156,10 +216,7 @@ export function loadKafkaSecurity(env: Env = process.env): KafkaSecurity {
   if (mechanism === 'scram-sha-512') {
     if (username === undefined)
       throw new ConfigError('KAFKA_SASL_USERNAME is required with KAFKA_SASL_MECHANISM=scram-sha-512');
-    if (passwordFile === undefined) {
-      throw new ConfigError('KAFKA_SASL_PASSWORD_FILE is required with KAFKA_SASL_MECHANISM=scram-sha-512');
-    }
-    sasl = { mechanism, username, password: readPasswordFile('KAFKA_SASL_PASSWORD_FILE', passwordFile) };
+    sasl = { mechanism, username, password: readSecret(env, 'KAFKA_SASL_PASSWORD_FILE', 'kafka-sasl.password') };
   } else {
     // A credential next to a mechanism that ignores it is a deployment mistake, not something to ignore.
     if (username !== undefined)
@@ -196,12 +253,8 @@ export function loadCqlSecurity(env: Env = process.env): CqlSecurity {
   if (caFile !== undefined && !tls) throw new ConfigError('CQL_TLS_CA_FILE is set but CQL_TLS is not true');
   const username = r.optionalString('CQL_USERNAME');
   const passwordFile = r.optionalString('CQL_PASSWORD_FILE');
-  if ((username === undefined) !== (passwordFile === undefined)) {
-    throw new ConfigError(
-      username === undefined
-        ? 'CQL_PASSWORD_FILE is set but CQL_USERNAME is not'
-        : 'CQL_USERNAME is set but CQL_PASSWORD_FILE is not',
-    );
+  if (username === undefined && passwordFile !== undefined) {
+    throw new ConfigError('CQL_PASSWORD_FILE is set but CQL_USERNAME is not');
   }
   if (username !== undefined && !tls) {
     throw new ConfigError('CQL_USERNAME requires CQL_TLS=true (PasswordAuthenticator sends the password in clear)');
@@ -209,15 +262,15 @@ export function loadCqlSecurity(env: Env = process.env): CqlSecurity {
   return {
     tls,
     ...(caFile !== undefined ? { caPem: readCaFile('CQL_TLS_CA_FILE', caFile) } : {}),
-    ...(username !== undefined && passwordFile !== undefined
-      ? { auth: { username, password: readPasswordFile('CQL_PASSWORD_FILE', passwordFile) } }
+    ...(username !== undefined
+      ? { auth: { username, password: readSecret(env, 'CQL_PASSWORD_FILE', 'cql.password') } }
       : {}),
   };
 }
 
 export function loadCommonConfig(serviceName: string, env: Env = process.env): CommonConfig {
   const r = envReader(env);
-  const redisUrl = r.string('REDIS_URL', 'redis://127.0.0.1:6379');
+  const redisUrl = r.stackString('REDIS_URL', 'redis://127.0.0.1:6379');
   let parsed: URL;
   try {
     parsed = new URL(redisUrl);
@@ -250,18 +303,18 @@ export function loadCommonConfig(serviceName: string, env: Env = process.env): C
     throw new ConfigError(`REDIS_PREFIX must not contain { or }, got ${JSON.stringify(redisPrefix)}`);
   return {
     serviceName,
-    kafkaBrokers: r.list('KAFKA_BROKERS', ['127.0.0.1:9092']),
+    kafkaBrokers: r.stackList('KAFKA_BROKERS', ['127.0.0.1:9092']),
     kafkaSecurity: loadKafkaSecurity(env),
-    schemaRegistryUrl: r.string('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7'),
+    schemaRegistryUrl: r.stackString('SCHEMA_REGISTRY_URL', 'http://127.0.0.1:8081/apis/ccompat/v7'),
     topicPrefix: r.string('TOPIC_PREFIX', 'votestream.'),
-    cqlContactPoints: r.list('CQL_CONTACT_POINTS', ['127.0.0.1:9042']),
-    cqlLocalDataCenter: r.string('CQL_LOCAL_DC', 'datacenter1'),
+    cqlContactPoints: r.stackList('CQL_CONTACT_POINTS', ['127.0.0.1:9042']),
+    cqlLocalDataCenter: r.stackString('CQL_LOCAL_DC', 'datacenter1'),
     cqlKeyspace: r.string('CQL_KEYSPACE', 'votestream'),
     cqlSecurity: loadCqlSecurity(env),
     redisUrl,
     redisCluster,
     ...(redisPasswordFile !== undefined
-      ? { redisPassword: readPasswordFile('REDIS_PASSWORD_FILE', redisPasswordFile) }
+      ? { redisPassword: readSecret(env, 'REDIS_PASSWORD_FILE', 'redis-auth.token') }
       : {}),
     ...(redisCaFile !== undefined ? { redisTlsCaPem: readCaFile('REDIS_TLS_CA_FILE', redisCaFile) } : {}),
     redisPrefix,

@@ -5,7 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import cassandra from 'cassandra-driver';
-import { ConfigError, cqlClientOptions, createLogger, kafkaClientConfig, loadCommonConfig } from '../src/index.ts';
+import {
+  ConfigError,
+  cqlClientOptions,
+  createLogger,
+  kafkaClientConfig,
+  loadCommonConfig,
+  readSecret,
+  secretPath,
+} from '../src/index.ts';
 
 const pem = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n';
 let dir = '';
@@ -18,6 +26,7 @@ test.before(async () => {
   await writeFile(file('empty'), '  \n');
   await writeFile(file('kafka.password'), 's3cret\n');
   await writeFile(file('cql.password'), 'cql-pass\n');
+  await writeFile(file('kafka-sasl.password'), 'from-dir\n');
 });
 test.after.always(() => rm(dir, { recursive: true, force: true }));
 
@@ -81,6 +90,32 @@ test('bad Kafka settings give a ConfigError naming the variable', (t) => {
     const err = t.throws(() => loadCommonConfig('svc', env), { instanceOf: ConfigError }, JSON.stringify(env));
     t.regex(err?.message ?? '', name, JSON.stringify(env));
   }
+});
+
+test('secrets are files in SECRETS_DIR under fixed names; a relative <NAME>_FILE is taken inside it', (t) => {
+  const c = loadCommonConfig('svc', {
+    SECRETS_DIR: dir,
+    KAFKA_SSL: 'true',
+    KAFKA_SASL_MECHANISM: 'scram-sha-512',
+    KAFKA_SASL_USERNAME: 'votestream',
+    CQL_TLS: 'true',
+    CQL_USERNAME: 'votestream',
+    REDIS_PASSWORD_FILE: 'kafka.password',
+  });
+  t.deepEqual(c.kafkaSecurity.sasl, { mechanism: 'scram-sha-512', username: 'votestream', password: 'from-dir' });
+  t.deepEqual(c.cqlSecurity.auth, { username: 'votestream', password: 'cql-pass' });
+  t.is(c.redisPassword, 's3cret');
+  t.is(secretPath({ SECRETS_DIR: dir }, 'X_FILE', 'x.key'), join(dir, 'x.key'));
+  t.is(secretPath({ SECRETS_DIR: dir, X_FILE: '/etc/x.key' }, 'X_FILE', 'x.key'), '/etc/x.key');
+});
+
+test('a secret missing from SECRETS_DIR is a ConfigError naming the variable and the path', (t) => {
+  const err = t.throws(() => readSecret({ SECRETS_DIR: dir }, 'ALTCHA_HMAC_KEY_FILE', 'altcha-hmac.key'), {
+    instanceOf: ConfigError,
+  });
+  t.is(err?.message.startsWith(`ALTCHA_HMAC_KEY_FILE=${join(dir, 'altcha-hmac.key')} cannot be read: ENOENT`), true);
+  const empty = t.throws(() => readSecret({ SECRETS_DIR: dir }, 'X_FILE', 'empty'), { instanceOf: ConfigError });
+  t.is(empty?.message, `X_FILE=${join(dir, 'empty')} is empty`);
 });
 
 test('KAFKA_SSL with a CA file and SCRAM-SHA-512 become KafkaJS ssl and sasl options', (t) => {

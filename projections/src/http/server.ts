@@ -94,9 +94,14 @@ export function createHttpServer(opts: {
       .set('Content-Security-Policy', livePageCsp(nonce, opts))
       .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl, nonce }));
   });
-  app.get('/health', (_req, res) => {
+  // Readiness (Kubernetes /readyz; /health kept): its consumers and its MQTT connection are up.
+  app.get(['/health', '/readyz'], (_req, res) => {
     const h = opts.health();
     res.status(h.ok ? 200 : 503).json(h);
+  });
+  // Liveness: the process answers; never depends on Kafka, Redis, CQL or MQTT.
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'alive' });
   });
   app.use((_req, res) => sendProblem(res, 404, 'not_found', 'no such resource'));
   // A path that is not valid percent-encoding (`/live/%ff`) fails in the router: a client error, never a 500.

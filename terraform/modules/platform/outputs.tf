@@ -29,6 +29,11 @@ output "ingest_identity_env" {
   }
 }
 
+output "audit_public_key_pem" {
+  description = "Public key that verifies the audit checkpoints of final tallies (npm run audit -- verify --public-key)."
+  value       = tls_private_key.audit.public_key_pem
+}
+
 output "analytics_reader_policy_arn" {
   description = "IAM policy that reads only the pseudonymous analytics-votes topic; attach it to analysts' roles."
   value       = aws_iam_policy.analytics_reader.arn

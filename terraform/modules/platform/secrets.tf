@@ -121,14 +121,21 @@ resource "kubernetes_secret_v1" "ingest" {
 }
 
 # The stream processors and the migration job need only CQL's password and CA.
+# Signs the audit checkpoint of every final tally (docs/trust.md). The private half lives only in the encrypted
+# state and the stream's Secret; the public half is an output, published with the polls' audit exports.
+resource "tls_private_key" "audit" {
+  algorithm = "ED25519"
+}
+
 resource "kubernetes_secret_v1" "stream" {
   metadata {
     name      = "stream"
     namespace = kubernetes_namespace_v1.votestream.metadata[0].name
   }
   data = {
-    "cql.password"  = data.aws_secretsmanager_secret_version.cql.secret_string
-    "scylla-ca.crt" = var.cql_ca_cert_pem
+    "cql.password"              = data.aws_secretsmanager_secret_version.cql.secret_string
+    "scylla-ca.crt"             = var.cql_ca_cert_pem
+    "audit-signing-private.pem" = tls_private_key.audit.private_key_pem
   }
 }
 

@@ -1,8 +1,18 @@
-# The three votestream deployables, each on its own node group (nodeSelector + toleration on the pool taint),
-# spread over the 3 zones. One image, three commands (compose/docker-compose.yml runs the same commands).
+# The votestream workloads (ingest, stream-dedupe, stream-tally, projections, Apicurio Registry and the init
+# Job: topics, schemas, CQL migrations) are the Helm chart deploy/helm/votestream, installed here with the
+# values of this module's variables. Operators can review, diff (helm diff) and roll back (helm rollback) a
+# release like any other chart; the chart's README-level docs are in docs/architecture.md "Deployment".
+# The namespace (restricted Pod Security level), the service accounts (IRSA) and the Secrets mounted as
+# SECRETS_DIR come from secrets.tf; the ALB target groups bind to the `app: ingest|projections` pods (emqx.tf).
+
+data "aws_vpc" "this" {
+  id = var.vpc_id
+}
 
 locals {
-  # What loadCommonConfig (libs/runtime/src/config.ts) reads. Files are under /secrets, the pod's secret volume.
+  image_parts = regex("^(?P<repository>.+):(?P<tag>[^:/]+)$", var.image)
+
+  # What loadCommonConfig (libs/runtime/src/config.ts) reads; secret files are under SECRETS_DIR=/secrets.
   common_env = {
     # MSK: TLS + IAM (SASL/OAUTHBEARER, tokens signed with the pod's IRSA credentials in AWS_REGION).
     KAFKA_BROKERS        = var.kafka_brokers_iam
@@ -11,326 +21,127 @@ locals {
     AWS_REGION           = var.region
     SCHEMA_REGISTRY_URL  = "http://apicurio.votestream.svc.cluster.local:8080/apis/ccompat/v7"
     TOPIC_PREFIX         = var.topic_prefix
-    # ScyllaDB: client TLS verified against the module's CA, PasswordAuthenticator.
+    # ScyllaDB: client TLS verified against the module's CA, PasswordAuthenticator (SECRETS_DIR/cql.password).
     CQL_CONTACT_POINTS = join(",", var.cql_contact_points)
     CQL_LOCAL_DC       = var.cql_datacenter
     CQL_KEYSPACE       = var.cql_keyspace
     CQL_TLS            = "true"
     CQL_TLS_CA_FILE    = "/secrets/scylla-ca.crt"
     CQL_USERNAME       = var.cql_username
-    CQL_PASSWORD_FILE  = "/secrets/cql.password"
-    REDIS_PREFIX       = "vs:"
-    LOG_LEVEL          = "info"
-  }
-  # ElastiCache cluster mode over TLS with the AUTH token; only ingest and projections use Redis (the stream's
-  # config would read REDIS_PASSWORD_FILE too, and it has no such file).
-  redis_env = {
-    REDIS_URL           = "rediss://${var.redis_endpoint}:6379"
-    REDIS_CLUSTER       = "true"
-    REDIS_PASSWORD_FILE = "/secrets/redis-auth.token"
+    # ElastiCache cluster mode over TLS (only ingest and projections connect to it).
+    REDIS_URL    = "rediss://${var.redis_endpoint}:6379"
+    REDIS_PREFIX = "vs:"
+    LOG_LEVEL    = "info"
   }
 
-  deployables = {
-    ingest = {
-      pool     = "ingest"
-      account  = "ingest"
-      replicas = var.replicas.ingest
-      command  = ["node", "--import", "tsx", "ingest/src/main.ts"]
-      port     = 8080
-      probe    = "/readyz"
-      cpu      = "1800m"
-      memory   = "2Gi"
-      secret   = "ingest"
-      env = merge(local.redis_env, {
-        INGEST_PORT          = "8080"
-        TRUST_PROXY_HOPS     = "1" # the ALB appends the client address to X-Forwarded-For
-        JWT_JWKS_URL         = var.jwt_jwks_url
-        ALTCHA_HMAC_KEY_FILE = "/secrets/altcha-hmac.key"
-        CHALLENGE_POLICY     = "required"
-      })
-    }
-    # Stage 1: dedupe tasks, one per votes partition; pods share them through the consumer group.
-    stream-dedupe = {
-      pool     = "stream"
-      account  = "stream"
-      replicas = var.replicas.stream - 3
-      command  = ["node", "--import", "tsx", "stream/src/main.ts"]
-      port     = 9470
-      probe    = "/health"
-      cpu      = "1800m"
-      memory   = "6Gi" # dedupe state of its tasks, see docs/capacity.md
-      secret   = "stream"
-      env = {
-        STREAM_STAGES                = "dedupe"
-        STREAM_APPLICATION_ID        = var.stream_application_id
-        STREAM_CHANGELOG_REPLICATION = "3"
-        STREAM_METRICS_PORT          = "9470"
+  # KEDA (lag-based autoscaling of stream and projections) and the Prometheus Operator (ServiceMonitors) are
+  # cluster add-ons: switch these on once they are installed (the chart's objects need their CRDs).
+  keda_enabled             = false
+  service_monitors_enabled = false
+
+  chart_values = {
+    image     = { repository = local.image_parts.repository, tag = local.image_parts.tag }
+    commonEnv = local.common_env
+    # The AUTH token file and cluster mode, for the workloads that use Redis.
+    redisEnv = { REDIS_CLUSTER = "true", REDIS_PASSWORD_FILE = "redis-auth.token" }
+    network  = { vpcCidr = data.aws_vpc.this.cidr_block, monitoringNamespace = "monitoring", networkPolicies = true }
+    workloads = {
+      ingest = {
+        replicas = var.replicas.ingest
+        env = {
+          INGEST_PORT           = "8080"
+          INGEST_METRICS_PORT   = "9471"
+          CLIENT_ADDRESS_SOURCE = var.client_address_source
+          TRUST_PROXY_HOPS      = tostring(var.trust_proxy_hops) # the ALB appends the client address to X-Forwarded-For
+          # Only the ALB (in the VPC's public subnets) may name the client address.
+          TRUSTED_PROXY_CIDRS = data.aws_vpc.this.cidr_block
+          JWT_JWKS_URL        = var.jwt_jwks_url
+          JWT_ISSUER          = var.jwt_issuer
+          JWT_AUDIENCE        = var.jwt_audience
+          # While Redis is down each pod allows only its share of the fleet's rate budgets (the HPA maximum).
+          RATE_FALLBACK_FLEET_SIZE = tostring(var.replicas.ingest * 2)
+          CHALLENGE_POLICY         = "required"
+        }
+      }
+      # Stage 1: dedupe tasks, one per votes partition; pods share them through the consumer group.
+      stream-dedupe = {
+        replicas = var.replicas.stream - 3
+        env = {
+          STREAM_STAGES                = "dedupe"
+          STREAM_APPLICATION_ID        = var.stream_application_id
+          STREAM_CHANGELOG_REPLICATION = "3"
+          STREAM_METRICS_PORT          = "9470"
+        }
+      }
+      # Stage 2 (global tally) and the CQL tally sink: few records, one pod per zone.
+      stream-tally = {
+        replicas = 3
+        env = {
+          STREAM_STAGES                = "tally,sink"
+          STREAM_APPLICATION_ID        = var.stream_application_id
+          STREAM_CHANGELOG_REPLICATION = "3"
+          STREAM_METRICS_PORT          = "9470"
+        }
+      }
+      projections = {
+        replicas = var.replicas.projections
+        env = {
+          HTTP_PORT                = "8090"
+          PROJECTIONS_METRICS_PORT = "9472"
+          PROJECTIONS_GROUP_ID     = "${var.topic_prefix}projections"
+          MQTT_URL                 = local.mqtt_publisher_url
+          MQTT_USERNAME            = "projections"
+          LIVE_MQTT_WS_URL         = var.mqtt_public_ws_url
+          LIVE_API_URL             = var.api_public_url
+          # 2 messages per poll per topic per second, not the code's default 10: the fan-out to tens of millions
+          # of subscribers is the largest byte stream of the system (docs/capacity.md, MQTT).
+          LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX = "2"
+        }
       }
     }
-    # Stage 2 (global tally) and the CQL tally sink: few records, one pod per zone.
-    stream-tally = {
-      pool     = "stream"
-      account  = "stream"
-      replicas = 3
-      command  = ["node", "--import", "tsx", "stream/src/main.ts"]
-      port     = 9470
-      probe    = "/health"
-      cpu      = "1000m"
-      memory   = "1Gi"
-      secret   = "stream"
-      env = {
-        STREAM_STAGES                = "tally,sink"
-        STREAM_APPLICATION_ID        = var.stream_application_id
-        STREAM_CHANGELOG_REPLICATION = "3"
-        STREAM_METRICS_PORT          = "9470"
-      }
+    ingestAutoscaling = {
+      enabled     = true
+      minReplicas = max(3, floor(var.replicas.ingest / 3))
+      maxReplicas = var.replicas.ingest * 2
     }
-    projections = {
-      pool     = "projections"
-      account  = "projections"
-      replicas = var.replicas.projections
-      command  = ["node", "--import", "tsx", "projections/src/main.ts"]
-      port     = 8090
-      probe    = "/health"
-      cpu      = "1800m"
-      memory   = "2Gi"
-      secret   = "projections"
-      env = merge(local.redis_env, {
-        HTTP_PORT          = "8090"
-        MQTT_URL           = "mqtt://emqx.emqx.svc.cluster.local:1883"
-        MQTT_USERNAME      = "projections"
-        MQTT_PASSWORD_FILE = "/secrets/mqtt-projections.password"
-        LIVE_MQTT_WS_URL   = var.mqtt_public_ws_url
-        LIVE_API_URL       = var.api_public_url
-        # 2 messages per poll per topic per second, not the code's default 10: the fan-out to tens of millions
-        # of subscribers is the largest byte stream of the system (docs/capacity.md, MQTT).
-        LIVE_MESSAGES_PER_POLL_PER_SECOND_MAX = "2"
-      })
+    keda = {
+      enabled = local.keda_enabled
+      kafka   = { bootstrapServers = var.kafka_brokers_iam, tls = "enable", sasl = "aws_msk_iam", awsRegion = var.region }
+    }
+    serviceMonitor = { enabled = local.service_monitors_enabled }
+    # Topics belong to modules/kafka-topics (replication factor 3, production partition counts).
+    init = {
+      topics = false
+      env    = { CQL_REPLICATION = var.cql_replication }
+    }
+    apicurio = {
+      kafkaBootstrapServers = var.kafka_brokers_scram
+      kafkaSecurityProtocol = "SASL_SSL"
+      kafkaSaslMechanism    = "SCRAM-SHA-512"
+      jaasSecretName        = kubernetes_secret_v1.apicurio.metadata[0].name
     }
   }
 }
 
-resource "kubernetes_deployment_v1" "service" {
-  for_each = local.deployables
+resource "helm_release" "votestream" {
+  name      = "votestream"
+  namespace = kubernetes_namespace_v1.votestream.metadata[0].name
+  chart     = "${path.module}/../../../deploy/helm/votestream"
+  values    = [yamlencode(local.chart_values)]
 
-  metadata {
-    name      = each.key
-    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
-    labels    = { app = each.key }
-  }
+  # Wait for the Deployments to be ready and the init Job to complete; a failed release rolls back by itself.
+  wait            = true
+  wait_for_jobs   = true
+  atomic          = true
+  timeout         = 900
+  cleanup_on_fail = true
 
-  spec {
-    replicas = each.value.replicas
-
-    selector {
-      match_labels = { app = each.key }
-    }
-
-    strategy {
-      type = "RollingUpdate"
-      rolling_update {
-        max_unavailable = "10%"
-        max_surge       = "10%"
-      }
-    }
-
-    template {
-      metadata {
-        labels = { app = each.key }
-        annotations = {
-          "prometheus.io/scrape" = "true"
-          "prometheus.io/port"   = tostring(each.value.port)
-          "prometheus.io/path"   = "/metrics"
-        }
-      }
-
-      spec {
-        service_account_name             = each.value.account
-        termination_grace_period_seconds = 45
-        node_selector                    = { "votestream.io/pool" = each.value.pool }
-
-        toleration {
-          key      = "votestream.io/pool"
-          operator = "Equal"
-          value    = each.value.pool
-          effect   = "NoSchedule"
-        }
-
-        topology_spread_constraint {
-          max_skew           = 1
-          topology_key       = "topology.kubernetes.io/zone"
-          when_unsatisfiable = "DoNotSchedule"
-          label_selector {
-            match_labels = { app = each.key }
-          }
-        }
-
-        security_context {
-          run_as_non_root = true
-          run_as_user     = 1000
-          seccomp_profile {
-            type = "RuntimeDefault"
-          }
-        }
-
-        container {
-          name    = each.key
-          image   = var.image
-          command = each.value.command
-
-          port {
-            container_port = each.value.port
-          }
-
-          dynamic "env" {
-            for_each = merge(local.common_env, each.value.env)
-            content {
-              name  = env.key
-              value = env.value
-            }
-          }
-
-          resources {
-            requests = { cpu = each.value.cpu, memory = each.value.memory }
-            limits   = { memory = each.value.memory }
-          }
-
-          readiness_probe {
-            http_get {
-              path = each.value.probe
-              port = each.value.port
-            }
-            period_seconds = 5
-          }
-
-          liveness_probe {
-            http_get {
-              path = each.value.probe
-              port = each.value.port
-            }
-            period_seconds    = 10
-            failure_threshold = 6
-          }
-
-          security_context {
-            allow_privilege_escalation = false
-            read_only_root_filesystem  = true
-            capabilities {
-              drop = ["ALL"]
-            }
-          }
-
-          dynamic "volume_mount" {
-            for_each = each.value.secret != "" ? [1] : []
-            content {
-              name       = "secrets"
-              mount_path = "/secrets"
-              read_only  = true
-            }
-          }
-        }
-
-        dynamic "volume" {
-          for_each = each.value.secret != "" ? [1] : []
-          content {
-            name = "secrets"
-            secret {
-              secret_name = each.value.secret
-            }
-          }
-        }
-      }
-    }
-  }
-
-  depends_on = [kubernetes_job_v1.migrate]
-}
-
-resource "kubernetes_pod_disruption_budget_v1" "service" {
-  for_each = local.deployables
-  metadata {
-    name      = each.key
-    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
-  }
-  spec {
-    max_unavailable = "10%"
-    selector {
-      match_labels = { app = each.key }
-    }
-  }
-}
-
-# Ingest scales on CPU; stream does not autoscale past its partition count (tasks = partitions).
-resource "kubernetes_horizontal_pod_autoscaler_v2" "ingest" {
-  metadata {
-    name      = "ingest"
-    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
-  }
-  spec {
-    min_replicas = max(3, floor(var.replicas.ingest / 3))
-    max_replicas = var.replicas.ingest * 2
-    scale_target_ref {
-      api_version = "apps/v1"
-      kind        = "Deployment"
-      name        = "ingest"
-    }
-    metric {
-      type = "Resource"
-      resource {
-        name = "cpu"
-        target {
-          type                = "Utilization"
-          average_utilization = 60
-        }
-      }
-    }
-  }
-}
-
-# CQL schema: `npm run migrate` once per release, before the services roll (idempotent; see migrations/cql).
-resource "kubernetes_job_v1" "migrate" {
-  metadata {
-    name      = "cql-migrate"
-    namespace = kubernetes_namespace_v1.votestream.metadata[0].name
-  }
-  spec {
-    backoff_limit = 6
-    template {
-      metadata {
-        labels = { app = "cql-migrate" }
-      }
-      spec {
-        restart_policy = "OnFailure"
-        node_selector  = { "votestream.io/pool" = "platform" }
-        container {
-          name    = "migrate"
-          image   = var.image
-          command = ["npm", "run", "migrate"]
-          dynamic "env" {
-            for_each = merge(local.common_env, { CQL_REPLICATION = var.cql_replication })
-            content {
-              name  = env.key
-              value = env.value
-            }
-          }
-          volume_mount {
-            name       = "secrets"
-            mount_path = "/secrets"
-            read_only  = true
-          }
-        }
-        # CQL_PASSWORD_FILE and CQL_TLS_CA_FILE (same CQL role as the services).
-        volume {
-          name = "secrets"
-          secret {
-            secret_name = kubernetes_secret_v1.stream.metadata[0].name
-          }
-        }
-      }
-    }
-  }
-  wait_for_completion = true
-  timeouts {
-    create = "10m"
-  }
+  depends_on = [
+    kubernetes_service_account_v1.service,
+    kubernetes_secret_v1.ingest,
+    kubernetes_secret_v1.stream,
+    kubernetes_secret_v1.projections,
+    kubernetes_secret_v1.apicurio,
+    helm_release.aws_load_balancer_controller,
+  ]
 }
