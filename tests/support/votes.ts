@@ -37,7 +37,12 @@ export async function castVote(
   optionId: string,
 ) {
   const token = await mintToken({ privateKeyPem, sub: voterId });
-  const challenge = (await (await fetch(`${apiUrl}/v1/challenge`)).json()) as AltchaChallenge;
+  // A challenge is bound to (voter, poll): it is fetched with the voter's token.
+  const challenge = (await (
+    await fetch(`${apiUrl}/v1/challenge?pollId=${encodeURIComponent(pollId)}`, {
+      headers: { authorization: `Bearer ${token}` },
+    })
+  ).json()) as AltchaChallenge;
   const altcha = encodeAltchaPayload(challenge, await solveAltcha(challenge));
   const res = await fetch(`${apiUrl}/v1/polls/${pollId}/votes`, {
     method: 'POST',

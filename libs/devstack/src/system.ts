@@ -1,12 +1,6 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
 import { type BuiltRun, freePort, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
-
-const devAuditKey = join(
-  process.env.VOTESTREAM_STACK_DIR ?? join(repoRoot, '.stack'),
-  'secrets/audit-signing-private.pem',
-);
 
 export interface VotestreamPorts {
   ingest: number;
@@ -56,8 +50,6 @@ export async function startVotestream(opts: {
     PROJECTIONS_METRICS_PORT: String(projectionsMetrics),
     STREAM_METRICS_PORT: String(opts.ports.streamMetrics),
     LOG_LEVEL: 'info',
-    // The stack's dev key signs the audit checkpoints of final tallies (docs/trust.md).
-    ...(existsSync(devAuditKey) ? { AUDIT_SIGNING_KEY_FILE: devAuditKey } : {}),
     ...opts.env,
   };
   const logger = createLogger('devstack', 'warn');
