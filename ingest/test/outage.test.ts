@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
 import { startIngest } from '../src/index.ts';
@@ -220,7 +221,7 @@ test.serial(
       results.map((r) => r.status),
       Array(20).fill(202),
     );
-    t.is(await exited, 0);
+    t.is(await withTimeout(exited, 60_000, 'ingest exits after SIGTERM'), 0);
     const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
     const ids = results.map((r) => r.body.voteId as string).sort();
     const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'), (r) => r.length >= 20);
@@ -254,7 +255,7 @@ test.serial(
     await votesInFlight(first.url, 1);
     first.child.kill('SIGKILL');
     t.true((await lost) instanceof Error, 'the voter never got an answer');
-    await first.exited;
+    await withTimeout(first.exited, 30_000, 'ingest exits after SIGKILL');
 
     const second = await spawnIngest(env, { VOTE_PENDING_TTL_S: '3' });
     cleanup.unshift(async () => {

@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
+import { applyCqlMigrations, createCqlClient, createKafka, createLogger, withTimeout } from '@votestream/runtime';
 import type { PollDefinition, VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
@@ -202,5 +202,5 @@ test('a closed poll gets a final tally after close + grace (idle watermark), in 
     t.is(Number(row.get('version')), fin.version);
   }
   processor.child.kill('SIGTERM');
-  await processor.exited;
+  await withTimeout(processor.exited, 60_000, 'the processor exits after SIGTERM');
 });

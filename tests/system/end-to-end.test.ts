@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { freePort, type RunningVotestream, startVotestream } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { createReadModels } from '@votestream/read-models';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
+import { applyCqlMigrations, createCqlClient, withTimeout } from '@votestream/runtime';
 import {
   type AltchaChallenge,
   createVoterClient,
@@ -242,7 +242,7 @@ test('votes cast through the SDK are counted exactly once in the results API, th
     },
   );
   await live.subscribeAsync(`votestream/polls/${pollId}/totals`, { qos: 1 });
-  const onScreen = await retained;
+  const onScreen = await withTimeout(retained, 30_000, 'the retained final totals over MQTT');
   t.deepEqual(onScreen.totals, expectedTotals);
   t.is(onScreen.total, expectedTotal);
   t.true(onScreen.final);
