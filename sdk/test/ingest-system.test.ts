@@ -3,6 +3,8 @@
  * The network in front of ingest is a TCP proxy the test controls, to cut it (or kill ingest) in the middle of a vote.
  * "Exactly once" is checked where it matters: the votes topic holds exactly one VoteCast for the voter.
  */
+
+import { withTimeout } from '@votestream/runtime';
 import anyTest, { type TestFn } from 'ava';
 import { createVoterClient, type VoterClientOptions } from '../src/client.ts';
 import { createMemoryStorage } from '../src/outbox.ts';
@@ -144,7 +146,7 @@ test.serial(
       proxy.mode = 'pass';
     });
     const outcome = await cutting.castVote(pollId, 'a');
-    await dropped;
+    await withTimeout(dropped, 60_000, "the proxy drops the vote's answer");
     t.is(proxy.droppedResponses, dropsBefore + 1);
     t.like(outcome, { kind: 'accepted', optionId: 'a', replayed: true });
 
@@ -181,7 +183,7 @@ test.serial(
       await t.context.running.ingest.process.kill9();
     });
     const first = await firstRun.castVote(pollId, 'b');
-    await killed;
+    await withTimeout(killed, 60_000, 'the proxy drops the answer and ingest is killed');
     t.like(first, { kind: 'network_error', queued: true });
     const [queued] = await firstRun.pendingVotes();
     t.like(queued, { pollId, optionId: 'b', sent: true });
