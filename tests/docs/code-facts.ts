@@ -108,8 +108,18 @@ export function metricNames(): Map<string, string> {
     const text = read(file);
     if (!/from 'prom-client'/.test(text)) continue;
     for (const m of text.matchAll(/\bname:\s*'([a-z][a-z0-9]*_[a-z0-9_]+)'/g)) out.set(m[1] as string, file);
+    // A name built per service (`${service}_dead_letter_total`) stands for `<service>_dead_letter_total`.
+    for (const m of text.matchAll(/`\$\{\w+\}(_[a-z0-9_]+)`/g)) out.set(`*${m[1]}`, file);
   }
   return out;
+}
+
+/** Whether a metric name is registered, directly or by a per-service name (`*_suffix`). */
+export function metricRegistered(code: Map<string, string>, name: string): boolean {
+  if (code.has(name)) return true;
+  return [...code.keys()].some(
+    (k) => k.startsWith('*') && new RegExp(`^(ingest|stream|projections)${k.slice(1)}$`).test(name),
+  );
 }
 
 // ------------------------------------------------------------------------------------------------ problem codes
@@ -227,9 +237,14 @@ export function redisKeyFamilies(): Map<string, string> {
   const out = new Map<string, string>();
   for (const file of sourceFiles()) {
     const text = read(file);
-    for (const m of text.matchAll(/`\$\{(?:[\w.]*[pP]refix|prefix)\}([a-z][a-z-]*):/g)) {
+    // A local prefix that is itself a family (`const prefix = `${opts.keyPrefix}ch:``): its keys belong to it.
+    const nested = new Map<string, string>();
+    for (const m of text.matchAll(/const (\w+) = `\$\{[\w.]*[pP]refix\}([a-z][a-z-]*):`/g)) {
+      nested.set(m[1] as string, m[2] as string);
+    }
+    for (const m of text.matchAll(/`\$\{([\w.]*[pP]refix|prefix)\}([a-z][a-z-]*):/g)) {
       if (/topicPrefix|subjectPrefix|transactionalIdPrefix/.test(m[0])) continue;
-      out.set(m[1] as string, file);
+      out.set(nested.get(m[1] as string) ?? (m[2] as string), file);
     }
   }
   return out;
