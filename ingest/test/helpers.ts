@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { applyCqlMigrations, createCqlClient, createKafka, createLogger, topicNames } from '@votestream/runtime';
 import { createChallenge, solveChallenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
@@ -177,29 +178,106 @@ export async function vote(baseUrl: string, pollId: string, o: VoteOptions) {
   return { status: res.status, body: text === '' ? null : JSON.parse(text), headers: res.headers };
 }
 
-/** Every record in a topic (from the beginning), decoded by `decode`. Polls until `until` holds or the deadline passes. */
+/**
+ * Every record in a topic, decoded by `decode`: read from the beginning to the end offsets (high watermarks) the
+ * topic has when this is called, so a check that "nothing else was produced" sees everything written before it.
+ * Fails if the end is not reached by the deadline (never returns partial data).
+ */
 export async function readTopic<T>(
   topic: string,
   decode: (b: Buffer) => Promise<T>,
-  until: (records: T[]) => boolean,
-  deadlineMs = 30_000,
+  deadlineMs = 60_000,
 ): Promise<T[]> {
   const kafka = createKafka({ clientId: 'ingest-test-reader', brokers: ['127.0.0.1:9092'], logger: silent });
-  const consumer = kafka.consumer({ groupId: `ingest-test-${randomUUID()}`, readUncommitted: false });
+  const admin = kafka.admin();
+  await admin.connect();
+  const end = new Map<number, number>();
+  try {
+    for (const o of await admin.fetchTopicOffsets(topic)) {
+      if (Number(o.high) > Number(o.low)) end.set(o.partition, Number(o.high));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  const next = new Map<number, number>();
   const records: T[] = [];
+  const consumer = kafka.consumer({ groupId: `ingest-test-${randomUUID()}`, readUncommitted: false });
   await consumer.connect();
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
-      eachMessage: async ({ message }) => {
+      eachMessage: async ({ partition, message }) => {
         if (message.value) records.push(await decode(message.value));
+        next.set(partition, Number(message.offset) + 1);
       },
     });
     const deadline = Date.now() + deadlineMs;
-    while (!until(records) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    while (![...end].every(([p, high]) => (next.get(p) ?? 0) >= high)) {
+      if (Date.now() > deadline) throw new Error(`${topic} not read to its end offsets within ${deadlineMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     return records;
   } finally {
     await consumer.disconnect();
   }
+}
+
+/**
+ * A TCP proxy in front of a real service (the broker by default) that the test can cut and restore, or hold
+ * (connections stay open but no byte is forwarded, so requests wait) and release.
+ */
+export function tcpProxy(target = { host: '127.0.0.1', port: 9092 }) {
+  const sockets = new Set<Socket>();
+  let open = true;
+  let held = false;
+  const server: Server = createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(target);
+    if (held) {
+      client.pause();
+      upstream.pause();
+    }
+    sockets.add(client).add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream).pipe(client);
+  });
+  return {
+    listen: () =>
+      new Promise<number>((resolve) =>
+        server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+      ),
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    restore() {
+      open = true;
+    },
+    hold() {
+      held = true;
+      for (const s of sockets) s.pause();
+    },
+    release() {
+      held = false;
+      for (const s of sockets) s.resume();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        open = false;
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

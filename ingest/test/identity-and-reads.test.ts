@@ -80,6 +80,7 @@ test('a voter over the per-voter rate limit gets 429 rate_limited with Retry-Aft
   const token = await env.voter();
   const statuses: number[] = [];
   let last: Awaited<ReturnType<typeof vote>> | undefined;
+  const windowStartedBy = Date.now();
   for (let i = 0; i < 5; i++) {
     // Validation precedes the limiter, so every request is a valid vote in a fresh poll.
     const { pollId } = await createPoll(url, await env.admin());
@@ -88,7 +89,11 @@ test('a voter over the per-voter rate limit gets 429 rate_limited with Retry-Aft
   }
   t.deepEqual(statuses, [202, 202, 202, 429, 429]);
   t.is(last?.body.code, 'rate_limited');
-  t.true(Number(last?.headers.get('retry-after')) >= 1);
+  t.is(last?.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  // The 60 s window began with the first vote: Retry-After is what is left of it, in whole seconds.
+  const elapsedS = Math.ceil((Date.now() - windowStartedBy) / 1000);
+  const retryAfter = Number(last?.headers.get('retry-after'));
+  t.true(retryAfter <= 60 && retryAfter >= 60 - elapsedS, `Retry-After ${retryAfter} after ${elapsedS} s`);
 });
 
 test('votes/me: 404 no_vote before voting, pending after the 202, counted once the read side has the receipt', async (t) => {
@@ -140,5 +145,7 @@ test('results: every option at zero before the first tally; unknown poll 404', a
     { ...body, asOf: undefined },
     { pollId, totals: { a: 0, b: 0 }, total: 0, version: 0, asOf: undefined, final: false },
   );
-  t.is((await fetch(`${url}/v1/polls/p-missing/results`)).status, 404);
+  const missing = await fetch(`${url}/v1/polls/p-missing/results`);
+  t.is(missing.status, 404);
+  t.is((await missing.json()).code, 'poll_not_found');
 });

@@ -50,9 +50,7 @@ test('a vote with a valid token and a solved challenge is accepted (202) and is 
   t.is(res.body.optionId, 'b');
   const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
   const decode = serde.decoder('VoteCast');
-  const records = await readTopic<VoteCast>(`${env.prefix}votes`, decode, (r) =>
-    r.some((v) => v.voteId === res.body.voteId),
-  );
+  const records = await readTopic<VoteCast>(`${env.prefix}votes`, decode);
   const record = records.find((v) => v.voteId === res.body.voteId);
   t.truthy(record);
   t.is(record?.voterId, voterId);
@@ -108,12 +106,15 @@ test('creating a poll twice is 409 poll_exists; a voter token cannot create poll
     ],
   });
   t.is(asVoter.status, 403);
+  t.is(asVoter.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  t.is((await asVoter.json()).code, 'forbidden');
   const unauthenticated = await fetch(`${url}/v1/polls`, {
     method: 'POST',
     body: '{}',
     headers: { 'content-type': 'application/json' },
   });
   t.is(unauthenticated.status, 401);
+  t.is((await unauthenticated.json()).code, 'unauthenticated');
   for (const bad of [
     { title: 'one option', options: [{ id: 'a', label: 'A' }] },
     {
@@ -183,6 +184,7 @@ test('a closed poll refuses votes with 409 poll_closed; a scheduled one with 409
     headers: { authorization: `Bearer ${admin}` },
   });
   t.is(closeMissing.status, 404);
+  t.is((await closeMissing.json()).code, 'poll_not_found');
 });
 
 test('bad input table: every malformed vote gets its exact status and code', async (t) => {
@@ -299,4 +301,6 @@ test('health, readiness, metrics and the OpenAPI document are served', async (t)
   t.truthy(spec.paths['/v1/polls/{pollId}/votes'].post.responses['503']);
   const unknown = await fetch(`${url}/nope`);
   t.is(unknown.status, 404);
+  t.is(unknown.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  t.is((await unknown.json()).code, 'not_found');
 });

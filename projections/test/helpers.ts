@@ -1,8 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger, topicNames } from '@votestream/runtime';
+import {
+  applyCqlMigrations,
+  createCqlClient,
+  createKafka,
+  createLogger,
+  createMetricsRegistry,
+  topicNames,
+} from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate, type VoteDecision } from '@votestream/schemas';
+import { CqlTallySink } from '@votestream/stream';
 import type { ExecutionContext } from 'ava';
 import { Redis } from 'ioredis';
 import type { Producer } from 'kafkajs';
@@ -107,23 +115,25 @@ export async function createWorld(t: ExecutionContext, name: string) {
         messages: decisions.map((d) => ({ key: `${d.vote.pollId}/${d.vote.voterId}`, value: encodeDecision(d) })),
       });
     },
-    /** Writes poll_totals as the stream's tally sink does (absolute values, USING TIMESTAMP version). */
-    async writeCqlTotals(x: TallyUpdate) {
-      await cql.execute(
-        `INSERT INTO ${keyspace}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
-        [
-          x.pollId,
-          x.version,
-          x.totals,
-          x.total,
-          x.lateVotes,
-          new Date(x.watermark),
-          new Date(x.asOf),
-          x.final,
-          x.version,
-        ],
-        { prepare: true },
-      );
+    /**
+     * Runs the stream's real CQL tally sink (stream/src/sink/cql-tally-sink.ts) on this world's tallies topic,
+     * so poll_totals is written by the production writer, not by the test. Stopped at teardown.
+     */
+    async startStreamCqlSink() {
+      const sink = new CqlTallySink({
+        // Nothing undecodable is written in these tests; the dead-letter topic name is the world's own.
+        deadLetters: { producer, topic: topics.deadLetters },
+        kafka,
+        cql,
+        keyspace,
+        talliesTopic: topics.tallies,
+        groupId: `${topicPrefix}cql-sink`,
+        serde,
+        logger,
+        registry: createMetricsRegistry('projections-test-sink'),
+      });
+      await sink.start();
+      t.teardown(() => sink.stop());
     },
     /** An MQTT client closed at teardown. */
     async mqttClient(url: string, options: mqtt.IClientOptions = {}): Promise<MqttClient> {

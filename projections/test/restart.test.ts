@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { liveTopics } from '@votestream/read-models';
+import { withTimeout } from '@votestream/runtime';
 import test from 'ava';
 import { startProjections } from '../src/index.ts';
 import { collect, createWorld, eventually, repoRoot, tally } from './helpers.ts';
@@ -46,10 +47,14 @@ function privateBroker(t: import('ava').ExecutionContext, port: number) {
     const c = child;
     child = null;
     if (!c || c.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
-      c.kill('SIGKILL');
-    });
+    await withTimeout(
+      new Promise<void>((resolve) => {
+        c.once('exit', () => resolve());
+        c.kill('SIGKILL');
+      }),
+      30_000,
+      'the private mosquitto exits after SIGKILL',
+    );
   };
   t.teardown(stop);
   return { start, stop };

@@ -6,7 +6,7 @@
 // fetched) some of those votes were COUNTED.
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createKafka, createLogger } from '@votestream/runtime';
+import { createKafka, createLogger, withTimeout } from '@votestream/runtime';
 import type { PollDefinition, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
@@ -154,5 +154,5 @@ test('votes stamped at or after closedAt are POLL_CLOSED even right behind the C
     t.true(fin.watermark >= (closedAtOf.get(p.pollId) as number));
   }
   processor.child.kill('SIGTERM');
-  await processor.exited;
+  await withTimeout(processor.exited, 60_000, 'the processor exits after SIGTERM');
 });

@@ -1,19 +1,44 @@
 // Failure test of the stream processors on the real local stack: real Kafka (transactions), the real schema
 // registry, real Cassandra. The processors run as child processes; the test kills them with SIGKILL while votes
-// flow, scales 1 -> 2 -> 1, and checks the exact outcome against its own independent count.
+// flow (each kill after that process committed), scales 1 -> 2 -> 1 (ownership checked on each process's metrics),
+// fails on any exit it did not cause, and checks the exact outcome against its own independent count.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
+import { applyCqlMigrations, createCqlClient, createKafka, createLogger, withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate, type VoteCast, type VoteDecision } from '@votestream/schemas';
 import test from 'ava';
+import { freePort } from '../../libs/devstack/src/process.ts';
 import { eventually, repoRoot, stack, uniqueId } from '../../tests/support/stack.ts';
 import { createStreamTopics, makePoll, makeVote } from './support.ts';
 
 const options = ['red', 'green', 'blue'];
 
+// Deadlines of the test's own waits; t.timeout is their sum, so a miss fails with the wait's name, never AVA's.
+const SETUP_MS = 60_000;
+const FIRST_DECISIONS_MS = 90_000;
+const COMMITTED_MS = 60_000;
+const PROGRESS_MS = 90_000;
+const SCALE_MS = 90_000;
+const FINAL_MS = 150_000;
+const CQL_MS = 60_000;
+const EXIT_MS = 30_000;
+const VOTE_PARTITIONS = 4; // createStreamTopics' default
+
 test('totals equal the distinct first votes and every vote has exactly one decision, through kill -9, rebalances and restores', async (t) => {
-  t.timeout(290_000);
+  t.timeout(
+    SETUP_MS +
+      FIRST_DECISIONS_MS +
+      3 * (2 * COMMITTED_MS + EXIT_MS + PROGRESS_MS) +
+      COMMITTED_MS +
+      2 * SCALE_MS +
+      EXIT_MS +
+      COMMITTED_MS +
+      EXIT_MS +
+      FINAL_MS +
+      CQL_MS +
+      EXIT_MS,
+  );
   const id = uniqueId('eo');
   const prefix = `t-${id}.`;
   const keyspace = `st_${id}`;
@@ -95,7 +120,19 @@ test('totals equal the distinct first votes and every vote has exactly one decis
     }
   };
 
-  const startProcessor = (name: string): ChildProcess => {
+  // Each processor serves /metrics on its own port: the test sees what that process owns (stream_tasks_active)
+  // and has committed (stream_commits_total), per stage, instead of guessing from the output topics or log text.
+  // Every exit must be one the test caused (expectExit set before it kills or stops the process).
+  interface Proc {
+    name: string;
+    child: ChildProcess;
+    metricsPort: number;
+    expectExit: boolean;
+    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  }
+  const unexpectedExits: string[] = [];
+  const startProcessor = async (name: string): Promise<Proc> => {
+    const metricsPort = await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'stream/src/main.ts'], {
       cwd: repoRoot,
       env: {
@@ -104,7 +141,8 @@ test('totals equal the distinct first votes and every vote has exactly one decis
         SCHEMA_SUBJECT_PREFIX: `${id}.`,
         CQL_KEYSPACE: keyspace,
         STREAM_APPLICATION_ID: `${id}-app`,
-        STREAM_METRICS_PORT: '0',
+        STREAM_METRICS_PORT: String(metricsPort),
+        STREAM_METRICS_HOST: '127.0.0.1',
         STREAM_SESSION_TIMEOUT_MS: '6000',
         STREAM_HEARTBEAT_INTERVAL_MS: '1000',
         STREAM_TRANSACTION_TIMEOUT_MS: '10000',
@@ -113,18 +151,55 @@ test('totals equal the distinct first votes and every vote has exactly one decis
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      if (signal !== 'SIGKILL' && signal !== 'SIGTERM') t.log(`${name} exited with ${code ?? signal}`);
-    });
+    const proc: Proc = {
+      name,
+      child,
+      metricsPort,
+      expectExit: false,
+      exited: new Promise((resolve) =>
+        child.on('exit', (code, signal) => {
+          children.delete(child);
+          if (!proc.expectExit)
+            unexpectedExits.push(`${name} exited with ${code ?? signal} (the test did not stop it)`);
+          resolve({ code, signal });
+        }),
+      ),
+    };
     children.add(child);
-    return child;
+    return proc;
   };
-  const stopGracefully = (c: ChildProcess) =>
-    new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
-      c.kill('SIGTERM');
-    });
+  /** The value of `name{stage="<stage>"}` on the process's /metrics; undefined while it does not answer yet. */
+  const metric = async (p: Proc, name: string, stage: string): Promise<number | undefined> => {
+    const res = await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`).catch(() => undefined);
+    if (!res?.ok) return undefined;
+    const line = (await res.text()).split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`stage="${stage}"`));
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  /** Polls `check` until true; fails at once if a processor exited on its own, or after `ms` naming `what`. */
+  const until = async (what: string, check: () => Promise<boolean> | boolean, ms: number) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (unexpectedExits.length > 0) throw new Error(`${unexpectedExits.join('; ')} while waiting for ${what}`);
+      if (await check()) return;
+      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  /** The dedupe stage of `p` has committed at least `n` transactions (it owns partitions and finished work). */
+  const committed =
+    (p: Proc, n = 1) =>
+    async () =>
+      ((await metric(p, 'stream_commits_total', 'dedupe')) ?? 0) >= n;
+  const kill = async (p: Proc) => {
+    p.expectExit = true;
+    p.child.kill('SIGKILL');
+    t.like(await withTimeout(p.exited, EXIT_MS, `${p.name} exits after SIGKILL`), { signal: 'SIGKILL' });
+  };
+  const stopGracefully = async (p: Proc) => {
+    p.expectExit = true;
+    p.child.kill('SIGTERM');
+    t.deepEqual(await withTimeout(p.exited, EXIT_MS, `${p.name} exits after SIGTERM`), { code: 0, signal: null });
+  };
 
   // Decisions and tallies as committed (read_committed), read by the test independently.
   const decisions = new Map<string, VoteDecision[]>();
@@ -149,39 +224,56 @@ test('totals equal the distinct first votes and every vote has exactly one decis
   });
   const decided = () => [...decisions.values()].reduce((n, l) => n + l.length, 0);
 
-  // 1 processor, then kill -9 it several times while votes flow.
-  let p1 = startProcessor('p1');
+  // 1 processor, then kill -9 it several times while votes flow. Every kill lands on a process whose own
+  // metrics show committed dedupe transactions, while a round of votes is still being produced.
+  let p1 = await startProcessor('p1');
   await produceRound(1500, 300, 0);
-  await eventually('first decisions', async () => (decided() > 0 ? true : undefined), 90_000);
+  await until('first decisions', () => decided() > 0, FIRST_DECISIONS_MS);
   for (let k = 0; k < 3; k++) {
+    await until(`${p1.name} has committed`, committed(p1), COMMITTED_MS);
+    const seen = (await metric(p1, 'stream_commits_total', 'dedupe')) ?? 0;
     const round = produceRound(1200, 400, 100);
-    await eventually('processing under way', async () => (decided() > 0 ? true : undefined), 60_000);
-    p1.kill('SIGKILL');
+    await until(`${p1.name} committed part of round ${k}`, committed(p1, seen + 1), COMMITTED_MS);
+    await kill(p1);
     await round;
-    p1 = startProcessor(`p1-restart-${k}`);
-    await eventually(
-      `progress after restart ${k}`,
-      async () => (decided() >= allVotes.size * 0.5 ? true : undefined),
-      90_000,
-    );
+    p1 = await startProcessor(`p1-restart-${k}`);
+    await until(`progress after restart ${k}`, () => decided() >= allVotes.size * 0.5, PROGRESS_MS);
   }
-  // Scale 1 -> 2 -> 1 mid-stream (rebalances), then a final kill -9 and restart.
-  const p2 = startProcessor('p2');
+  // Scale 1 -> 2 -> 1 mid-stream (rebalances). p2 must own dedupe partitions and commit on them before it is
+  // stopped, and p1 must own all of them again afterwards (tasks_active from each process's metrics).
+  await until(`${p1.name} has committed`, committed(p1), COMMITTED_MS);
+  const p2 = await startProcessor('p2');
   await produceRound(1500, 500, 100);
-  await new Promise((r) => setTimeout(r, 8000));
+  await until(
+    'p1 and p2 each own dedupe partitions and p2 has committed',
+    async () =>
+      ((await metric(p2, 'stream_tasks_active', 'dedupe')) ?? 0) > 0 &&
+      ((await metric(p1, 'stream_tasks_active', 'dedupe')) ?? 0) > 0 &&
+      (await committed(p2)()),
+    SCALE_MS,
+  );
   await produceRound(1000, 500, 0);
   await stopGracefully(p2);
-  await produceRound(1000, 500, 100);
-  p1.kill('SIGKILL');
-  startProcessor('p1-last');
+  await until(
+    `${p1.name} owns all ${VOTE_PARTITIONS} dedupe partitions again`,
+    async () => (await metric(p1, 'stream_tasks_active', 'dedupe')) === VOTE_PARTITIONS,
+    SCALE_MS,
+  );
+  // A final kill -9 after p1 committed on the partitions it took back, and a restart.
+  const before = (await metric(p1, 'stream_commits_total', 'dedupe')) ?? 0;
+  const last = produceRound(1000, 500, 100);
+  await until(`${p1.name} committed after the scale-in`, committed(p1, before + 1), COMMITTED_MS);
+  await kill(p1);
+  await last;
+  const final = await startProcessor('p1-last');
 
   const expected: Record<string, number> = {};
   for (const { optionId } of firstVote.values()) expected[optionId] = (expected[optionId] ?? 0) + 1;
   const expectedTotal = firstVote.size;
-  await eventually(
+  await until(
     'every vote decided and the tally complete',
-    async () => (decided() >= allVotes.size && latestTally?.total === expectedTotal ? true : undefined),
-    150_000,
+    () => decided() >= allVotes.size && latestTally?.total === expectedTotal,
+    FINAL_MS,
   );
 
   // Every vote has exactly one decision; the counted ones are exactly the first votes.
@@ -218,9 +310,11 @@ test('totals equal the distinct first votes and every vote has exactly one decis
       const r = rs.first();
       return r && Number(r.get('total')) === expectedTotal ? r : undefined;
     },
-    60_000,
+    CQL_MS,
   );
   const cqlTotals: Record<string, number> = {};
   for (const [k, v] of Object.entries(row.get('totals') as Record<string, unknown>)) cqlTotals[k] = Number(v);
   t.deepEqual(cqlTotals, expected);
+  await stopGracefully(final);
+  t.deepEqual(unexpectedExits, [], 'no processor exited unless the test killed or stopped it');
 });

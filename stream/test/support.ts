@@ -84,7 +84,8 @@ export interface Processor {
 
 /**
  * Starts `node --import tsx stream/src/main.ts` with the given environment on top of the test's, logs at info
- * level on a pipe (parsed line by line), and registers it in `children` so the test's teardown kills it.
+ * level on a pipe (parsed line by line), and registers it in `children` so the test's teardown kills it. If it
+ * exits without the test having killed it, the test fails.
  */
 export function startProcessor(
   t: ExecutionContext,
@@ -115,9 +116,22 @@ export function startProcessor(
     }
   });
   children.add(child);
+  // An exit the test did not cause (by kill() with a terminating signal) fails the test while it runs.
+  let stopRequested = false;
+  let testOver = false;
+  t.teardown(() => {
+    testOver = true;
+  });
+  const kill = child.kill.bind(child);
+  child.kill = (signal?: NodeJS.Signals | number) => {
+    if (signal === undefined || signal === 'SIGTERM' || signal === 'SIGKILL' || signal === 'SIGINT')
+      stopRequested = true;
+    return kill(signal);
+  };
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on('exit', (code, signal) => {
       children.delete(child);
+      if (!stopRequested && !testOver) t.fail(`${name} exited with ${code ?? signal} on its own`);
       resolve({ code, signal });
     });
   });

@@ -5,7 +5,7 @@
 // exact: one decision per vote, totals = the distinct first votes the test counted itself.
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createKafka, createLogger } from '@votestream/runtime';
+import { createKafka, createLogger, withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate, type VoteCast, type VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
@@ -263,7 +263,7 @@ test('a paused processor is fenced by its successor: its open transaction is abo
   );
   const stop = (p: Processor) => {
     p.child.kill('SIGTERM');
-    return p.exited;
+    return withTimeout(p.exited, 60_000, `${p.name} exits after SIGTERM`);
   };
   await Promise.all([stop(a), stop(b)]);
 });

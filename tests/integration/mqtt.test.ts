@@ -1,3 +1,4 @@
+import { withTimeout } from '@votestream/runtime';
 import test from 'ava';
 import mqtt from 'mqtt';
 import { mqttPublisherPassword, stack, uniqueId } from '../support/stack.ts';
@@ -13,7 +14,7 @@ async function firstMessage(url: string, topic: string): Promise<{ payload: stri
       client.on('message', (_t, payload, packet) => resolve({ payload: payload.toString(), retain: packet.retain }));
     });
     await client.subscribeAsync(topic, { qos: 1 });
-    return await got;
+    return await withTimeout(got, 30_000, `a message on ${topic}`);
   } finally {
     await client.endAsync();
   }

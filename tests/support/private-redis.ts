@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { withTimeout } from '@votestream/runtime';
 
 const run = promisify(execFile);
 
@@ -119,13 +120,16 @@ export async function startPrivateRedis(opts: { cluster: boolean; nodes?: number
   const ports: number[] = [];
   const stop = async () => {
     await Promise.all(
-      procs.map(
-        (p) =>
+      procs.map((p) =>
+        withTimeout(
           new Promise<void>((resolve) => {
             if (p.exitCode !== null || p.signalCode !== null) return resolve();
             p.once('exit', () => resolve());
             p.kill('SIGKILL');
           }),
+          30_000,
+          'a private redis-server exits after SIGKILL',
+        ),
       ),
     );
     await rm(tls.dir, { recursive: true, force: true });
