@@ -170,6 +170,9 @@ try {
       ALTCHA_HMAC_KEY_FILE: join(dir, 'altcha.key'),
       // Verification costs the same at any difficulty; a small one keeps solving the challenges cheap here.
       ALTCHA_MAX_NUMBER: '10',
+      // Every challenge comes from one network here: keep adaptive difficulty from raising it during preparation.
+      CHALLENGE_NETWORK_BASELINE: '100000000',
+      INGEST_METRICS_PORT: '0',
       // All load comes from 127.0.0.1: one /24. The per-network cap would otherwise be what is measured.
       RATE_NETWORK_POINTS: '10000000',
       LOG_LEVEL: 'warn',
@@ -197,12 +200,12 @@ try {
   process.stderr.write(`preparing ${votes} voters (tokens + solved challenges)...\n`);
   const ballots: { token: string; altcha: string }[] = [];
   for (let i = 0; i < votes; i++) {
-    const challenge = await (await fetch(`${url}/v1/challenge`)).json();
+    const token = await mintToken({ privateKeyPem, sub: `bench-voter-${i}` });
+    const challenge = await (
+      await fetch(`${url}/v1/challenge?pollId=${pollId}`, { headers: { authorization: `Bearer ${token}` } })
+    ).json();
     const solution = await solveChallenge({ challenge, deriveKey });
-    ballots.push({
-      token: await mintToken({ privateKeyPem, sub: `bench-voter-${i}` }),
-      altcha: Buffer.from(JSON.stringify({ challenge, solution })).toString('base64'),
-    });
+    ballots.push({ token, altcha: Buffer.from(JSON.stringify({ challenge, solution })).toString('base64') });
   }
   let i = 0;
   const ingestRun = await load('ingest (all checks)', ingest, url, () => {

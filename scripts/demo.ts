@@ -181,7 +181,7 @@ async function run(): Promise<void> {
     // Freeze it at a moment when it holds votes it has stamped but not yet handed to Kafka.
     const by = Date.now() + 5000;
     while (Date.now() < by) {
-      const metrics = await (await fetch(`${system.apiUrl}/metrics`)).text();
+      const metrics = await (await fetch(`${system.ingestMetricsUrl}/metrics`)).text();
       if (/ingest_produce_votes_in_flight\{[^}]*\} [1-9]/.test(metrics)) break;
     }
     out(`  (ingest stalls for ${pauseMs} ms: the votes it holds will reach the stream late)`);
@@ -280,13 +280,16 @@ async function badActors(
     note(`bot without proof of work: ${await post(token)}`);
   }
   // One proof of work solved once, replayed by 30 bot accounts at the same moment: it buys one vote at most.
-  const challenge = (await (await fetch(`${system.apiUrl}/v1/challenge`)).json()) as AltchaChallenge;
-  const altcha = encodeAltchaPayload(challenge, await solveAltcha(challenge));
-  const answers = await Promise.all(
-    [...Array(30)].map(async (_, i) =>
-      post(await mintToken({ privateKeyPem, sub: `replay-bot-${i}`, ttlS: 600 }), altcha),
-    ),
+  // (Challenges are bound to one voter and poll: the one it was issued to can use it once, the others never.)
+  const bots = await Promise.all(
+    [...Array(30)].map((_, i) => mintToken({ privateKeyPem, sub: `replay-bot-${i}`, ttlS: 600 })),
   );
+  const challengeUrl = `${system.apiUrl}/v1/challenge?pollId=${encodeURIComponent(pollId)}`;
+  const challenge = (await (
+    await fetch(challengeUrl, { headers: { authorization: `Bearer ${bots[0]}` } })
+  ).json()) as AltchaChallenge;
+  const altcha = encodeAltchaPayload(challenge, await solveAltcha(challenge));
+  const answers = await Promise.all(bots.map((token) => post(token, altcha)));
   for (const a of answers) {
     note(`bot replaying one solved challenge: ${a}`);
     if (a.startsWith('202')) onAccepted(optionId);

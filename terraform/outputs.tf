@@ -38,9 +38,29 @@ output "api_cloudfront_domain_name" {
   value       = module.edge.cloudfront_domain_name
 }
 
-output "mqtt_dns_name" {
-  description = "DNS name of the MQTT endpoint (8883 MQTT over TLS, 443 MQTT over WSS)."
+output "mqtt_nlb_dns_name" {
+  description = "AWS DNS name of the MQTT NLB: point mqtt_domain_name at it (clients use mqtt_domain_name, which the certificate names)."
   value       = module.edge.mqtt_dns_name
+}
+
+output "mqtt_url" {
+  description = "What subscribers connect to: MQTT over TLS on 8883 and MQTT over WSS on 443 at this name."
+  value       = "mqtts://${var.mqtt_domain_name}:8883 and wss://${var.mqtt_domain_name}/mqtt"
+}
+
+output "access_logs_bucket" {
+  description = "S3 bucket of the ALB (alb/) and NLB (nlb/) access logs."
+  value       = module.logs.access_logs_bucket
+}
+
+output "waf_logs_bucket_arn" {
+  description = "S3 bucket of the WAF full logs."
+  value       = module.logs.waf_logs_bucket_arn
+}
+
+output "scylla_backup_bucket" {
+  description = "S3 bucket of the ScyllaDB Manager backups (versioned)."
+  value       = module.scylla.backup_bucket
 }
 
 output "web_acl_arn" {
@@ -51,4 +71,9 @@ output "web_acl_arn" {
 output "service_role_arns" {
   description = "IRSA role per service."
   value       = module.platform.service_role_arns
+}
+
+output "scylla_manager_instance_id" {
+  description = "EC2 instance of ScyllaDB Manager (SSM Session Manager; sctool tasks)."
+  value       = module.scylla.manager_instance_id
 }

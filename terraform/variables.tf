@@ -85,17 +85,18 @@ variable "node_groups" {
   }))
 
   default = {
-    # Express + KafkaJS, one Node process per pod (2 vCPU); ~6k votes/s per pod at the 202 path
-    # (auth, proof of work check, Redis admission, batched produce) gives 42 pods at 250k/s; 60 with headroom.
-    ingest = { instance_types = ["c7i.4xlarge", "c6i.4xlarge"], min_size = 6, desired_size = 15, max_size = 30, disk_gib = 50, dedicated = true }
-    # One pod per stream task group; tasks = partitions of votes (96) plus the global tally stage.
-    stream = { instance_types = ["m7i.4xlarge", "m6i.4xlarge"], min_size = 6, desired_size = 12, max_size = 24, disk_gib = 50, dedicated = true }
-    # Receipts + tallies projectors (consumer group over vote-decisions and tallies), live page.
-    projections = { instance_types = ["c7i.2xlarge", "c6i.2xlarge"], min_size = 3, desired_size = 9, max_size = 18, disk_gib = 50, dedicated = true }
-    # EMQX replicant and core nodes; memory-heavy (~6 KiB per idle MQTT connection plus socket buffers).
-    emqx = { instance_types = ["m7i.8xlarge", "m6i.8xlarge"], min_size = 6, desired_size = 15, max_size = 30, disk_gib = 100, dedicated = true }
-    # Apicurio, AWS Load Balancer Controller, CoreDNS, metrics and log agents.
-    platform = { instance_types = ["m7i.xlarge", "m6i.xlarge"], min_size = 3, desired_size = 3, max_size = 6, disk_gib = 50, dedicated = false }
+    # Arithmetic in docs/capacity.md section 5. ingest: 120 pods x 1.8 vCPU, 8 pods per 16-vCPU node = 15 nodes;
+    # max covers the HPA's ceiling (180 pods = 23 nodes); Karpenter adds nodes beyond the group when pods wait.
+    ingest = { instance_types = ["c7i.4xlarge", "c6i.4xlarge"], min_size = 6, desired_size = 15, max_size = 24, disk_gib = 50, dedicated = true }
+    # 48 dedupe pods (1.8 vCPU, 6 GiB) at 8 per m7i.4xlarge = 6 nodes, + 3 tally/sink pods: 9 nodes, 3 per zone.
+    stream = { instance_types = ["m7i.4xlarge", "m6i.4xlarge"], min_size = 6, desired_size = 9, max_size = 12, disk_gib = 50, dedicated = true }
+    # 48 projections pods (1.8 vCPU) at 4 per c7i.2xlarge = 12 nodes.
+    projections = { instance_types = ["c7i.2xlarge", "c6i.2xlarge"], min_size = 6, desired_size = 12, max_size = 18, disk_gib = 50, dedicated = true }
+    # One EMQX node per m7i.8xlarge (memory for ~3M connections, 12.5 Gbps of network): 15 nodes.
+    emqx = { instance_types = ["m7i.8xlarge", "m6i.8xlarge"], min_size = 15, desired_size = 15, max_size = 21, disk_gib = 100, dedicated = true }
+    # Apicurio, controllers (load balancer, Karpenter), metrics-server, Prometheus (2 replicas, ~16 GiB each at
+    # this fleet's series count), Alertmanager, Grafana, CoreDNS, log agents.
+    platform = { instance_types = ["m7i.2xlarge", "m6i.2xlarge"], min_size = 3, desired_size = 3, max_size = 6, disk_gib = 100, dedicated = false }
   }
 
   validation {
@@ -221,6 +222,12 @@ variable "manage_topics" {
 
 # ------------------------------------------------------------------------------------------- ScyllaDB
 
+variable "scylla_licensed" {
+  description = "Set to true once the ScyllaDB subscription that covers this cluster is in place. The free tier of ScyllaDB (source-available, 2025.1 and later) stops at 50 vCPUs and 10 TB per cluster; the default fleet (9 x i4i.4xlarge = 144 vCPUs, 33.75 TB NVMe) is beyond it. ScyllaDB Manager beyond 5 nodes is covered by the same subscription."
+  type        = bool
+  default     = false
+}
+
 variable "scylla_instance_type" {
   description = "ScyllaDB node type: i4i (local NVMe, one shard per vCPU)."
   type        = string
@@ -240,6 +247,15 @@ variable "scylla_nodes_per_az" {
   validation {
     condition     = var.scylla_nodes_per_az >= 1 && var.scylla_nodes_per_az <= 30
     error_message = "scylla_nodes_per_az must be between 1 and 30."
+  }
+
+  # 3 zones x nodes x vCPUs of the type (i4i.<n>xlarge has 4n vCPUs; i4i.large 2, i4i.xlarge 4).
+  validation {
+    condition = var.scylla_licensed || 3 * var.scylla_nodes_per_az * (
+      var.scylla_instance_type == "i4i.large" ? 2 : var.scylla_instance_type == "i4i.xlarge" ? 4 :
+      4 * tonumber(trimsuffix(trimprefix(var.scylla_instance_type, "i4i."), "xlarge"))
+    ) <= 50
+    error_message = "This ScyllaDB cluster is larger than the free tier (50 vCPUs): confirm the ScyllaDB subscription with scylla_licensed = true, or size it down."
   }
 }
 
@@ -303,35 +319,83 @@ variable "redis_replicas_per_shard" {
 # ----------------------------------------------------------------------------------------- Edge (API)
 
 variable "api_domain_name" {
-  description = "Public host name of the vote API (e.g. vote.example.com); its ACM certificate must exist in the region."
+  description = "Public host name of the vote API (e.g. vote.example.com). No default: production names are chosen, not inherited."
   type        = string
-  default     = "vote.votestream.example"
 
   validation {
-    condition     = can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.api_domain_name))
-    error_message = "api_domain_name must be a DNS name."
+    condition     = can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.api_domain_name)) && !endswith(var.api_domain_name, ".example")
+    error_message = "api_domain_name must be the real DNS name of the vote API (e.g. vote.example.com), not a placeholder."
   }
 }
 
 variable "api_certificate_arn" {
-  description = "ARN of the ACM certificate for api_domain_name (TLS terminates at the ALB)."
+  description = "ARN of the ACM certificate (in var.region) that covers api_domain_name; TLS terminates at the ALB."
   type        = string
-  default     = "arn:aws:acm:us-east-1:000000000000:certificate/replace-me"
 
   validation {
-    condition     = can(regex("^arn:aws:acm:", var.api_certificate_arn))
-    error_message = "api_certificate_arn must be an ACM certificate ARN."
+    condition     = can(regex("^arn:aws:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$", var.api_certificate_arn))
+    error_message = "api_certificate_arn must be the ARN of an ACM certificate (arn:aws:acm:<region>:<account>:certificate/<uuid>)."
   }
 }
 
-variable "mqtt_certificate_arn" {
-  description = "ARN of the ACM certificate for the MQTT endpoint (TLS 8883 and WSS 443 terminate at the NLB)."
+variable "mqtt_domain_name" {
+  description = "Public host name of the MQTT endpoint (e.g. live.example.com): what the live page, apps and TV graphics connect to, and the name the MQTT certificate is issued for. Point it (CNAME/alias) at the output mqtt_nlb_dns_name."
   type        = string
-  default     = "arn:aws:acm:us-east-1:000000000000:certificate/replace-me"
 
   validation {
-    condition     = can(regex("^arn:aws:acm:", var.mqtt_certificate_arn))
-    error_message = "mqtt_certificate_arn must be an ACM certificate ARN."
+    condition     = can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.mqtt_domain_name)) && !endswith(var.mqtt_domain_name, ".example")
+    error_message = "mqtt_domain_name must be the real DNS name of the MQTT endpoint (e.g. live.example.com), not a placeholder."
+  }
+}
+
+variable "mqtt_certificate_domain" {
+  description = "Name of the ISSUED ACM certificate (in var.region) for the MQTT endpoint, if it is not mqtt_domain_name itself (e.g. *.example.com). The plan looks the certificate up by this name and fails unless it covers mqtt_domain_name."
+  type        = string
+  default     = null
+}
+
+variable "cloudfront_certificate_arn" {
+  description = "ACM certificate in us-east-1 covering api_domain_name, for CloudFront (required when enable_cloudfront is true; CloudFront only reads certificates from us-east-1)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cloudfront_certificate_arn == null || can(regex("^arn:aws:acm:us-east-1:[0-9]{12}:certificate/[0-9a-f-]{36}$", var.cloudfront_certificate_arn))
+    error_message = "cloudfront_certificate_arn must be an ACM certificate ARN in us-east-1 (CloudFront reads certificates only from there)."
+  }
+}
+
+# ------------------------------------------------------------------------------ Voter identity (JWT)
+# The identity provider that signs voter tokens. No defaults: the development values (issuer votestream-dev,
+# a local key file) would make ingest refuse every production token, or accept tokens nobody should sign.
+
+variable "jwt_jwks_url" {
+  description = "HTTPS URL of the JWKS of the identity provider that signs voter tokens (JWT_JWKS_URL of ingest)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://[^/]+/.+", var.jwt_jwks_url)) && !strcontains(var.jwt_jwks_url, ".example/")
+    error_message = "jwt_jwks_url must be the https:// URL of the identity provider's JWKS (e.g. https://id.example.com/.well-known/jwks.json), not a placeholder."
+  }
+}
+
+variable "jwt_issuer" {
+  description = "Expected `iss` of voter tokens (JWT_ISSUER of ingest): exactly what the identity provider writes."
+  type        = string
+
+  validation {
+    condition     = length(var.jwt_issuer) > 0 && var.jwt_issuer != "votestream-dev"
+    error_message = "jwt_issuer must be the production identity provider's issuer; votestream-dev is the local development issuer."
+  }
+}
+
+variable "jwt_audience" {
+  description = "Expected `aud` of voter tokens (JWT_AUDIENCE of ingest): the audience the identity provider issues tokens for this API with."
+  type        = string
+
+  validation {
+    condition     = length(var.jwt_audience) > 0
+    error_message = "jwt_audience must be the audience the identity provider puts in voter tokens for this API."
   }
 }
 
@@ -372,38 +436,36 @@ variable "enable_cloudfront" {
 # -------------------------------------------------------------------------------------------- Images
 
 variable "image_repository" {
-  description = "Container registry path of the votestream image (one image, three deployables; see Dockerfile)."
+  description = "Container registry path of the votestream image (one image, three deployables; see Dockerfile), e.g. <account>.dkr.ecr.<region>.amazonaws.com/votestream."
   type        = string
-  default     = "000000000000.dkr.ecr.us-east-1.amazonaws.com/votestream"
 
   validation {
-    condition     = length(var.image_repository) > 0
-    error_message = "image_repository must not be empty."
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+$", var.image_repository)) && !startswith(var.image_repository, "000000000000.")
+    error_message = "image_repository must be a registry path such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/votestream."
   }
 }
 
 variable "image_tag" {
-  description = "Tag of the votestream image to run (an immutable tag, e.g. the git commit)."
+  description = "Tag of the votestream image to run: an immutable tag (the git commit), never latest."
   type        = string
-  default     = "replace-me"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]{1,128}$", var.image_tag))
-    error_message = "image_tag must be a valid image tag."
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,128}$", var.image_tag)) && !contains(["latest", "replace-me"], var.image_tag)
+    error_message = "image_tag must be an immutable image tag (e.g. the git commit), not latest or a placeholder."
   }
 }
 
 variable "replicas" {
-  description = "Pods per deployable at steady peak. ingest: 60 x 2 vCPU; stream: 48 dedupe pods (2 tasks each) + 3 tally/sink pods; projections: 24."
+  description = "Pods per deployable at steady peak (docs/capacity.md section 5). ingest: 120 (HPA up to 1.5x); stream: 48 dedupe pods (2 tasks each) + 3 tally/sink pods; projections: 48 (2 vote-decisions partitions each)."
   type = object({
     ingest      = number
     stream      = number
     projections = number
   })
   default = {
-    ingest      = 60
+    ingest      = 120
     stream      = 51
-    projections = 24
+    projections = 48
   }
 
   validation {
@@ -413,7 +475,7 @@ variable "replicas" {
 }
 
 variable "emqx_chart_version" {
-  description = "Version of the emqx/emqx Helm chart (EMQX 5.x)."
+  description = "Version of the emqx/emqx Helm chart (= EMQX version). 5.8.x is the last Apache-2.0 release that clusters without a licence; from 5.9 EMQX is one edition under the Business Source License and a cluster needs a licence (emqx_license_secret_arn)."
   type        = string
   default     = "5.8.6"
 
@@ -421,15 +483,92 @@ variable "emqx_chart_version" {
     condition     = can(regex("^5\\.[0-9]+\\.[0-9]+$", var.emqx_chart_version))
     error_message = "emqx_chart_version must be a 5.x.y chart version."
   }
+
+  validation {
+    condition     = tonumber(split(".", var.emqx_chart_version)[1]) < 9 || var.emqx_license_secret_arn != null
+    error_message = "EMQX 5.9 and later need a licence to run as a cluster: set emqx_license_secret_arn (a Secrets Manager secret holding the licence key) or stay on 5.8.x."
+  }
+}
+
+variable "emqx_license_secret_arn" {
+  description = "Secrets Manager secret holding the EMQX licence key (needed from EMQX 5.9 to cluster; null on 5.8.x)."
+  type        = string
+  default     = null
 }
 
 variable "emqx_replicas" {
-  description = "EMQX nodes. ~3M subscribers per node on m7i.8xlarge; 12 nodes for 30M concurrent subscribers with one zone down leaving 8."
+  description = "EMQX nodes. ~3M subscribers per node on m7i.8xlarge: 30M concurrent subscribers through the loss of a zone need 10 surviving nodes, so 15 (5 per zone)."
   type        = number
-  default     = 12
+  default     = 15
 
   validation {
     condition     = var.emqx_replicas >= 3 && var.emqx_replicas % 3 == 0
     error_message = "emqx_replicas must be a multiple of 3 (even spread over zones)."
+  }
+}
+
+# ------------------------------------------------------------------------------------------- Accounts
+
+variable "create_autoscaling_service_linked_role" {
+  description = "Create AWSServiceRoleForAutoScaling (true on an account that has never had an Auto Scaling group): the EBS key policy names it, and KMS refuses a policy whose principal does not exist."
+  type        = bool
+  default     = false
+}
+
+# -------------------------------------------------------------------------------------- Logs and pre-warm
+
+variable "log_retention_days" {
+  description = "Retention of CloudWatch log groups (EKS control plane, MSK brokers, VPC flow logs) and of the ALB/NLB/WAF log buckets, in days. One year: abuse investigations and disputes about a show come months later."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch Logs retention value of at least one year (365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)."
+  }
+}
+
+variable "alb_reserved_capacity_units" {
+  description = "Load Balancer Capacity Units reserved on the vote API's ALB (pre-warming). 0 between shows; ~10,000 the day before a 250k votes/s show (docs/capacity.md section 6: 250k new TLS connections/s at 25 per LCU; ~3,000 with CloudFront in front). Billed per LCU-hour while set."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alb_reserved_capacity_units == 0 || (var.alb_reserved_capacity_units >= 100 && var.alb_reserved_capacity_units <= 15000)
+    error_message = "alb_reserved_capacity_units must be 0 (none) or between 100 and 15000."
+  }
+}
+
+variable "nlb_reserved_capacity_units" {
+  description = "Capacity units reserved on the MQTT NLB before a show (0 between shows). docs/capacity.md section 6: 30M subscribers need ~10,000 for connections and ~65,000 for the fan-out bytes at 2 messages/s."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.nlb_reserved_capacity_units >= 0 && var.nlb_reserved_capacity_units <= 100000
+    error_message = "nlb_reserved_capacity_units must be between 0 and 100000."
+  }
+}
+
+# --------------------------------------------------------------------------------------- Cluster add-ons
+
+variable "karpenter_chart_version" {
+  description = "Karpenter Helm chart version (oci://public.ecr.aws/karpenter/karpenter); must support the EKS version."
+  type        = string
+  default     = "1.3.3"
+
+  validation {
+    condition     = can(regex("^1\\.[0-9]+\\.[0-9]+$", var.karpenter_chart_version))
+    error_message = "karpenter_chart_version must be a 1.x.y version (NodePool v1 API)."
+  }
+}
+
+variable "alert_receiver_webhook_secret_arn" {
+  description = "Secrets Manager secret holding the URL Alertmanager posts alerts to (the on-call pager's webhook). No default: alerts that go nowhere are no alerts."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws:secretsmanager:", var.alert_receiver_webhook_secret_arn))
+    error_message = "alert_receiver_webhook_secret_arn must be the ARN of a Secrets Manager secret holding the pager webhook URL."
   }
 }

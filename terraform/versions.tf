@@ -1,10 +1,11 @@
 terraform {
-  required_version = ">= 1.6.0"
+  # 1.9: variable validations that refer to other variables (licences, sizes).
+  required_version = ">= 1.9.0"
 
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 5.80"
+      version = "~> 5.82" # minimum_load_balancer_capacity (LCU reservation) on aws_lb
     }
     kubernetes = {
       source  = "hashicorp/kubernetes"
@@ -21,6 +22,11 @@ terraform {
     random = {
       source  = "hashicorp/random"
       version = "~> 3.6"
+    }
+    # Secret rotation on a schedule without Lambda (no serverless): time_rotating ids are keepers of the secrets.
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
     }
     # Kafka topics on MSK (IAM auth). Needs network reach to the brokers: run from a runner inside the VPC.
     kafka = {

@@ -1,16 +1,18 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { createReadModels, type ReadModels } from '@votestream/read-models';
 import {
   answerClientErrors,
   createCqlClient,
   createKafka,
+  createLimitedServer,
   createLogger,
   createMetricsRegistry,
   createRedis,
   type Logger,
+  listen,
   requestErrorCode,
   requireTopics,
+  startMetricsServer,
   topicNames,
   voteKey,
 } from '@votestream/runtime';
@@ -19,9 +21,19 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Admin, ISocketFactory, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type ChallengeIssuer, createChallengeIssuer } from './abuse/challenge.ts';
-import { createRateLimits, networkPrefixOf, type RateLimits } from './abuse/rate-limit.ts';
+import { type ChallengePolicy, createChallengePolicy } from './abuse/challenge-policy.ts';
+import {
+  createKeyedLimit,
+  createRateLimits,
+  type KeyedLimit,
+  networkPrefixOf,
+  type RateLimits,
+} from './abuse/rate-limit.ts';
+import { createTokenRevocations, type TokenRevocations } from './auth/revocations.ts';
 import { createTokenVerifier, type Principal, type TokenVerifier } from './auth/tokens.ts';
 import { type IngestConfig, kafkaConnectionTimeoutMs, produceAppendBoundMs, produceRetryTimeMaxMs } from './config.ts';
+import { type ClientAddressResolver, createClientAddressResolver } from './http/client-address.ts';
+import { attestationOf, securityHeaders } from './http/hardening.ts';
 import { openApiDocument } from './http/openapi.ts';
 import { type ProblemCode, ProblemError, sendProblem } from './http/problem.ts';
 import { PollAdmin, parseCreatePoll, pollView } from './polls/admin.ts';
@@ -53,6 +65,8 @@ export interface VoteFaults {
 export interface IngestHandle {
   url: string;
   port: number;
+  /** Where Prometheus scrapes `/metrics` (INGEST_METRICS_PORT), not the public port. */
+  metricsUrl: string;
   server: Server;
   catalog: PollCatalog;
   metrics: Registry;
@@ -132,8 +146,13 @@ interface Context {
   metrics: Metrics;
   registry: Registry;
   verifyToken: TokenVerifier;
+  revocations: TokenRevocations;
+  clientAddress: ClientAddressResolver;
   challenges: ChallengeIssuer;
+  challengePolicy: ChallengePolicy;
   rateLimits: RateLimits;
+  /** Poll creations per admin (`sub`): resolves the seconds to wait, 0 when allowed. */
+  pollCreateLimit: KeyedLimit;
   guards: VoteGuards;
   catalog: PollCatalog;
   pollAdmin: PollAdmin;
@@ -157,7 +176,10 @@ function header(req: Request, name: string, max: number): string | null {
 
 async function authenticate(ctx: Context, req: Request, scope?: string): Promise<Principal> {
   const principal = await ctx.verifyToken(req.headers.authorization);
-  if (principal === null) throw new ProblemError('unauthenticated', 'missing, malformed, expired or untrusted token');
+  if ('refused' in principal) throw new ProblemError('unauthenticated', principal.refused);
+  if (principal.tokenId !== null && (await ctx.revocations.isRevoked(principal.tokenId))) {
+    throw new ProblemError('unauthenticated', 'this token was revoked');
+  }
   if (scope !== undefined && !principal.scopes.has(scope))
     throw new ProblemError('forbidden', `scope ${scope} required`);
   return principal;
@@ -185,7 +207,8 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
     throw new ProblemError('poll_not_open', `poll ${pollId} opens at ${new Date(entry.poll.opensAt).toISOString()}`);
   if (status === 'closed') throw new ProblemError('poll_closed', `poll ${pollId} is closed`);
 
-  const networkPrefix = networkPrefixOf(req.ip);
+  const networkPrefix = networkPrefixOf(ctx.clientAddress(req));
+  const attestation = attestationOf(req);
   const retryAfterS = await ctx.rateLimits.consume(principal.voterId, networkPrefix);
   if (retryAfterS > 0) throw new ProblemError('rate_limited', 'slow down', undefined, retryAfterS);
 
@@ -196,8 +219,10 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
     if (typeof solution !== 'string' || solution === '') {
       throw new ProblemError('challenge_required', 'solve GET /v1/challenge and send it in X-Altcha');
     }
-    const verified = await ctx.challenges.verify(solution);
-    if (verified === null) throw new ProblemError('challenge_failed', 'the solution is invalid or expired');
+    const verified = await ctx.challenges.verify(solution, ctx.challenges.bind(principal.voterId, pollId));
+    if (verified === null) {
+      throw new ProblemError('challenge_failed', 'the solution is invalid, expired, or for another voter or poll');
+    }
     challengeId = verified.challengeId;
     challengeTtlS = verified.expiresAtS - Math.floor(now / 1000) + 1;
   }
@@ -274,7 +299,7 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
       networkPrefix,
       userAgent: header(req, 'user-agent', userAgentCharsMax),
       deviceId: header(req, 'x-device-id', headerCharsMax),
-      attestation: header(req, 'x-attestation', headerCharsMax),
+      attestation,
     },
   };
   ctx.faults?.afterAdmit?.(vote);
@@ -395,7 +420,9 @@ export function createIngestApp(ctx: Context): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.set('trust proxy', ctx.config.trustProxyHops);
+  // Express's req.ip is not used: the client address comes from ctx.clientAddress (CLIENT_ADDRESS_SOURCE).
+  app.set('trust proxy', false);
+  app.use(securityHeaders);
   const json = express.json({ limit: ctx.config.bodyLimitBytes, strict: true, type: 'application/json' });
   const spec = JSON.stringify(openApiDocument);
 
@@ -415,20 +442,45 @@ export function createIngestApp(ctx: Context): express.Express {
     const ready = ctx.isReady();
     res.status(ready ? 200 : 503).json({ ready });
   });
-  app.get('/metrics', async (_req, res) => {
-    res.type(ctx.registry.contentType).send(await ctx.registry.metrics());
-  });
   app.get('/openapi.json', (_req, res) => {
     res.type('application/json').send(spec);
   });
 
-  app.get('/v1/challenge', async (_req, res) => {
+  // A challenge for this voter in this poll; counted against the voter, network and device (abuse/challenge-policy).
+  app.get('/v1/challenge', async (req, res) => {
+    const principal = await authenticate(ctx, req);
+    const pollId = req.query.pollId;
+    if (typeof pollId !== 'string' || !isPollId(pollId)) {
+      throw new ProblemError('invalid_body', 'query parameter pollId required: [a-z0-9-]{1,64}');
+    }
+    if (ctx.catalog.get(pollId) === undefined) throw new ProblemError('poll_not_found', `no poll ${pollId}`);
+    const maxNumber = await ctx.challengePolicy.admit(
+      principal.voterId,
+      networkPrefixOf(ctx.clientAddress(req)),
+      header(req, 'x-device-id', headerCharsMax),
+    );
     res.setHeader('Cache-Control', 'no-store');
-    res.json(await ctx.challenges.issue());
+    res.json(await ctx.challenges.issue(ctx.challenges.bind(principal.voterId, pollId), maxNumber));
+  });
+
+  // Revokes a stolen token by its jti until it would age out anyway (JWT_MAX_TOKEN_AGE_S from now at most).
+  app.post('/v1/token-revocations', json, async (req, res) => {
+    await authenticate(ctx, req, ctx.config.jwtAdminScope);
+    const jti = (req.body as { jti?: unknown } | undefined)?.jti;
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 128 || !/^[\x21-\x7e]+$/.test(jti)) {
+      throw new ProblemError('invalid_body', 'jti must be 1 to 128 printable ASCII characters');
+    }
+    const nowS = Math.floor(Date.now() / 1000);
+    const revokedUntilS = nowS + ctx.config.jwtMaxTokenAgeS + ctx.config.jwtClockToleranceS;
+    await ctx.revocations.revoke(jti, revokedUntilS, nowS);
+    ctx.logger.warn({ jti }, 'token revoked');
+    res.status(201).json({ jti, revokedUntil: new Date(revokedUntilS * 1000).toISOString() });
   });
 
   app.post('/v1/polls', json, async (req, res) => {
-    await authenticate(ctx, req, ctx.config.jwtAdminScope);
+    const principal = await authenticate(ctx, req, ctx.config.jwtAdminScope);
+    const retryAfterS = await ctx.pollCreateLimit(principal.voterId);
+    if (retryAfterS > 0) throw new ProblemError('rate_limited', 'too many polls created', undefined, retryAfterS);
     const now = Date.now();
     const poll = await ctx.pollAdmin.create(parseCreatePoll(req.body, now), now);
     res.status(201).json(pollView(poll, Date.now()));
@@ -630,11 +682,25 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
       issuer: config.jwtIssuer,
       audience: config.jwtAudience,
       clockToleranceS: config.jwtClockToleranceS,
+      maxTokenAgeS: config.jwtMaxTokenAgeS,
     }),
-    challenges: createChallengeIssuer({
-      hmacKey: config.altchaHmacKey,
-      maxNumber: config.altchaMaxNumber,
-      expiresS: config.altchaExpiresS,
+    revocations: createTokenRevocations(redis, config.redisPrefix, config.tokenRevocationsMax),
+    clientAddress: createClientAddressResolver({
+      source: config.clientAddressSource,
+      trustProxyHops: config.trustProxyHops,
+      trustedProxyCidrs: config.trustedProxyCidrs,
+    }),
+    challenges: createChallengeIssuer({ hmacKey: config.altchaHmacKey, expiresS: config.altchaExpiresS }),
+    challengePolicy: createChallengePolicy({
+      redis,
+      keyPrefix: config.redisPrefix,
+      windowS: config.challengeWindowS,
+      voterChallengesMax: config.challengeVoterMax,
+      voterBaseline: config.challengeVoterBaseline,
+      networkBaseline: config.challengeNetworkBaseline,
+      deviceBaseline: config.challengeDeviceBaseline,
+      maxNumberBase: config.altchaMaxNumber,
+      maxNumberCeiling: config.altchaMaxNumberCeiling,
     }),
     rateLimits: createRateLimits({
       redis,
@@ -643,6 +709,15 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
       voterDurationS: config.rateVoterDurationS,
       networkPoints: config.rateNetworkPoints,
       networkDurationS: config.rateNetworkDurationS,
+      fleetSize: config.rateFallbackFleetSize,
+    }),
+    pollCreateLimit: createKeyedLimit({
+      redis,
+      keyPrefix: config.redisPrefix,
+      name: 'poll-create',
+      points: config.ratePollCreatePoints,
+      durationS: config.ratePollCreateDurationS,
+      fleetSize: config.rateFallbackFleetSize,
     }),
     guards: createVoteGuards(redis, config.redisPrefix, {
       guardS: config.voteGuardTtlS,
@@ -650,7 +725,15 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
       leaseMs: config.voteProduceDeadlineMs,
     }),
     catalog,
-    pollAdmin: new PollAdmin(producer, topics.polls, serde.encoder('PollEvent'), catalog, redis, config.redisPrefix),
+    pollAdmin: new PollAdmin(
+      producer,
+      topics.polls,
+      serde.encoder('PollEvent'),
+      catalog,
+      redis,
+      config.redisPrefix,
+      config.pollsMax,
+    ),
     batcher,
     encodeVote: serde.encoder('VoteCast', { validate: false }),
     readModels,
@@ -672,15 +755,12 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     isReady: () => !stopping && catalog.ready && kafkaOk && !batcher.failing && redis.status === 'ready',
   };
   const app = createIngestApp(ctx);
-  const server = createServer(app);
+  // Header/request timeouts and a connection cap (HTTP_* env, runtime/http-server.ts): a slow client is cut.
+  const server = createLimitedServer(config.http, app);
   answerClientErrors(server);
-  server.keepAliveTimeout = 65_000; // longer than an AWS ALB's idle timeout (60 s)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, '0.0.0.0', () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
-  logger.info({ port, topics: topics.votes }, 'ingest listening');
+  const port = await listen(server, config.port, '0.0.0.0');
+  const metricsServer = await startMetricsServer({ registry, port: config.metricsPort, host: '0.0.0.0' });
+  logger.info({ port, metricsPort: metricsServer.port, topics: topics.votes }, 'ingest listening');
 
   let closing: Promise<void> | undefined;
   const close = () => {
@@ -705,10 +785,19 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
         }),
       ]);
       clearTimeout(giveUp);
+      await metricsServer.close();
       redis.disconnect();
       logger.info('ingest stopped');
     })();
     return closing;
   };
-  return { url: `http://127.0.0.1:${port}`, port, server, catalog, metrics: registry, close };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    metricsUrl: `http://127.0.0.1:${metricsServer.port}`,
+    server,
+    catalog,
+    metrics: registry,
+    close,
+  };
 }

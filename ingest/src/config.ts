@@ -1,5 +1,14 @@
 import { readFileSync } from 'node:fs';
-import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+import {
+  type CommonConfig,
+  ConfigError,
+  envReader,
+  type HttpServerLimits,
+  loadCommonConfig,
+  loadHttpServerLimits,
+} from '@votestream/runtime';
+import { type ClientAddressSource, parseCidrs } from './http/client-address.ts';
+import { catalogPollsMax } from './polls/catalog.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -9,8 +18,16 @@ type Env = Record<string, string | undefined>;
  */
 export interface IngestConfig extends CommonConfig {
   port: number;
-  /** Express `trust proxy`: hops of load balancers whose X-Forwarded-For is believed (0 = use the socket address). */
+  /** Prometheus `/metrics` port (never the public API port). */
+  metricsPort: number;
+  /** Timeouts and connection cap of the public HTTP server. */
+  http: HttpServerLimits;
+  /** Where the client's address (for the per-network limits) comes from; see http/client-address.ts. */
+  clientAddressSource: ClientAddressSource;
+  /** Proxies in front that append to X-Forwarded-For (the ALB: 1). Used by `alb`, and by `cloudfront` as fallback. */
   trustProxyHops: number;
+  /** CIDRs the trusted proxies (ALB nodes) connect from; forwarding headers from any other peer are ignored. */
+  trustedProxyCidrs: string[];
 
   /** Voter/admin tokens: a PEM public key (SPKI, Ed25519 or P-256) or a JWKS URL; exactly one. */
   jwtPublicKeyPem: string | undefined;
@@ -18,13 +35,25 @@ export interface IngestConfig extends CommonConfig {
   jwtIssuer: string;
   jwtAudience: string;
   jwtAdminScope: string;
-  /** Clock skew tolerated on exp/nbf. */
+  /** Clock skew tolerated on exp/nbf/iat. */
   jwtClockToleranceS: number;
+  /** Tokens whose `iat` is older than this are refused, whatever their `exp`. */
+  jwtMaxTokenAgeS: number;
+  /** Live entries the jti revocation list holds at most (auth/revocations.ts). */
+  tokenRevocationsMax: number;
 
   /** ALTCHA HMAC key (hex text, used as the HMAC secret). */
   altchaHmacKey: string;
   /** Upper bound of the secret counter (ALTCHA deterministic mode): expected work is maxNumber/2 SHA-256 on the device. */
   altchaMaxNumber: number;
+  /** The most adaptive difficulty may raise altchaMaxNumber to. */
+  altchaMaxNumberCeiling: number;
+  /** Challenge issuance: counting window, per-voter cap, and the baselines above which difficulty rises. */
+  challengeWindowS: number;
+  challengeVoterMax: number;
+  challengeVoterBaseline: number;
+  challengeNetworkBaseline: number;
+  challengeDeviceBaseline: number;
   altchaExpiresS: number;
   /** `required` (default): votes without a solved challenge get 403. `off`: for load tests only. */
   challengePolicy: 'required' | 'off';
@@ -34,6 +63,13 @@ export interface IngestConfig extends CommonConfig {
   rateVoterDurationS: number;
   rateNetworkPoints: number;
   rateNetworkDurationS: number;
+  /** Instances sharing the rate budgets while Redis is unreachable (the autoscaler maximum in production). */
+  rateFallbackFleetSize: number;
+  /** Poll creations per admin (`sub`) per window. */
+  ratePollCreatePoints: number;
+  ratePollCreateDurationS: number;
+  /** Polls this deployment accepts; creation beyond it is 409 poll_limit_reached, before anything is written. */
+  pollsMax: number;
 
   /** Bounded produce batcher. */
   produceVotesInFlightMax: number;
@@ -118,16 +154,24 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
       `VOTE_PRODUCE_DEADLINE_MS must be at least ${deadlineMinMs} with these PRODUCE_RETRIES / PRODUCE_REQUEST_TIMEOUT_MS / PRODUCE_LINGER_MS`,
     );
   }
-  return {
+  const config: IngestConfig = {
     ...common,
     port: r.int('INGEST_PORT', 8080, { min: 0, max: 65535 }),
-    trustProxyHops: r.int('TRUST_PROXY_HOPS', 0, { min: 0, max: 10 }),
+    metricsPort: r.int('INGEST_METRICS_PORT', 9471, { min: 0, max: 65535 }),
+    http: loadHttpServerLimits(r, { connectionsMax: 10_000 }),
+    clientAddressSource: r.oneOf('CLIENT_ADDRESS_SOURCE', ['socket', 'alb', 'cloudfront'] as const, 'socket'),
+    trustProxyHops: r.int('TRUST_PROXY_HOPS', 1, { min: 0, max: 10 }),
+    // The private ranges a VPC's ALB nodes connect from; narrow to the ALB subnets in production.
+    trustedProxyCidrs: r.list('TRUSTED_PROXY_CIDRS', ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']),
     jwtPublicKeyPem: keyFile ? readKeyFile('JWT_PUBLIC_KEY_FILE', keyFile) : undefined,
     jwtJwksUrl: jwksUrl,
     jwtIssuer: r.string('JWT_ISSUER', 'votestream-dev'),
     jwtAudience: r.string('JWT_AUDIENCE', 'votestream'),
     jwtAdminScope: r.string('JWT_ADMIN_SCOPE', 'votestream:admin'),
     jwtClockToleranceS: r.int('JWT_CLOCK_TOLERANCE_S', 5, { min: 0, max: 300 }),
+    // A voter token lives for one show night; an older one (a leaked token, a ten-year token) is refused.
+    jwtMaxTokenAgeS: r.int('JWT_MAX_TOKEN_AGE_S', 24 * 3600, { min: 60, max: 30 * 24 * 3600 }),
+    tokenRevocationsMax: r.int('TOKEN_REVOCATIONS_MAX', 100_000, { min: 1, max: 10_000_000 }),
     altchaHmacKey: readKeyFile(
       'ALTCHA_HMAC_KEY_FILE',
       r.string('ALTCHA_HMAC_KEY_FILE', '.stack/secrets/altcha-hmac.key'),
@@ -136,7 +180,15 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     // machine (bench/sdk-pow.ts), so a voter waits well under a second, while a bot farm pays it per vote (one
     // challenge, one vote). Tests and the demo set 1000-2000.
     altchaMaxNumber: r.int('ALTCHA_MAX_NUMBER', 50_000, { min: 10, max: 10_000_000 }),
+    // 16x the base: ~10 s on a phone; what a venue's NAT sharing one /24 may cost its voters at worst.
+    altchaMaxNumberCeiling: r.int('ALTCHA_MAX_NUMBER_CEILING', 800_000, { min: 10, max: 100_000_000 }),
     altchaExpiresS: r.int('ALTCHA_EXPIRES_S', 300, { min: 5, max: 3600 }),
+    challengeWindowS: r.int('CHALLENGE_WINDOW_S', 60, { min: 1, max: 3600 }),
+    // One challenge per vote, a rechallenge or two: a voter in several polls needs a handful per minute.
+    challengeVoterMax: r.int('CHALLENGE_VOTER_MAX', 20, { min: 1 }),
+    challengeVoterBaseline: r.int('CHALLENGE_VOTER_BASELINE', 5, { min: 1 }),
+    challengeNetworkBaseline: r.int('CHALLENGE_NETWORK_BASELINE', 2000, { min: 1 }),
+    challengeDeviceBaseline: r.int('CHALLENGE_DEVICE_BASELINE', 5, { min: 1 }),
     challengePolicy: r.oneOf('CHALLENGE_POLICY', ['required', 'off'] as const, 'required'),
     // A voter votes once per poll; 30 requests a minute covers retries and several polls.
     rateVoterPoints: r.int('RATE_VOTER_POINTS', 30, { min: 1 }),
@@ -145,6 +197,12 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     // This is a flood cap per network, not the bot defence (tokens, proof of work and one vote per voter are).
     rateNetworkPoints: r.int('RATE_NETWORK_POINTS', 5000, { min: 1 }),
     rateNetworkDurationS: r.int('RATE_NETWORK_DURATION_S', 1, { min: 1 }),
+    rateFallbackFleetSize: r.int('RATE_FALLBACK_FLEET_SIZE', 1, { min: 1, max: 10_000 }),
+    ratePollCreatePoints: r.int('RATE_POLL_CREATE_POINTS', 60, { min: 1 }),
+    ratePollCreateDurationS: r.int('RATE_POLL_CREATE_DURATION_S', 60, { min: 1 }),
+    // Below the catalog's hard bound: instances check against their own catalog, so concurrent creations on
+    // several instances can overshoot by a few (each bounded by RATE_POLL_CREATE_POINTS); the headroom absorbs it.
+    pollsMax: r.int('POLLS_MAX', catalogPollsMax - 1000, { min: 1, max: catalogPollsMax - 1000 }),
     produceVotesInFlightMax: r.int('PRODUCE_VOTES_IN_FLIGHT_MAX', 20_000, { min: 1 }),
     produceBatchMessagesMax: r.int('PRODUCE_BATCH_MESSAGES_MAX', 1000, { min: 1, max: 100_000 }),
     produceLingerMs,
@@ -160,4 +218,13 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     bodyLimitBytes: r.int('BODY_LIMIT_BYTES', 4096, { min: 256, max: 1_048_576 }),
     shutdownDrainMs: r.int('SHUTDOWN_DRAIN_MS', 15_000, { min: 100 }),
   };
+  try {
+    parseCidrs(config.trustedProxyCidrs);
+  } catch (err) {
+    throw new ConfigError(`TRUSTED_PROXY_CIDRS: ${(err as Error).message}`);
+  }
+  if (config.altchaMaxNumberCeiling < config.altchaMaxNumber) {
+    throw new ConfigError('ALTCHA_MAX_NUMBER_CEILING must be at least ALTCHA_MAX_NUMBER');
+  }
+  return config;
 }

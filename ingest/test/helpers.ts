@@ -79,6 +79,7 @@ export async function testEnv(
     REDIS_PREFIX: `t-${id}:`,
     CQL_KEYSPACE: testKeyspace,
     ALTCHA_MAX_NUMBER: '1000',
+    INGEST_METRICS_PORT: '0',
     LOG_LEVEL: 'silent',
     ...overrides,
   });
@@ -96,13 +97,24 @@ export async function testEnv(
   };
 }
 
-/** Fetches a challenge from the server and solves it like the SDK does; returns the X-Altcha value. */
-export async function solvedChallenge(baseUrl: string): Promise<string> {
-  const res = await fetch(`${baseUrl}/v1/challenge`);
+/**
+ * Fetches a challenge for this voter (token) in this poll, as the SDK does, and solves it; returns the X-Altcha
+ * value. Challenges are bound to (sub, poll): the vote must be sent with a token of the same `sub`.
+ */
+export async function solvedChallenge(baseUrl: string, token: string, pollId: string): Promise<string> {
+  const res = await fetch(`${baseUrl}/v1/challenge?pollId=${encodeURIComponent(pollId)}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  if (res.status !== 200) throw new Error(`challenge: ${res.status} ${await res.text()}`);
   const challenge = await res.json();
   const solution = await solveChallenge({ challenge, deriveKey });
   if (!solution) throw new Error('challenge not solved');
   return Buffer.from(JSON.stringify({ challenge, solution })).toString('base64');
+}
+
+/** A token and a challenge solved for it in this poll: `vote(url, pollId, await ballot(url, pollId, token))`. */
+export async function ballot(baseUrl: string, pollId: string, token: string) {
+  return { token, altcha: await solvedChallenge(baseUrl, token, pollId) };
 }
 
 /** A challenge signed with another key (forged) and solved. */

@@ -69,7 +69,7 @@ test('bad tokens are 401 unauthenticated: missing, expired, not yet valid, forge
     ['garbage', 'not.a.jwt'],
   ];
   for (const [name, token] of tokens) {
-    const res = await vote(url, pollId, { token, altcha: await solvedChallenge(url) });
+    const res = await vote(url, pollId, { token, altcha: await solvedChallenge(url, await env.voter('v1'), pollId) });
     t.is(res.status, 401, name);
     t.is(res.body.code, 'unauthenticated', name);
   }
@@ -83,7 +83,7 @@ test('a voter over the per-voter rate limit gets 429 rate_limited with Retry-Aft
   for (let i = 0; i < 5; i++) {
     // Validation precedes the limiter, so every request is a valid vote in a fresh poll.
     const { pollId } = await createPoll(url, await env.admin());
-    last = await vote(url, pollId, { token, altcha: await solvedChallenge(url) });
+    last = await vote(url, pollId, { token, altcha: await solvedChallenge(url, token, pollId) });
     statuses.push(last.status);
   }
   t.deepEqual(statuses, [202, 202, 202, 429, 429]);
@@ -105,7 +105,7 @@ test('votes/me: 404 no_vote before voting, pending after the 202, counted once t
   t.is(before.body.code, 'no_vote');
   const unauth = await fetch(`${url}/v1/polls/${pollId}/votes/me`);
   t.is(unauth.status, 401);
-  const accepted = await vote(url, pollId, { token, optionId: 'b', altcha: await solvedChallenge(url) });
+  const accepted = await vote(url, pollId, { token, optionId: 'b', altcha: await solvedChallenge(url, token, pollId) });
   t.is(accepted.status, 202);
   const pending = await me();
   t.is(pending.status, 200);

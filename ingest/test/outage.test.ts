@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
 import { startIngest, voteIdOf } from '../src/index.ts';
-import { createPoll, readTopic, silent, solvedChallenge, type TestEnv, testEnv, vote } from './helpers.ts';
+import { ballot, createPoll, readTopic, silent, solvedChallenge, type TestEnv, testEnv, vote } from './helpers.ts';
 
 /** A TCP proxy in front of a real service (the broker by default) that the test can cut and restore. */
 function kafkaProxy(target = { host: '127.0.0.1', port: 9092 }) {
@@ -59,16 +59,20 @@ async function spawnIngest(env: TestEnv, extra: Record<string, string>) {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-test-'));
   writeFileSync(join(dir, 'jwt.pem'), env.config.jwtPublicKeyPem as string);
   writeFileSync(join(dir, 'altcha.key'), env.config.altchaHmacKey);
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
+  const freePort = () =>
+    new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
+  const port = await freePort();
+  const metricsPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
     env: {
       ...process.env,
       INGEST_PORT: String(port),
+      INGEST_METRICS_PORT: String(metricsPort),
       TOPIC_PREFIX: env.prefix,
       REDIS_PREFIX: env.config.redisPrefix,
       CQL_KEYSPACE: env.config.cqlKeyspace,
@@ -92,14 +96,14 @@ async function spawnIngest(env: TestEnv, extra: Record<string, string>) {
     if (child.exitCode !== null) throw new Error(`ingest exited with ${child.exitCode} before it was ready`);
     await sleep(250);
   }
-  return { child, exited, url };
+  return { child, exited, url, metricsUrl: `http://127.0.0.1:${metricsPort}` };
 }
 
 /** Waits until `n` votes sit in ingest's produce batcher (admitted in Redis, not yet sent to Kafka). */
-async function votesInFlight(url: string, n: number): Promise<void> {
+async function votesInFlight(metricsUrl: string, n: number): Promise<void> {
   const by = Date.now() + 30_000;
   while (Date.now() < by) {
-    const text = await (await fetch(`${url}/metrics`)).text();
+    const text = await (await fetch(`${metricsUrl}/metrics`)).text();
     const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
     if (m && Number(m[1]) === n) return;
     await sleep(20);
@@ -131,9 +135,10 @@ test.serial(
     const { pollId } = await createPoll(url, await env.admin());
     const acknowledged = new Set<string>();
     const castOne = async (token?: string, idempotencyKey?: string) => {
+      const voter = token ?? (await env.voter());
       const res = await vote(url, pollId, {
-        token: token ?? (await env.voter()),
-        altcha: await solvedChallenge(url),
+        token: voter,
+        altcha: await solvedChallenge(url, voter, pollId),
         ...(idempotencyKey ? { idempotencyKey } : {}),
       });
       if (res.status === 202) acknowledged.add(res.body.voteId);
@@ -203,17 +208,15 @@ test.serial(
     });
     const env = await testEnv((fn) => cleanup.push(fn));
     // A long linger keeps the votes in the batcher long enough to send SIGTERM while they wait there.
-    const { child, exited, url } = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000' });
+    const { child, exited, url, metricsUrl } = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000' });
     cleanup.unshift(async () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
     const { pollId } = await createPoll(url, await env.admin());
-    const ballots = await Promise.all(
-      Array.from({ length: 20 }, async () => ({ token: await env.voter(), altcha: await solvedChallenge(url) })),
-    );
+    const ballots = await Promise.all(Array.from({ length: 20 }, async () => ballot(url, pollId, await env.voter())));
     const pending = ballots.map((b) => vote(url, pollId, b));
     // Wait until the votes sit in the batcher, then ask the process to stop.
-    await votesInFlight(url, 20);
+    await votesInFlight(metricsUrl, 20);
     child.kill('SIGTERM');
     const results = await Promise.all(pending);
     t.deepEqual(
@@ -256,9 +259,9 @@ test.serial(
     const lost = vote(first.url, pollId, {
       token,
       idempotencyKey: key,
-      altcha: await solvedChallenge(first.url),
+      altcha: await solvedChallenge(first.url, token, pollId),
     }).catch((err: unknown) => err);
-    await votesInFlight(first.url, 1);
+    await votesInFlight(first.metricsUrl, 1);
     first.child.kill('SIGKILL');
     t.true((await lost) instanceof Error, 'the voter never got an answer');
     await first.exited;
@@ -271,7 +274,7 @@ test.serial(
     let answer = await vote(second.url, pollId, {
       token,
       idempotencyKey: key,
-      altcha: await solvedChallenge(second.url),
+      altcha: await solvedChallenge(second.url, token, pollId),
     });
     const deadline = Date.now() + 30_000;
     while (answer.status === 503 && Date.now() < deadline) {
@@ -280,7 +283,7 @@ test.serial(
       answer = await vote(second.url, pollId, {
         token,
         idempotencyKey: key,
-        altcha: await solvedChallenge(second.url),
+        altcha: await solvedChallenge(second.url, token, pollId),
       });
     }
     t.is(answer.status, 202, JSON.stringify(answer.body));
@@ -288,7 +291,7 @@ test.serial(
     const again = await vote(second.url, pollId, {
       token,
       idempotencyKey: key,
-      altcha: await solvedChallenge(second.url),
+      altcha: await solvedChallenge(second.url, token, pollId),
     });
     t.deepEqual([again.status, again.body.voteId], [202, answer.body.voteId]);
 
@@ -323,13 +326,14 @@ test.serial(
     cleanup.unshift(() => ingest.close());
     const url = ingest.url;
     const { pollId } = await createPoll(url, await env.admin());
-    t.is((await vote(url, pollId, { token: await env.voter(), altcha: await solvedChallenge(url) })).status, 202);
+    t.is((await vote(url, pollId, await ballot(url, pollId, await env.voter()))).status, 202);
 
-    proxy.cut();
     const voterId = `voter-${randomUUID()}`;
     const token = await env.voter(voterId);
     const key = randomUUID();
-    const altcha = await solvedChallenge(url);
+    // Issuing a challenge needs Redis too (its counters): solved before the cut.
+    const altcha = await solvedChallenge(url, token, pollId);
+    proxy.cut();
     const refused = await vote(url, pollId, { token, idempotencyKey: key, altcha });
     t.is(refused.status, 503, JSON.stringify(refused.body));
     t.is(refused.body.code, 'unavailable');
@@ -343,7 +347,10 @@ test.serial(
     proxy.restore();
     let back: Awaited<ReturnType<typeof vote>> | undefined;
     for (const until = Date.now() + 60_000; Date.now() < until; await sleep(500)) {
-      back = await vote(url, pollId, { token, idempotencyKey: key, altcha: await solvedChallenge(url) });
+      // Until Redis is back the challenge endpoint answers 503 as well: keep asking.
+      const fresh = await solvedChallenge(url, token, pollId).catch(() => null);
+      if (fresh === null) continue;
+      back = await vote(url, pollId, { token, idempotencyKey: key, altcha: fresh });
       if (back.status !== 503) break;
     }
     t.is(back?.status, 202, JSON.stringify(back?.body));

@@ -3,6 +3,7 @@ import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
 import { type IngestHandle, startIngest } from '../src/index.ts';
 import {
+  ballot,
   createPoll,
   forgedChallenge,
   readTopic,
@@ -39,7 +40,7 @@ test('a vote with a valid token and a solved challenge is accepted (202) and is 
   const res = await vote(url, pollId, {
     token: await env.voter(voterId),
     optionId: 'b',
-    altcha: await solvedChallenge(url),
+    altcha: await solvedChallenge(url, await env.voter(voterId), pollId),
     headers: { 'x-device-id': 'device-7', 'user-agent': 'votestream-test' },
   });
   t.is(res.status, 202);
@@ -168,12 +169,12 @@ test('a closed poll refuses votes with 409 poll_closed; a scheduled one with 409
   });
   t.is(close.status, 200);
   t.is((await close.json()).status, 'closed');
-  const closed = await vote(url, pollId, { token: await env.voter(), altcha: await solvedChallenge(url) });
+  const closed = await vote(url, pollId, await ballot(url, pollId, await env.voter()));
   t.is(closed.status, 409);
   t.is(closed.body.code, 'poll_closed');
   const future = await createPoll(url, admin, { opensAt: new Date(Date.now() + 3600_000).toISOString() });
   t.is(future.status, 'scheduled');
-  const early = await vote(url, future.pollId, { token: await env.voter(), altcha: await solvedChallenge(url) });
+  const early = await vote(url, future.pollId, await ballot(url, future.pollId, await env.voter()));
   t.is(early.status, 409);
   t.is(early.body.code, 'poll_not_open');
   const closeMissing = await fetch(`${url}/v1/polls/p-nope/close`, {
@@ -218,7 +219,7 @@ test('a replayed idempotency key with the same body returns the original answer;
   const { env, url } = t.context;
   const { pollId } = await createPoll(url, await env.admin());
   const token = await env.voter();
-  const altcha = await solvedChallenge(url);
+  const altcha = await solvedChallenge(url, token, pollId);
   const key = randomUUID();
   const first = await vote(url, pollId, { token, altcha, idempotencyKey: key, optionId: 'a' });
   t.is(first.status, 202);
@@ -228,7 +229,7 @@ test('a replayed idempotency key with the same body returns the original answer;
   const reused = await vote(url, pollId, { token, altcha, idempotencyKey: key, optionId: 'b' });
   t.is(reused.status, 422);
   t.is(reused.body.code, 'idempotency_key_reused');
-  const second = await vote(url, pollId, { token, altcha: await solvedChallenge(url), optionId: 'b' });
+  const second = await vote(url, pollId, { token, altcha: await solvedChallenge(url, token, pollId), optionId: 'b' });
   t.is(second.status, 409);
   t.is(second.body.code, 'already_voted');
   t.is(second.body.voteId, first.body.voteId);
@@ -237,8 +238,8 @@ test('a replayed idempotency key with the same body returns the original answer;
 test('the same solved challenge sent 50 times at once by 50 voters is accepted once', async (t) => {
   const { env, url } = t.context;
   const { pollId } = await createPoll(url, await env.admin());
-  const altcha = await solvedChallenge(url);
   const tokens = await Promise.all(Array.from({ length: 50 }, () => env.voter()));
+  const altcha = await solvedChallenge(url, tokens[0] as string, pollId);
   const results = await Promise.all(tokens.map((token) => vote(url, pollId, { token, altcha })));
   t.is(results.filter((r) => r.status === 202).length, 1);
   const refused = results.filter((r) => r.status !== 202);
@@ -250,7 +251,7 @@ test('20 concurrent votes from one voter: exactly one 202; the others 409 alread
   const { env, url } = t.context;
   const { pollId } = await createPoll(url, await env.admin());
   const token = await env.voter();
-  const challenges = await Promise.all(Array.from({ length: 21 }, () => solvedChallenge(url)));
+  const challenges = await Promise.all(Array.from({ length: 21 }, () => solvedChallenge(url, token, pollId)));
   const results = await Promise.all(challenges.slice(0, 20).map((altcha) => vote(url, pollId, { token, altcha })));
   const accepted = results.filter((r) => r.status === 202);
   t.is(accepted.length, 1);
@@ -271,7 +272,11 @@ test('20 concurrent votes from one voter: exactly one 202; the others 409 alread
 });
 
 test('the challenge endpoint returns a signed, expiring ALTCHA challenge', async (t) => {
-  const res = await fetch(`${t.context.url}/v1/challenge`);
+  const { env, url } = t.context;
+  const { pollId } = await createPoll(url, await env.admin());
+  const res = await fetch(`${url}/v1/challenge?pollId=${pollId}`, {
+    headers: { authorization: `Bearer ${await env.voter()}` },
+  });
   t.is(res.status, 200);
   const c = await res.json();
   t.is(c.parameters.algorithm, 'SHA-256');
@@ -285,7 +290,7 @@ test('health, readiness, metrics and the OpenAPI document are served', async (t)
   const ready = await fetch(`${url}/readyz`);
   t.is(ready.status, 200);
   t.deepEqual(await ready.json(), { ready: true });
-  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const metrics = await (await fetch(`${t.context.ingest.metricsUrl}/metrics`)).text();
   t.true(metrics.includes('ingest_votes_total'));
   t.true(metrics.includes('ingest_produce_batch_messages'));
   const spec = await (await fetch(`${url}/openapi.json`)).json();

@@ -1,8 +1,21 @@
 import { readFileSync } from 'node:fs';
-import { type CommonConfig, ConfigError, envReader, loadCommonConfig } from '@votestream/runtime';
+import {
+  type CommonConfig,
+  ConfigError,
+  envReader,
+  type HttpServerLimits,
+  loadCommonConfig,
+  loadHttpServerLimits,
+} from '@votestream/runtime';
 
 export interface ProjectionsConfig extends CommonConfig {
   httpPort: number;
+  /** Prometheus `/metrics` port (never the public HTTP port). */
+  metricsPort: number;
+  /** Timeouts and connection cap of the public HTTP server. */
+  http: HttpServerLimits;
+  /** CSP `frame-ancestors` of the live page: who may frame it ('none' by default; a studio tool's origin if it must). */
+  liveFrameAncestors: string;
   /** Consumer group id prefix; the tallies and receipts projectors add `-tallies` / `-receipts`. */
   groupId: string;
   mqttUrl: string;
@@ -24,6 +37,16 @@ export interface ProjectionsConfig extends CommonConfig {
   fetchBytesPerPartitionMax: number;
 }
 
+/** `'none'`, `'self'` or space-separated https origins: nothing that could break out of the CSP header. */
+function frameAncestors(value: string): string {
+  const ok = value
+    .split(' ')
+    .filter((s) => s !== '')
+    .every((s) => s === "'none'" || s === "'self'" || /^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(s));
+  if (!ok) throw new ConfigError(`LIVE_FRAME_ANCESTORS must be 'none', 'self' or https origins, got ${value}`);
+  return value;
+}
+
 export function loadProjectionsConfig(env: Record<string, string | undefined> = process.env): ProjectionsConfig {
   const r = envReader(env);
   const common = loadCommonConfig('projections', env);
@@ -39,6 +62,9 @@ export function loadProjectionsConfig(env: Record<string, string | undefined> = 
   return {
     ...common,
     httpPort: r.int('HTTP_PORT', 8090, { min: 0, max: 65535 }),
+    metricsPort: r.int('PROJECTIONS_METRICS_PORT', 9472, { min: 0, max: 65535 }),
+    http: loadHttpServerLimits(r, { connectionsMax: 5000 }),
+    liveFrameAncestors: frameAncestors(r.string('LIVE_FRAME_ANCESTORS', "'none'")),
     groupId: r.string('PROJECTIONS_GROUP_ID', `${common.topicPrefix}projections`),
     mqttUrl: r.string('MQTT_URL', 'mqtt://127.0.0.1:1883'),
     mqttUsername: r.string('MQTT_USERNAME', 'projections'),

@@ -1,4 +1,3 @@
-import type { AddressInfo } from 'node:net';
 import { createReadModels, createReadModelWriter, scanLatest } from '@votestream/read-models';
 import {
   createCqlClient,
@@ -8,8 +7,10 @@ import {
   createRedis,
   deadLetterCounter,
   deadLetterDecoder,
+  exportConsumerLag,
   type Logger,
   requireTopics,
+  startMetricsServer,
   topicNames,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
@@ -23,6 +24,8 @@ import { TallyProjector } from './projector/tallies.ts';
 
 export interface Projections {
   httpPort: number;
+  /** PROJECTIONS_METRICS_PORT, where Prometheus scrapes `/metrics`. */
+  metricsPort: number;
   publisher: LivePublisher;
   close(): Promise<void>;
 }
@@ -168,6 +171,13 @@ export async function startProjections(
     });
   const tallyConsumer = kafka.consumer({ groupId: `${config.groupId}-tallies`, ...consumerOptions });
   const receiptConsumer = kafka.consumer({ groupId: `${config.groupId}-receipts`, ...consumerOptions });
+  for (const consumer of [tallyConsumer, receiptConsumer]) {
+    exportConsumerLag(consumer, registry, {
+      name: 'projections_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by its projector (after the last batch)',
+      labels: {},
+    });
+  }
   const tallyProjector = new TallyProjector({
     consumer: tallyConsumer,
     topic: topics.tallies,
@@ -201,24 +211,30 @@ export async function startProjections(
 
   const http = createHttpServer({
     readModels,
-    registry,
     mqttWsUrl: config.liveMqttWsUrl,
     apiUrl: config.liveApiUrl,
+    frameAncestors: config.liveFrameAncestors,
+    limits: config.http,
     logger,
     health: () => ({
       ok: consuming && redis.status === 'ready',
       detail: { consuming, redis: redis.status, mqttConnected: mqttClient.connected },
     }),
   });
-  const server = await http.listen(config.httpPort);
-  const httpPort = (server.address() as AddressInfo).port;
-  logger.info({ httpPort, topics: [topics.tallies, topics.voteDecisions] }, 'projections started');
+  const { server, port: httpPort } = await http.listen(config.httpPort);
+  const metricsServer = await startMetricsServer({ registry, port: config.metricsPort, host: '0.0.0.0' });
+  logger.info(
+    { httpPort, metricsPort: metricsServer.port, topics: [topics.tallies, topics.voteDecisions] },
+    'projections started',
+  );
 
   return {
     httpPort,
+    metricsPort: metricsServer.port,
     publisher,
     async close() {
       server.close();
+      await metricsServer.close();
       await tallyConsumer.disconnect();
       await receiptConsumer.disconnect();
       await deadLetterProducer.disconnect();

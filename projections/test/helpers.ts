@@ -76,6 +76,7 @@ export async function createWorld(t: ExecutionContext, name: string) {
       CQL_KEYSPACE: keyspace,
       REDIS_PREFIX: redisPrefix,
       HTTP_PORT: '0',
+      PROJECTIONS_METRICS_PORT: '0',
       MQTT_PASSWORD: projectionsPassword(),
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       ...overrides,

@@ -1,10 +1,9 @@
 // Client errors at projections' HTTP server are RFC 9457 problems with a stable code, never a 500 or Node's bare
 // 400/431: a path that is not valid percent-encoding, NUL bytes in a header, oversized headers, broken framing.
 // Only the HTTP layer is under test (no read model is touched by these requests).
-import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import type { ReadModels } from '@votestream/read-models';
-import { createLogger, createMetricsRegistry } from '@votestream/runtime';
+import { createLogger } from '@votestream/runtime';
 import test from 'ava';
 import { createHttpServer } from '../src/http/server.ts';
 
@@ -30,15 +29,15 @@ function exchange(port: number, raw: Buffer | string): Promise<{ status: number;
 test('bad paths, NUL bytes, oversized headers and broken framing get 4xx problem+json with a stable code', async (t) => {
   const http = createHttpServer({
     readModels: {} as ReadModels,
-    registry: createMetricsRegistry('projections-test'),
     mqttWsUrl: 'ws://127.0.0.1:9001',
     apiUrl: '',
+    frameAncestors: "'none'",
+    limits: { requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, keepAliveTimeoutMs: 4_000, connectionsMax: 64 },
     logger: createLogger('projections-test', 'silent'),
     health: () => ({ ok: true, detail: {} }),
   });
-  const server = await http.listen(0);
+  const { server, port } = await http.listen(0);
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const { port } = server.address() as AddressInfo;
   const cases: [string, Buffer | string, number, string][] = [
     ['bad escape %ff', 'GET /live/%ff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'invalid_path'],
     ['lone %', 'GET /live/% HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'invalid_path'],

@@ -27,11 +27,21 @@ test('the live results page shows bars with counts and percentages, updates live
   });
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1000, height: 420 } });
+  // The page runs under its Content-Security-Policy: any blocked script, style or connection shows up here.
+  const violations: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
+  });
   const pollId = `p-${randomUUID()}`;
 
   const first = tally(pollId, { red: 3, blue: 1 });
   await world.produceTallies([first]);
-  await page.goto(`http://127.0.0.1:${projections.httpPort}/live/${pollId}`);
+  const response = await page.goto(`http://127.0.0.1:${projections.httpPort}/live/${pollId}`);
+  const csp = response?.headers()['content-security-policy'] ?? '';
+  t.regex(csp, /script-src 'self' 'nonce-[A-Za-z0-9+/=]{24}'/);
+  t.regex(csp, /frame-ancestors 'none'/);
+  t.regex(csp, /connect-src 'self' http:\/\/127\.0\.0\.1:8080 ws:\/\/127\.0\.0\.1:9001/);
+  t.is(response?.headers()['x-content-type-options'], 'nosniff');
   await page.waitForSelector(`body[data-version="${first.version}"]`, { timeout: 30_000 });
   t.is(await page.textContent('[data-option="red"] .num'), '3 (75.0%)');
   t.is(await page.textContent('[data-option="blue"] .num'), '1 (25.0%)');
@@ -51,6 +61,7 @@ test('the live results page shows bars with counts and percentages, updates live
   t.is(await page.textContent('[data-option="red"] .num'), '6 (54.5%)');
   const width = await page.$eval('[data-option="red"] .bar', (el) => (el as HTMLElement).style.width);
   t.is(width, '54.5%');
+  t.deepEqual(violations, []);
 
   mkdirSync(`${repoRoot}test-results`, { recursive: true });
   await page.screenshot({ path: `${repoRoot}test-results/projections-live-page.png` });

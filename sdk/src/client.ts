@@ -2,8 +2,9 @@
  * The voter client: castVote, flushOutbox, getReceipt, subscribeResults. Only fetch, WebCrypto and setTimeout,
  * so it runs unchanged in browsers, React Native and Node.
  *
- * A vote's life: enter the outbox with a fresh Idempotency-Key (durably, before anything is sent) -> fetch and
- * solve a proof-of-work challenge -> POST with that key -> on a transient failure wait (Retry-After, or full-jitter
+ * A vote's life: enter the outbox with a fresh Idempotency-Key (durably, before anything is sent) -> fetch (with
+ * the voter's token: a challenge is bound to this voter and poll) and solve a proof-of-work challenge -> POST with
+ * that key (and the app's attestation token, when it gives one) -> on a transient failure wait (Retry-After, or full-jitter
  * exponential back-off) and resend with the same key, within attemptsMax and retryBudgetMs -> leave the outbox only
  * on a final answer. Whatever is left is resent by flushOutbox(), after a restart too.
  */
@@ -37,6 +38,7 @@ import {
   type SolveProgress,
 } from './pow.ts';
 import { ResultsHub, type ResultsSubscription, type SubscribeResultsOptions, type TotalsUpdate } from './results.ts';
+import { sdkClientHeader } from './version.ts';
 
 export type VoteProgress =
   | { phase: 'challenge'; pollId: string }
@@ -66,6 +68,13 @@ export interface VoterClientOptions {
   requestTimeoutMs?: number;
   /** Fresh challenges solved for one vote when the server refuses a proof of work (expired, spent by a lost attempt). */
   rechallengesMax?: number;
+  /**
+   * The app's platform attestation token for this vote (Play Integrity integrity token, App Attest assertion), or
+   * null when it has none. Called before each vote request; sent as `X-Votestream-Attestation` (at most
+   * 8192 characters of base64/base64url/JWS) and recorded with the vote for checking later. A rejection or a
+   * throw sends the vote without one.
+   */
+  getAttestation?: (request: { pollId: string; optionId: string }) => string | null | Promise<string | null>;
   /** Injected in tests. */
   random?: () => number;
   now?: () => number;
@@ -133,7 +142,12 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
     const onAbort = () => timeout.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const res = await doFetch(`${apiUrl}${path}`, { method, headers, body, signal: timeout.signal });
+      const res = await doFetch(`${apiUrl}${path}`, {
+        method,
+        headers: { ...headers, 'x-votestream-client': sdkClientHeader },
+        body,
+        signal: timeout.signal,
+      });
       const text = await res.text();
       let parsed: unknown = null;
       if (text !== '') {
@@ -150,20 +164,45 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
     }
   }
 
+  async function attestationFor(pollId: string, optionId: string): Promise<string | null> {
+    if (options.getAttestation === undefined) return null;
+    try {
+      const a = await options.getAttestation({ pollId, optionId });
+      return typeof a === 'string' && a !== '' ? a : null;
+    } catch {
+      return null; // the platform's attestation service is down: vote without (the server records none)
+    }
+  }
+
   /** Fetches and solves a challenge; returns the X-Altcha value, or the step to take when that failed. */
   async function solveFresh(ctx: VoteRequestContext, signal: AbortSignal | undefined): Promise<string | VoteStep> {
     options.onProgress?.({ phase: 'challenge', pollId: ctx.pollId });
     let answer: HttpAnswer;
     try {
-      answer = await request('GET', '/v1/challenge', { accept: jsonContentType }, undefined, signal);
+      const token = await options.getToken();
+      answer = await request(
+        'GET',
+        `/v1/challenge?pollId=${encodeURIComponent(ctx.pollId)}`,
+        { authorization: `Bearer ${token}`, accept: jsonContentType },
+        undefined,
+        signal,
+      );
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       return networkFailureStep(ctx, error);
     }
     if (answer.status !== 200) {
       const step = classifyVoteAnswer(ctx, answer, now());
-      // Anything but a transient failure on the challenge endpoint is not a verdict on the vote: keep it queued.
-      return step.action === 'retry' ? step : { action: 'keep', outcome: unexpectedChallengeAnswer(ctx, answer) };
+      // The challenge endpoint answers for the vote in three cases: a transient failure (retry), a token it refused
+      // (kept until sign-in), a poll that does not exist (final). Anything else is not a verdict on the vote: keep it.
+      if (
+        step.action === 'retry' ||
+        step.outcome.kind === 'unauthenticated' ||
+        step.outcome.kind === 'poll_not_found'
+      ) {
+        return step;
+      }
+      return { action: 'keep', outcome: unexpectedChallengeAnswer(ctx, answer) };
     }
     try {
       const challenge = parseChallenge(answer.body);
@@ -215,6 +254,7 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
         }
         try {
           const token = await options.getToken();
+          const attestation = await attestationFor(entry.pollId, entry.optionId);
           const answer = await request(
             'POST',
             path,
@@ -224,6 +264,7 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
               accept: jsonContentType,
               'idempotency-key': entry.idempotencyKey,
               'x-altcha': altcha,
+              ...(attestation === null ? {} : { 'x-votestream-attestation': attestation }),
             },
             body,
             signal,

@@ -56,3 +56,4 @@ export {
   type TotalsUpdate,
   totalsTopic,
 } from './results.ts';
+export { sdkClientHeader, sdkVersion } from './version.ts';

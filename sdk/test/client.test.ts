@@ -2,11 +2,13 @@
  * The client's retry, outbox and challenge logic against a scripted fake fetch (pure logic: the claims that the
  * SDK works against the real ingest are in ingest-system.test.ts).
  */
+import { readFileSync } from 'node:fs';
 import { createChallenge, verifySolution } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import test from 'ava';
 import { createVoterClient, subjectOfToken, type VoteProgress } from '../src/client.ts';
 import { createMemoryStorage } from '../src/outbox.ts';
+import { sdkVersion } from '../src/version.ts';
 
 const secret = 'fake-ingest-secret';
 const tokenFor = (sub: string) => `x.${Buffer.from(JSON.stringify({ sub })).toString('base64url')}.y`;
@@ -17,18 +19,32 @@ interface VoteCall {
   idempotencyKey: string | null;
   altcha: string | null;
   authorization: string | null;
+  client: string | null;
+  attestation: string | null;
   body: string;
+}
+
+interface ChallengeCall {
+  url: string;
+  authorization: string | null;
+  client: string | null;
 }
 
 /** A scripted stand-in for ingest's HTTP contract: real altcha challenges, vote answers taken from `script`. */
 function fakeIngest(script: Scripted[] = []) {
   const votes: VoteCall[] = [];
+  const challengeCalls: ChallengeCall[] = [];
   let challenges = 0;
   const fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = String(input);
     const headers = new Headers(init?.headers);
-    if (url.endsWith('/v1/challenge')) {
+    if (url.includes('/v1/challenge?')) {
       challenges++;
+      challengeCalls.push({
+        url,
+        authorization: headers.get('authorization'),
+        client: headers.get('x-votestream-client'),
+      });
       const c = await createChallenge({
         algorithm: 'SHA-256',
         cost: 1,
@@ -44,6 +60,8 @@ function fakeIngest(script: Scripted[] = []) {
         idempotencyKey: headers.get('idempotency-key'),
         altcha: headers.get('x-altcha'),
         authorization: headers.get('authorization'),
+        client: headers.get('x-votestream-client'),
+        attestation: headers.get('x-votestream-attestation'),
         body: String(init.body),
       });
       const next = script.shift();
@@ -62,7 +80,7 @@ function fakeIngest(script: Scripted[] = []) {
     }
     return Response.json({ code: 'not_found' }, { status: 404 });
   };
-  return { fetch, votes, challengeCount: () => challenges };
+  return { fetch, votes, challengeCalls, challengeCount: () => challenges };
 }
 
 const problem = (status: number, code: string, headers: Record<string, string> = {}, extra: object = {}): Scripted => ({
@@ -109,6 +127,44 @@ test('a vote is sent with a valid X-Altcha, a bearer token and an Idempotency-Ke
     ['challenge', 'sending'],
   );
   t.deepEqual(await client.pendingVotes(), []);
+});
+
+test('the SDK names itself on every request, asks for a challenge with the token for this poll, and passes the attestation', async (t) => {
+  const ingest = fakeIngest();
+  const asked: unknown[] = [];
+  const client = createVoterClient({
+    apiUrl: 'https://vote.example',
+    getToken: () => tokenFor('voter-1'),
+    fetch: ingest.fetch,
+    getAttestation: (request) => {
+      asked.push(request);
+      return 'eyJhbGciOiJFUzI1NiJ9.payload.sig';
+    },
+  });
+  t.like(await client.castVote('poll-7', 'a'), { kind: 'accepted' });
+  t.deepEqual(ingest.challengeCalls, [
+    {
+      url: 'https://vote.example/v1/challenge?pollId=poll-7',
+      authorization: `Bearer ${tokenFor('voter-1')}`,
+      client: `votestream-sdk/${sdkVersion}`,
+    },
+  ]);
+  t.is(ingest.votes[0]?.client, `votestream-sdk/${sdkVersion}`);
+  t.is(ingest.votes[0]?.attestation, 'eyJhbGciOiJFUzI1NiJ9.payload.sig');
+  t.deepEqual(asked, [{ pollId: 'poll-7', optionId: 'a' }]);
+  // An attestation service that fails: the vote goes without the header.
+  const failing = createVoterClient({
+    apiUrl: 'https://vote.example',
+    getToken: () => tokenFor('voter-2'),
+    fetch: ingest.fetch,
+    getAttestation: () => Promise.reject(new Error('integrity API down')),
+  });
+  t.like(await failing.castVote('poll-8', 'b'), { kind: 'accepted' });
+  t.is(ingest.votes[1]?.attestation, null);
+});
+
+test('sdkVersion is the package version', (t) => {
+  t.is(sdkVersion, JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version);
 });
 
 test('503 and 429 are retried with the same Idempotency-Key, waiting at least the Retry-After', async (t) => {

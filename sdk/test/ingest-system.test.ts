@@ -74,6 +74,8 @@ test.serial(
       getToken: () => token,
       onProgress: (p) => phases.add(p.phase),
       retry: fast,
+      // The app's Play Integrity / App Attest token: passed through to the vote record for checking later.
+      getAttestation: () => 'eyJhbGciOiJFUzI1NiJ9.integrity-verdict.c2ln',
     });
 
     const outcome = await client.castVote(pollId, 'b');
@@ -85,6 +87,7 @@ test.serial(
     t.is(mine.length, 1);
     t.is(mine[0]?.voteId, outcome.kind === 'accepted' ? outcome.voteId : 'missing');
     t.is(mine[0]?.evidence.challenge, 'SOLVED');
+    t.is(mine[0]?.evidence.attestation, 'eyJhbGciOiJFUzI1NiJ9.integrity-verdict.c2ln');
 
     const receipt = await client.getReceipt(pollId);
     t.like(receipt, { kind: 'receipt', voteId: mine[0]?.voteId, optionId: 'b' });

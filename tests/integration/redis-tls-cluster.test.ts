@@ -132,6 +132,7 @@ test('cluster over TLS: admission script, rate limits, CAS writes and the start-
     voterDurationS: 60,
     networkPoints: 1000,
     networkDurationS: 60,
+    fleetSize: 1,
   });
   t.is(await limits.consume('voter-rl', '10.0.0.0/24'), 0);
   t.is(await limits.consume('voter-rl', '10.0.0.0/24'), 0);

@@ -147,8 +147,11 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
 
   const { privateKey: otherKey } = generateKeyPairSync('ed25519');
   const forgedPem = otherKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const solved = async () => {
-    const challenge = (await (await fetch(`${api}/v1/challenge`)).json()) as AltchaChallenge;
+  /** A challenge for this voter in this poll (challenges are bound to both), solved like the SDK does. */
+  const solved = async (voterId: string) => {
+    const token = await mintToken({ privateKeyPem, sub: voterId });
+    const res = await fetch(`${api}/v1/challenge?pollId=${pollId}`, { headers: { authorization: `Bearer ${token}` } });
+    const challenge = (await res.json()) as AltchaChallenge;
     return encodeAltchaPayload(challenge, await solveAltcha(challenge));
   };
   const b64 = (r: Rng, n: number) => r.bytes(n).toString('base64url');
@@ -175,7 +178,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
         return `Bearer ${await mintToken({ privateKeyPem, sub: voterId })}`;
     }
   };
-  const altchas = async (r: Rng): Promise<string | null> => {
+  const altchas = async (r: Rng, voterId: string): Promise<string | null> => {
     switch (r.int(8)) {
       case 0:
         return null;
@@ -190,7 +193,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
       case 4:
         return r.pick(['', '%%%', 'null', Buffer.from('[]').toString('base64')]);
       default:
-        return solved();
+        return solved(voterId);
     }
   };
   const bodies = (r: Rng): Buffer => {
@@ -383,7 +386,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
       if (auth !== null) headers.push(['Authorization', auth]);
       const key = idemKeys(r);
       if (key !== null) headers.push(['Idempotency-Key', key]);
-      const altcha = await altchas(r);
+      const altcha = await altchas(r, voterId);
       if (altcha !== null) headers.push(['X-Altcha', altcha]);
       const ct = contentTypes(r);
       if (ct !== null) headers.push(['Content-Type', ct]);
@@ -455,7 +458,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
       authorization: `Bearer ${await mintToken({ privateKeyPem, sub: `${id}-final` })}`,
       'content-type': 'application/json',
       'idempotency-key': randomUUID(),
-      'x-altcha': await solved(),
+      'x-altcha': await solved(`${id}-final`),
     },
     body: JSON.stringify({ optionId: 'a' }),
   });

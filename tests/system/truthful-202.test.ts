@@ -79,13 +79,16 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
 
   const accepted = new Map<string, string[]>(); // voterId -> voteIds of every 202 the voter got
   const send = async (voterId: string, key: string, optionId: string) => {
-    const challenge = (await (await fetch(`${api}/v1/challenge`)).json()) as AltchaChallenge;
+    const token = await mintToken({ privateKeyPem, sub: voterId });
+    const challenge = (await (
+      await fetch(`${api}/v1/challenge?pollId=${pollId}`, { headers: { authorization: `Bearer ${token}` } })
+    ).json()) as AltchaChallenge;
     const altcha = encodeAltchaPayload(challenge, await solveAltcha(challenge));
     try {
       const res = await fetch(`${api}/v1/polls/${pollId}/votes`, {
         method: 'POST',
         headers: {
-          authorization: `Bearer ${await mintToken({ privateKeyPem, sub: voterId })}`,
+          authorization: `Bearer ${token}`,
           'content-type': 'application/json',
           'idempotency-key': key,
           'x-altcha': altcha,

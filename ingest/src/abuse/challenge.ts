@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomInt, timingSafeEqual } from 'node:crypto';
 import { type Challenge, createChallenge, type Solution } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 
@@ -10,14 +10,23 @@ import { deriveKey } from 'altcha-lib/algorithms/sha';
  * HMAC over all parameters make verification stateless and cheap (two HMACs, no re-derivation).
  * Replay is stopped separately by an atomic Redis `SET NX` on `challengeId` (see votes/admission.ts).
  *
+ * A challenge is bound to one (voter, poll): its signed `data.b` is an HMAC of `sub` and `pollId` (the raw `sub`
+ * is not in the challenge), so a solution is worth one vote by the voter who asked for it, in that poll; a bot
+ * cannot solve challenges in bulk ahead of time and spend them across accounts or polls. The secret counter comes
+ * from `crypto.randomInt` (`Math.random` is predictable enough to skip the search), and the difficulty
+ * (`maxNumber`) is chosen per request by abuse/challenge-policy.ts.
+ *
  * Verification is on the vote path, so it does not call altcha-lib's `verifySolution`, which imports a WebCrypto
  * key and awaits two `subtle.sign` calls per vote (a quarter of ingest's CPU in a profile). `verifyAltchaV2`
  * computes the same two HMACs with node:crypto, synchronously; a unit test checks it agrees with altcha-lib.
  */
 export interface ChallengeIssuer {
-  issue(): Promise<Challenge>;
+  /** A challenge for `binding` (see `bind`) with the secret counter drawn from [0, maxNumber). */
+  issue(binding: string, maxNumber: number): Promise<Challenge>;
   /** `X-Altcha` header value (base64 of `{ challenge, solution }`) -> the verified challenge, or null. */
-  verify(header: string): Promise<VerifiedChallenge | null>;
+  verify(header: string, binding: string): Promise<VerifiedChallenge | null>;
+  /** The binding of a challenge to one voter in one poll: 128 bits of HMAC(key, sub \n pollId), hex. */
+  bind(voterId: string, pollId: string): string;
 }
 
 export interface VerifiedChallenge {
@@ -30,21 +39,26 @@ export interface VerifiedChallenge {
 /** Anything longer is not a solution we issued (a real one is ~700 bytes). */
 export const challengeHeaderCharsMax = 4096;
 
-export function createChallengeIssuer(opts: { hmacKey: string; maxNumber: number; expiresS: number }): ChallengeIssuer {
+export function createChallengeIssuer(opts: { hmacKey: string; expiresS: number }): ChallengeIssuer {
   const keySecret = `${opts.hmacKey}:derived-key`;
+  const bindingSecret = `${opts.hmacKey}:binding`;
   return {
-    issue() {
+    bind(voterId, pollId) {
+      return createHmac('sha256', bindingSecret).update(`${voterId}\n${pollId}`).digest('hex').slice(0, 32);
+    },
+    issue(binding, maxNumber) {
       return createChallenge({
         algorithm: 'SHA-256',
         cost: 1,
-        counter: Math.floor(Math.random() * opts.maxNumber),
+        counter: randomInt(0, maxNumber),
+        data: { b: binding },
         deriveKey,
         hmacSignatureSecret: opts.hmacKey,
         hmacKeySignatureSecret: keySecret,
         expiresAt: Math.floor(Date.now() / 1000) + opts.expiresS,
       });
     },
-    async verify(header) {
+    async verify(header, binding) {
       if (header.length === 0 || header.length > challengeHeaderCharsMax) return null;
       let payload: { challenge?: Challenge; solution?: Solution };
       try {
@@ -67,7 +81,10 @@ export function createChallengeIssuer(opts: { hmacKey: string; maxNumber: number
         typeof p.keySignature !== 'string' ||
         // Every challenge ingest issues expires; one without expiresAt is not ours.
         typeof p.expiresAt !== 'number' ||
-        p.expiresAt * 1000 <= Date.now()
+        p.expiresAt * 1000 <= Date.now() ||
+        // Issued to another voter or for another poll (checked again under the signature below).
+        typeof p.data?.b !== 'string' ||
+        !hexEqual(p.data.b, binding)
       ) {
         return null;
       }

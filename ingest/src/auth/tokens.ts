@@ -5,10 +5,25 @@ import { createRemoteJWKSet, type JWTPayload, type JWTVerifyGetKey, jwtVerify } 
 export interface Principal {
   voterId: string;
   tokenId: string | null;
+  /** Epoch seconds after which this token is refused anyway (min of exp and iat + max token age): a revocation of its jti never needs to outlive it. */
+  refusedAfterS: number;
   scopes: ReadonlySet<string>;
 }
 
-export type TokenVerifier = (authorization: string | undefined) => Promise<Principal | null>;
+/** Why a token was refused (the problem's detail; never echoes the token). */
+export interface TokenRefusal {
+  refused: string;
+}
+
+export type TokenVerifier = (authorization: string | undefined) => Promise<Principal | TokenRefusal>;
+
+/**
+ * The characters a `sub` may use: what identity providers issue (Auth0 `google-oauth2|123`, Cognito UUIDs,
+ * numeric ids, e-mail-like ids) and nothing that means something in the places `sub` travels raw: Kafka keys
+ * (`<pollId>/<sub>`), Redis keys (`:`-separated, `{}` hash tags), CQL partition keys, logs (no newline, no
+ * quotes, no spaces), JSON built by hand. A token whose `sub` has anything else is refused with 401.
+ */
+export const subPattern = /^[A-Za-z0-9._~@|+=:-]{1,128}$/;
 
 /** Only asymmetric algorithms: ingest holds public keys, never a key that can mint tokens. */
 const asymmetric = ['EdDSA', 'ES256'] as const;
@@ -22,8 +37,10 @@ function algorithmOfPublicKey(pem: string): 'EdDSA' | 'ES256' {
 
 /**
  * Verifies `Authorization: Bearer <jwt>`: signature (EdDSA or ES256 only, so `alg: none` and HS256
- * algorithm confusion are refused by jose before any key is used), `iss`, `aud`, `exp`, `nbf`, and a
- * non-empty `sub`. Resolves null for any bad token; the caller answers 401.
+ * algorithm confusion are refused by jose before any key is used), `iss`, `aud`, `exp`, `nbf`, `iat` required
+ * and not older than `maxTokenAgeS` (jose's `maxTokenAge`: a stolen token ages out even if the identity provider
+ * issued it with a far `exp`), and a `sub` of safe characters (`subPattern`). Resolves a refusal for any bad
+ * token; the caller answers 401. Revocation (`jti`) is checked by the caller (auth/revocations.ts).
  */
 export function createTokenVerifier(opts: {
   publicKeyPem: string | undefined;
@@ -31,6 +48,7 @@ export function createTokenVerifier(opts: {
   issuer: string;
   audience: string;
   clockToleranceS: number;
+  maxTokenAgeS: number;
 }): TokenVerifier {
   let key: JWTVerifyGetKey | ReturnType<typeof createPublicKey>;
   let algorithms: string[];
@@ -48,25 +66,38 @@ export function createTokenVerifier(opts: {
     audience: opts.audience,
     algorithms,
     clockTolerance: opts.clockToleranceS,
-    requiredClaims: ['exp', 'sub'],
+    maxTokenAge: opts.maxTokenAgeS,
+    requiredClaims: ['exp', 'sub', 'iat'],
   };
+  const refused = (why: string): TokenRefusal => ({ refused: why });
   return async (authorization) => {
-    if (authorization === undefined || !authorization.startsWith('Bearer ')) return null;
+    if (authorization === undefined || !authorization.startsWith('Bearer ')) return refused('bearer token required');
     const token = authorization.slice(7).trim();
-    if (token.length === 0 || token.length > 4096) return null;
+    if (token.length === 0 || token.length > 4096) return refused('malformed token');
     let payload: JWTPayload;
     try {
       payload =
         typeof key === 'function'
           ? (await jwtVerify(token, key, verifyOptions)).payload
           : (await jwtVerify(token, key, verifyOptions)).payload;
-    } catch {
-      return null;
+    } catch (err) {
+      // jose's messages name the failed check ("\"iat\" claim timestamp check failed (too far in the past)"),
+      // never the token's content beyond claim names.
+      return refused(err instanceof Error && 'code' in err ? err.message.slice(0, 200) : 'untrusted token');
     }
     const sub = payload.sub;
-    if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) return null;
+    if (typeof sub !== 'string' || !subPattern.test(sub)) {
+      return refused('sub must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ @ | + = : -');
+    }
     const scope = payload.scope;
     const scopes = new Set(typeof scope === 'string' ? scope.split(' ').filter((s) => s !== '') : []);
-    return { voterId: sub, tokenId: typeof payload.jti === 'string' ? payload.jti.slice(0, 128) : null, scopes };
+    const refusedAfterS = Math.min(payload.exp as number, (payload.iat as number) + opts.maxTokenAgeS);
+    const jti = payload.jti;
+    return {
+      voterId: sub,
+      tokenId: typeof jti === 'string' && jti.length > 0 && jti.length <= 128 ? jti : null,
+      refusedAfterS: refusedAfterS + opts.clockToleranceS,
+      scopes,
+    };
   };
 }

@@ -46,6 +46,8 @@ export const openApiDocument = {
               'no_vote',
               'not_found',
               'poll_exists',
+              'poll_limit_reached',
+              'revocation_list_full',
               'already_voted',
               'poll_not_open',
               'poll_closed',
@@ -180,7 +182,11 @@ export const openApiDocument = {
           '400': problem(['invalid_body'], 'Invalid input.'),
           '401': problem(['unauthenticated'], 'No valid token.'),
           '403': problem(['forbidden'], 'Not an admin.'),
-          '409': problem(['poll_exists'], 'The poll id is taken.'),
+          '409': problem(
+            ['poll_exists', 'poll_limit_reached'],
+            'The poll id is taken, or the deployment holds POLLS_MAX polls already (nothing was written).',
+          ),
+          '429': { ...problem(['rate_limited'], 'This admin created too many polls lately.'), headers: retryAfter },
           '503': { ...problem(['unavailable'], 'Kafka did not take the poll.'), headers: retryAfter },
         },
       },
@@ -217,12 +223,65 @@ export const openApiDocument = {
     },
     '/v1/challenge': {
       get: {
-        summary: 'A signed, expiring proof-of-work challenge',
+        summary: 'A signed, expiring proof-of-work challenge for this voter in this poll',
+        description:
+          'Bound to the token’s sub and the poll: the solution is accepted only for a vote by that voter in that poll. Difficulty rises for voters, networks and devices asking faster than a real voter would.',
+        security: [{ bearer: [] }],
+        parameters: [
+          { name: 'pollId', in: 'query', required: true, schema: { $ref: '#/components/schemas/Id' } },
+          { name: 'X-Device-Id', in: 'header', required: false, schema: { type: 'string', maxLength: 128 } },
+        ],
         responses: {
           '200': {
             description: 'Solve it and send the ALTCHA payload (base64 JSON) in X-Altcha.',
             content: { 'application/json': { schema: { $ref: '#/components/schemas/Challenge' } } },
           },
+          '400': problem(['invalid_body'], 'pollId missing or malformed.'),
+          '401': problem(['unauthenticated'], 'No valid token.'),
+          '404': problem(['poll_not_found'], 'No such poll.'),
+          '429': { ...problem(['rate_limited'], 'Too many challenges for this voter.'), headers: retryAfter },
+          '503': { ...problem(['unavailable'], 'The challenge counters are unreachable.'), headers: retryAfter },
+        },
+      },
+    },
+    '/v1/token-revocations': {
+      post: {
+        summary: 'Revoke a token by its jti (admin), until it would age out anyway',
+        security: [{ bearer: [] }],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['jti'],
+                additionalProperties: false,
+                properties: { jti: { type: 'string', minLength: 1, maxLength: 128 } },
+              },
+            },
+          },
+        },
+        responses: {
+          '201': {
+            description: 'Revoked: every request with this jti is 401 until revokedUntil.',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['jti', 'revokedUntil'],
+                  properties: { jti: { type: 'string' }, revokedUntil: { type: 'string', format: 'date-time' } },
+                },
+              },
+            },
+          },
+          '400': problem(['invalid_body'], 'jti missing or malformed.'),
+          '401': problem(['unauthenticated'], 'No valid token.'),
+          '403': problem(['forbidden'], 'Not an admin.'),
+          '409': problem(
+            ['revocation_list_full'],
+            'TOKEN_REVOCATIONS_MAX live entries: rotate the signing key instead.',
+          ),
+          '503': { ...problem(['unavailable'], 'Redis is unreachable.'), headers: retryAfter },
         },
       },
     },
@@ -246,6 +305,21 @@ export const openApiDocument = {
             schema: { type: 'string' },
           },
           { name: 'X-Device-Id', in: 'header', required: false, schema: { type: 'string', maxLength: 128 } },
+          {
+            name: 'X-Votestream-Attestation',
+            in: 'header',
+            required: false,
+            description:
+              'The app’s attestation token (Play Integrity, App Attest), recorded with the vote for checking later; not verified here.',
+            schema: { type: 'string', maxLength: 8192, pattern: '^[A-Za-z0-9+/=_.-]+$' },
+          },
+          {
+            name: 'X-Votestream-Client',
+            in: 'header',
+            required: false,
+            description: 'votestream-sdk/<version>, sent by the SDK (used by the edge’s bot rules).',
+            schema: { type: 'string' },
+          },
         ],
         requestBody: {
           required: true,
@@ -315,9 +389,6 @@ export const openApiDocument = {
         summary: 'Readiness: catalog caught up, Kafka and Redis reachable, not shutting down',
         responses: { '200': { description: 'Ready.' }, '503': { description: 'Not ready.' } },
       },
-    },
-    '/metrics': {
-      get: { summary: 'Prometheus metrics', responses: { '200': { description: 'Text exposition format.' } } },
     },
   },
 } as const;

@@ -13,6 +13,8 @@ export type ProblemCode =
   | 'no_vote'
   | 'not_found'
   | 'poll_exists'
+  | 'poll_limit_reached'
+  | 'revocation_list_full'
   | 'already_voted'
   | 'poll_not_open'
   | 'poll_closed'
@@ -35,6 +37,8 @@ const titles: Record<ProblemCode, readonly [status: number, title: string]> = {
   no_vote: [404, 'No vote by this voter in this poll'],
   not_found: [404, 'No such resource'],
   poll_exists: [409, 'A poll with this id already exists'],
+  poll_limit_reached: [409, 'The poll catalog is full'],
+  revocation_list_full: [409, 'The token revocation list is full'],
   already_voted: [409, 'This voter already voted in this poll'],
   poll_not_open: [409, 'The poll is not open yet'],
   poll_closed: [409, 'The poll is closed'],

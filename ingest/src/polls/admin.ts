@@ -92,6 +92,8 @@ export class PollAdmin {
     private readonly catalog: PollCatalog,
     private readonly redis: RedisClient,
     private readonly redisPrefix: string,
+    /** Polls accepted at most (POLLS_MAX, at most catalogPollsMax). */
+    private readonly pollsMax: number,
   ) {}
 
   private async write(type: PollEventType, poll: PollDefinition, now: number): Promise<void> {
@@ -108,6 +110,23 @@ export class PollAdmin {
 
   async create(poll: PollDefinition, now: number): Promise<PollDefinition> {
     if (this.catalog.get(poll.pollId)) throw new ProblemError('poll_exists', `poll ${poll.pollId} already exists`);
+    // Before anything is written: a poll over the cap must never reach the polls topic, where every instance's
+    // catalog would have to refuse it. Creations in flight count too, so concurrent admins here cannot overshoot.
+    if (this.catalog.size + this.creating >= this.pollsMax) {
+      throw new ProblemError('poll_limit_reached', `this deployment holds at most POLLS_MAX=${this.pollsMax} polls`);
+    }
+    this.creating++;
+    try {
+      return await this.claimAndWrite(poll, now);
+    } finally {
+      this.creating--;
+    }
+  }
+
+  /** Creations on this instance between the cap check and the catalog applying the write. */
+  private creating = 0;
+
+  private async claimAndWrite(poll: PollDefinition, now: number): Promise<PollDefinition> {
     const claimKey = `${this.redisPrefix}poll:${poll.pollId}`;
     const claim = randomUUID();
     if ((await this.redis.set(claimKey, claim, 'NX')) !== 'OK') {

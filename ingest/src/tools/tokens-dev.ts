@@ -12,6 +12,10 @@ export async function mintToken(opts: {
   /** Override for tests: sign with another alg or omit claims. */
   notBeforeS?: number;
   expiresAtS?: number;
+  /** `iat` (default now); null leaves it out. */
+  issuedAtS?: number | null;
+  /** `jti` (default a random UUID). */
+  jti?: string;
 }): Promise<string> {
   const key = createPrivateKey(opts.privateKeyPem);
   const alg = key.asymmetricKeyType === 'ed25519' ? 'EdDSA' : 'ES256';
@@ -21,9 +25,9 @@ export async function mintToken(opts: {
     .setSubject(opts.sub)
     .setIssuer(opts.issuer ?? 'votestream-dev')
     .setAudience(opts.audience ?? 'votestream')
-    .setIssuedAt(now)
-    .setJti(randomUUID())
+    .setJti(opts.jti ?? randomUUID())
     .setExpirationTime(opts.expiresAtS ?? now + (opts.ttlS ?? 3600));
+  if (opts.issuedAtS !== null) jwt.setIssuedAt(opts.issuedAtS ?? now);
   if (opts.notBeforeS !== undefined) jwt.setNotBefore(opts.notBeforeS);
   return jwt.sign(key);
 }

@@ -1,17 +1,23 @@
 import { join } from 'node:path';
 import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
-import { httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
+import { freePort, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
 
 export interface VotestreamPorts {
   ingest: number;
   projections: number;
   streamMetrics: number;
+  /** Metrics ports (INGEST_METRICS_PORT, PROJECTIONS_METRICS_PORT); a free port each when not given. */
+  ingestMetrics?: number;
+  projectionsMetrics?: number;
 }
 
 export interface RunningVotestream {
   prefix: string;
   apiUrl: string;
   projectionsUrl: string;
+  /** Where ingest and projections serve Prometheus `/metrics` (not their public ports). */
+  ingestMetricsUrl: string;
+  projectionsMetricsUrl: string;
   ingest: ServiceProcess;
   stream: ServiceProcess;
   projections: ServiceProcess;
@@ -32,10 +38,14 @@ export async function startVotestream(opts: {
   env?: Record<string, string>;
   logDir: string;
 }): Promise<RunningVotestream> {
+  const ingestMetrics = opts.ports.ingestMetrics ?? (await freePort());
+  const projectionsMetrics = opts.ports.projectionsMetrics ?? (await freePort());
   const env: Record<string, string> = {
     TOPIC_PREFIX: opts.prefix,
     INGEST_PORT: String(opts.ports.ingest),
+    INGEST_METRICS_PORT: String(ingestMetrics),
     HTTP_PORT: String(opts.ports.projections),
+    PROJECTIONS_METRICS_PORT: String(projectionsMetrics),
     STREAM_METRICS_PORT: String(opts.ports.streamMetrics),
     LOG_LEVEL: 'info',
     ...opts.env,
@@ -83,6 +93,8 @@ export async function startVotestream(opts: {
       prefix: opts.prefix,
       apiUrl,
       projectionsUrl,
+      ingestMetricsUrl: `http://127.0.0.1:${ingestMetrics}`,
+      projectionsMetricsUrl: `http://127.0.0.1:${projectionsMetrics}`,
       ingest,
       stream,
       projections,

@@ -3,6 +3,7 @@ export * from './config.ts';
 export * from './cql.ts';
 export * from './dead-letter.ts';
 export * from './http.ts';
+export * from './http-server.ts';
 export * from './kafka.ts';
 export * from './logger.ts';
 export * from './metrics.ts';

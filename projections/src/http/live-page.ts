@@ -3,7 +3,7 @@
  * percentages. It loads the current results over HTTP, then follows the retained MQTT topic over
  * WebSockets (anonymous, subscribe-only), applying a message only if its version is newer.
  */
-export function livePage(opts: { pollId: string; mqttWsUrl: string; apiUrl: string }): string {
+export function livePage(opts: { pollId: string; mqttWsUrl: string; apiUrl: string; nonce: string }): string {
   const boot = JSON.stringify({ pollId: opts.pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl }).replaceAll(
     '<',
     '\\u003c',
@@ -14,7 +14,7 @@ export function livePage(opts: { pollId: string; mqttWsUrl: string; apiUrl: stri
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Live results</title>
-<style>
+<style nonce="${opts.nonce}">
   body { margin: 0; font-family: system-ui, sans-serif; background: #0b1020; color: #f4f6ff; }
   main { max-width: 960px; margin: 0 auto; padding: 32px; }
   h1 { font-size: 28px; margin: 0 0 4px; }
@@ -35,8 +35,8 @@ export function livePage(opts: { pollId: string; mqttWsUrl: string; apiUrl: stri
   <div id="bars"></div>
   <div id="total">Total votes: <span id="total-count">0</span></div>
 </main>
-<script src="/live/assets/mqtt.min.js"></script>
-<script>
+<script nonce="${opts.nonce}" src="/live/assets/mqtt.min.js"></script>
+<script nonce="${opts.nonce}">
 (function () {
   var boot = ${boot};
   var current = null;

@@ -1,9 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { ReadModels } from '@votestream/read-models';
-import { answerClientErrors, type Logger, requestErrorCode } from '@votestream/runtime';
+import {
+  answerClientErrors,
+  createLimitedServer,
+  type HttpServerLimits,
+  type Logger,
+  listen,
+  requestErrorCode,
+} from '@votestream/runtime';
 import express from 'express';
-import type { Registry } from 'prom-client';
 import { livePage } from './live-page.ts';
 
 const pollIdPattern = /^[a-z0-9-]{1,64}$/;
@@ -17,21 +24,61 @@ function sendProblem(res: express.Response, status: number, code: string, detail
 }
 const mqttBrowserBundle = createRequire(import.meta.url).resolve('mqtt/dist/mqtt.min');
 
+/** The origin a CSP `connect-src` needs for `url` ('' = the page's own origin, covered by 'self'). */
+function originOf(url: string): string | null {
+  if (url === '') return null;
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * HTTP: the live results page, health and metrics. Not a hot path. The results API is ingest's
+ * The live page's Content-Security-Policy: its one inline script and style run only with this response's nonce;
+ * the MQTT bundle only from this origin (its timer Worker from blob:); fetches only to the vote API and the MQTT WebSocket; no plugins, no
+ * forms, no <base>; framing only by `frameAncestors` (clickjacking over a TV graphics page).
+ */
+export function livePageCsp(nonce: string, opts: { apiUrl: string; mqttWsUrl: string; frameAncestors: string }) {
+  const connect = ["'self'", originOf(opts.apiUrl), originOf(opts.mqttWsUrl)].filter((o) => o !== null);
+  return [
+    "default-src 'none'",
+    `script-src 'self' 'nonce-${nonce}'`,
+    `style-src 'nonce-${nonce}'`,
+    // mqtt.js runs its keep-alive timers in a Worker it creates from a blob: URL (so a background tab keeps them).
+    'worker-src blob:',
+    `connect-src ${connect.join(' ')}`,
+    "img-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "object-src 'none'",
+    `frame-ancestors ${opts.frameAncestors}`,
+  ].join('; ');
+}
+
+/**
+ * HTTP: the live results page and health (metrics are on their own port, runtime's startMetricsServer). Not a hot
+ * path. Every response says nosniff. The results API is ingest's
  * (`GET /v1/polls/{pollId}/results`, one contract, problem+json errors), reading the same read models.
  */
 export function createHttpServer(opts: {
   readModels: ReadModels;
-  registry: Registry;
   mqttWsUrl: string;
   /** Base URL of the vote API the page reads the poll's labels from ('' = same origin, as behind the ALB). */
   apiUrl: string;
+  /** CSP frame-ancestors of the live page (LIVE_FRAME_ANCESTORS). */
+  frameAncestors: string;
+  limits: HttpServerLimits;
   logger: Logger;
   health: () => { ok: boolean; detail: Record<string, unknown> };
 }) {
   const app = express();
   app.disable('x-powered-by');
+  app.use((_req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
   app.get('/live/assets/mqtt.min.js', (_req, res) => {
     res.sendFile(mqttBrowserBundle, { maxAge: '1h' });
   });
@@ -39,17 +86,17 @@ export function createHttpServer(opts: {
     const { pollId } = req.params;
     if (!pollIdPattern.test(pollId))
       return void sendProblem(res, 400, 'invalid_poll_id', 'poll ids are [a-z0-9-]{1,64}');
+    // A fresh nonce per response (128 bits): a script injected into the page cannot guess it.
+    const nonce = randomBytes(16).toString('base64');
     res
       .type('html')
       .set('Cache-Control', 'no-store')
-      .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl }));
+      .set('Content-Security-Policy', livePageCsp(nonce, opts))
+      .send(livePage({ pollId, mqttWsUrl: opts.mqttWsUrl, apiUrl: opts.apiUrl, nonce }));
   });
   app.get('/health', (_req, res) => {
     const h = opts.health();
     res.status(h.ok ? 200 : 503).json(h);
-  });
-  app.get('/metrics', async (_req, res) => {
-    res.type(opts.registry.contentType).send(await opts.registry.metrics());
   });
   app.use((_req, res) => sendProblem(res, 404, 'not_found', 'no such resource'));
   // A path that is not valid percent-encoding (`/live/%ff`) fails in the router: a client error, never a 500.
@@ -61,11 +108,11 @@ export function createHttpServer(opts: {
     sendProblem(res, 500, 'internal', 'internal error');
   });
   return {
-    listen(port: number): Promise<Server> {
-      return new Promise((resolve, reject) => {
-        const server = app.listen(port, '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(server)));
-        answerClientErrors(server);
-      });
+    /** Listens with the header/request timeouts and connection cap (HTTP_* env): a slow client is cut. */
+    async listen(port: number): Promise<{ server: Server; port: number }> {
+      const server = createLimitedServer(opts.limits, app);
+      answerClientErrors(server);
+      return { server, port: await listen(server, port, '0.0.0.0') };
     },
   };
 }

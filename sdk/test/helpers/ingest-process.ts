@@ -91,6 +91,7 @@ export async function startIngestProcess(opts: {
     entry: 'ingest/src/main.ts',
     env: {
       INGEST_PORT: String(port),
+      INGEST_METRICS_PORT: String(await freePort()),
       TOPIC_PREFIX: opts.prefix,
       REDIS_PREFIX: opts.redisPrefix,
       CQL_KEYSPACE: sdkTestKeyspace,

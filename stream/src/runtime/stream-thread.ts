@@ -1,4 +1,4 @@
-import { deadLetterCounter, InvariantError, invariant, type Logger } from '@votestream/runtime';
+import { deadLetterCounter, exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
@@ -189,6 +189,11 @@ export class StreamThread {
 
   async start(): Promise<void> {
     const { consumer, o } = this;
+    exportConsumerLag(consumer, o.registry, {
+      name: 'stream_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by this stage (after the last batch)',
+      labels: { stage: o.stage },
+    });
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[o.inputTopic] ?? [];
       this.assigned = new Set(partitions);

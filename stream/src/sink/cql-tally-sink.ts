@@ -1,4 +1,10 @@
-import { type CqlClient, deadLetterCounter, deadLetterDecoder, type Logger } from '@votestream/runtime';
+import {
+  type CqlClient,
+  deadLetterCounter,
+  deadLetterDecoder,
+  exportConsumerLag,
+  type Logger,
+} from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate } from '@votestream/schemas';
 import cassandra from 'cassandra-driver';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
@@ -56,6 +62,11 @@ export class CqlTallySink {
 
   async start(): Promise<void> {
     const { consumer, o } = this;
+    exportConsumerLag(consumer, o.registry, {
+      name: 'stream_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by this stage (after the last batch)',
+      labels: { stage: 'sink' },
+    });
     const decode = deadLetterDecoder({
       producer: o.deadLetters.producer,
       deadLetterTopic: o.deadLetters.topic,

@@ -30,8 +30,13 @@ variable "api_certificate_arn" {
   type        = string
 }
 
-variable "mqtt_certificate_arn" {
-  description = "ACM certificate of the MQTT endpoint."
+variable "mqtt_domain_name" {
+  description = "Public host name of the MQTT endpoint (what clients dial and what the certificate must name)."
+  type        = string
+}
+
+variable "mqtt_certificate_domain" {
+  description = "Name the MQTT certificate was issued for: mqtt_domain_name itself, or a wildcard covering it."
   type        = string
 }
 
@@ -55,8 +60,38 @@ variable "enable_cloudfront" {
   type        = bool
 }
 
-variable "logs_kms_key_arn" {
-  description = "KMS key of the WAF log group."
+variable "access_logs_bucket" {
+  description = "S3 bucket of the ALB (prefix alb/) and NLB (prefix nlb/) access logs (modules/logs)."
+  type        = string
+}
+
+variable "waf_logs_bucket_arn" {
+  description = "S3 bucket (aws-waf-logs-*) of the WAF full logs (modules/logs)."
+  type        = string
+}
+
+variable "alb_reserved_capacity_units" {
+  description = "ALB Load Balancer Capacity Units reserved ahead of a show (0: none). See docs/capacity.md for the arithmetic."
+  type        = number
+}
+
+variable "nlb_reserved_capacity_units" {
+  description = "NLB capacity units reserved ahead of a show (0: none)."
+  type        = number
+}
+
+variable "cloudfront_certificate_arn" {
+  description = "ACM certificate (us-east-1) of api_domain_name for CloudFront; required when enable_cloudfront."
+  type        = string
+}
+
+variable "api_domain_name" {
+  description = "Public host name of the vote API (CloudFront alias)."
+  type        = string
+}
+
+variable "sdk_client_header_prefix" {
+  description = "Prefix of the X-Votestream-Client header the voter SDK sends (votestream-sdk/<version>)."
   type        = string
 }
 
@@ -68,13 +103,21 @@ resource "aws_security_group" "alb" {
   vpc_id      = var.vpc_id
 }
 
+# With CloudFront in front, the ALB accepts only CloudFront's origin-facing addresses: otherwise a client could
+# skip the edge and forge the CloudFront-Viewer-Address header ingest reads its client address from.
+data "aws_ec2_managed_prefix_list" "cloudfront" {
+  count = var.enable_cloudfront ? 1 : 0
+  name  = "com.amazonaws.global.cloudfront.origin-facing"
+}
+
 resource "aws_vpc_security_group_ingress_rule" "alb_https" {
   security_group_id = aws_security_group.alb.id
-  cidr_ipv4         = "0.0.0.0/0"
+  cidr_ipv4         = var.enable_cloudfront ? null : "0.0.0.0/0"
+  prefix_list_id    = var.enable_cloudfront ? data.aws_ec2_managed_prefix_list.cloudfront[0].id : null
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
-  description       = "HTTPS from voters"
+  description       = var.enable_cloudfront ? "HTTPS from CloudFront only" : "HTTPS from voters"
 }
 
 resource "aws_vpc_security_group_egress_rule" "alb_to_pods" {
@@ -107,6 +150,23 @@ resource "aws_lb" "api" {
   enable_deletion_protection = true
   idle_timeout               = 30
   desync_mitigation_mode     = "strictest"
+
+  # Every request (client address, TLS, target, status, WAF action, timings): what an abuse investigation needs.
+  access_logs {
+    enabled = true
+    bucket  = var.access_logs_bucket
+    prefix  = "alb"
+  }
+
+  # Pre-warming: reserved LCUs make the ALB hold the show's capacity before the first spike instead of scaling
+  # into it (docs/capacity.md, docs/runbook.md "before the show"). Billed while set: the runbook sets it the day
+  # before and back to 0 after.
+  dynamic "minimum_load_balancer_capacity" {
+    for_each = var.alb_reserved_capacity_units > 0 ? [1] : []
+    content {
+      capacity_units = var.alb_reserved_capacity_units
+    }
+  }
 }
 
 resource "aws_lb_target_group" "ingest" {
@@ -137,7 +197,7 @@ resource "aws_lb_target_group" "projections" {
   deregistration_delay = 20
 
   health_check {
-    path    = "/health"
+    path    = "/readyz"
     matcher = "200"
   }
 }
@@ -260,12 +320,40 @@ resource "aws_wafv2_web_acl" "api" {
     }
   }
 
-  # Bot Control (common level): blocks self-identified and verified-bad bots, scrapers, HTTP libraries without
-  # a browser signature. The SDK's own clients are apps, not browsers; the SDK sends a User-Agent that the
-  # category rules let through. Targeted level is not enabled: at 250k req/s its per-request price dominates.
+  # Known bad inputs (Log4j JNDI lookups, exploit paths): cheap, no false positives on JSON votes.
+  rule {
+    name     = "known-bad-inputs"
+    priority = 4
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesKnownBadInputsRuleSet"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "known-bad-inputs"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  # Bot Control (common level) judges what is NOT the voter SDK: browsers (the live page), scrapers, scripts.
+  # The SDK runs inside mobile apps, whose HTTP stacks (OkHttp, CFNetwork) AWS lists as known false positives of
+  # SignalNonBrowserUserAgent and CategoryHttpLibrary. So:
+  #   - requests that say they are the SDK (X-Votestream-Client: votestream-sdk/<version>) are scoped out: what
+  #     judges them is what the app proves at ingest (the identity provider's signed JWT, a solved proof of work
+  #     per vote, the app attestation token in X-Votestream-Attestation kept for later checking, per-voter and
+  #     per-network rate limits, one vote per voter in the stream). Claiming to be the SDK buys a bot nothing:
+  #     it only moves it from this rule group to those checks, which a browser-less script must pass anyway.
+  #   - for everything else the two non-browser rules only count (they add labels), and the next rule blocks a
+  #     labelled request only on the vote and challenge paths; results GETs and the live page stay reachable.
+  # Targeted level is not enabled: at 500k requests/s its per-request price dominates the edge bill.
   rule {
     name     = "bot-control"
-    priority = 4
+    priority = 5
     override_action {
       none {}
     }
@@ -278,11 +366,111 @@ resource "aws_wafv2_web_acl" "api" {
             inspection_level = "COMMON"
           }
         }
+        rule_action_override {
+          name = "SignalNonBrowserUserAgent"
+          action_to_use {
+            count {}
+          }
+        }
+        rule_action_override {
+          name = "CategoryHttpLibrary"
+          action_to_use {
+            count {}
+          }
+        }
+        scope_down_statement {
+          not_statement {
+            statement {
+              byte_match_statement {
+                search_string         = var.sdk_client_header_prefix
+                positional_constraint = "STARTS_WITH"
+                field_to_match {
+                  single_header {
+                    name = "x-votestream-client"
+                  }
+                }
+                text_transformation {
+                  priority = 0
+                  type     = "NONE"
+                }
+              }
+            }
+          }
+        }
       }
     }
     visibility_config {
       cloudwatch_metrics_enabled = true
       metric_name                = "bot-control"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  # A script or HTTP library that does not identify as the SDK may read results, but not vote or take challenges.
+  rule {
+    name     = "non-browser-off-vote-path"
+    priority = 6
+    action {
+      block {
+        custom_response {
+          response_code            = 403
+          custom_response_body_key = "edge-refused"
+        }
+      }
+    }
+    statement {
+      and_statement {
+        statement {
+          or_statement {
+            statement {
+              label_match_statement {
+                scope = "LABEL"
+                key   = "awswaf:managed:aws:bot-control:signal:non_browser_user_agent"
+              }
+            }
+            statement {
+              label_match_statement {
+                scope = "LABEL"
+                key   = "awswaf:managed:aws:bot-control:bot:category:http_library"
+              }
+            }
+          }
+        }
+        statement {
+          or_statement {
+            statement {
+              byte_match_statement {
+                search_string         = "/votes"
+                positional_constraint = "ENDS_WITH"
+                field_to_match {
+                  uri_path {}
+                }
+                text_transformation {
+                  priority = 0
+                  type     = "NONE"
+                }
+              }
+            }
+            statement {
+              byte_match_statement {
+                search_string         = "/v1/challenge"
+                positional_constraint = "STARTS_WITH"
+                field_to_match {
+                  uri_path {}
+                }
+                text_transformation {
+                  priority = 0
+                  type     = "NONE"
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "non-browser-off-vote-path"
       sampled_requests_enabled   = true
     }
   }
@@ -364,6 +552,12 @@ resource "aws_wafv2_web_acl" "api" {
     }
   }
 
+  custom_response_body {
+    key          = "edge-refused"
+    content_type = "APPLICATION_JSON"
+    content      = "{\"type\":\"about:blank\",\"title\":\"Refused at the edge: use the votestream SDK\",\"status\":403,\"code\":\"edge_refused\"}"
+  }
+
   visibility_config {
     cloudwatch_metrics_enabled = true
     metric_name                = "${var.name}-api"
@@ -376,27 +570,16 @@ resource "aws_wafv2_web_acl_association" "api" {
   web_acl_arn  = aws_wafv2_web_acl.api.arn
 }
 
-# WAF logs: only blocked requests (sampling every allowed vote would cost more than it tells).
-resource "aws_cloudwatch_log_group" "waf" {
-  name              = "aws-waf-logs-${var.name}-api"
-  retention_in_days = 30
-  kms_key_id        = var.logs_kms_key_arn
-}
-
+# WAF logs: every request, allowed or not (an abuse investigation needs the traffic that got through: which
+# networks voted, with which labels), straight to S3 (an order of magnitude cheaper per GB than CloudWatch Logs
+# at 500k requests/s; docs/capacity.md). The voter's bearer token is redacted at the source.
 resource "aws_wafv2_web_acl_logging_configuration" "api" {
   resource_arn            = aws_wafv2_web_acl.api.arn
-  log_destination_configs = [aws_cloudwatch_log_group.waf.arn]
+  log_destination_configs = [var.waf_logs_bucket_arn]
 
-  logging_filter {
-    default_behavior = "DROP"
-    filter {
-      behavior    = "KEEP"
-      requirement = "MEETS_ANY"
-      condition {
-        action_condition {
-          action = "BLOCK"
-        }
-      }
+  redacted_fields {
+    single_header {
+      name = "authorization"
     }
   }
 }
@@ -439,6 +622,25 @@ resource "aws_vpc_security_group_ingress_rule" "emqx_from_nlb" {
   description                  = "EMQX ${each.key} from the NLB"
 }
 
+# The certificate is found by the name clients dial, so the NLB cannot serve a certificate for another host: the
+# live page connects to wss://<mqtt_domain_name>/mqtt, never to the NLB's AWS name.
+data "aws_acm_certificate" "mqtt" {
+  domain      = var.mqtt_certificate_domain
+  statuses    = ["ISSUED"]
+  most_recent = true
+
+  lifecycle {
+    postcondition {
+      condition = (
+        self.domain == var.mqtt_domain_name ||
+        (startswith(self.domain, "*.") && endswith(var.mqtt_domain_name, substr(self.domain, 1, -1)) &&
+        length(split(".", var.mqtt_domain_name)) == length(split(".", self.domain)))
+      )
+      error_message = "The MQTT certificate must name mqtt_domain_name (or be a one-level wildcard covering it)."
+    }
+  }
+}
+
 resource "aws_lb" "mqtt" {
   name                             = "${var.name}-mqtt"
   load_balancer_type               = "network"
@@ -447,6 +649,20 @@ resource "aws_lb" "mqtt" {
   security_groups                  = [aws_security_group.nlb.id]
   enable_cross_zone_load_balancing = true
   enable_deletion_protection       = true
+
+  # One record per TLS connection (client address, TLS version, bytes, duration).
+  access_logs {
+    enabled = true
+    bucket  = var.access_logs_bucket
+    prefix  = "nlb"
+  }
+
+  dynamic "minimum_load_balancer_capacity" {
+    for_each = var.nlb_reserved_capacity_units > 0 ? [1] : []
+    content {
+      capacity_units = var.nlb_reserved_capacity_units
+    }
+  }
 }
 
 resource "aws_lb_target_group" "emqx" {
@@ -470,7 +686,7 @@ resource "aws_lb_listener" "mqtt" {
   port              = each.value
   protocol          = "TLS"
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-  certificate_arn   = var.mqtt_certificate_arn
+  certificate_arn   = data.aws_acm_certificate.mqtt.arn
 
   default_action {
     type             = "forward"
@@ -524,10 +740,18 @@ resource "aws_cloudfront_distribution" "api" {
     viewer_protocol_policy = "https-only"
     allowed_methods        = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
     cached_methods         = ["GET", "HEAD"]
-    # AWS managed policies: CachingDisabled and AllViewerExceptHostHeader.
-    cache_policy_id          = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
-    origin_request_policy_id = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+    # AWS managed policies: CachingDisabled, SecurityHeadersPolicy, AllViewerAndCloudFrontHeaders-2022-06.
+    cache_policy_id = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+    # AWS managed SecurityHeadersPolicy (HSTS, X-Content-Type-Options, frame options, referrer policy).
+    response_headers_policy_id = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+    # AllViewerAndCloudFrontHeaders-2022-06 (not AllViewerExceptHostHeader): it forwards the viewer's Host
+    # (api_domain_name), so CloudFront checks the ALB's certificate against the name it was issued for (without
+    # Host it checks it against the ALB's AWS name and fails), and the CloudFront headers, among them
+    # CloudFront-Viewer-Address, which ingest reads the voter's address from (CLIENT_ADDRESS_SOURCE=cloudfront).
+    origin_request_policy_id = "33f36d7e-f396-46d9-90e0-52428a34d9dc"
   }
+
+  aliases = [var.api_domain_name]
 
   restrictions {
     geo_restriction {
@@ -535,8 +759,18 @@ resource "aws_cloudfront_distribution" "api" {
     }
   }
 
+  # Voters reach the API under its own name: the us-east-1 certificate of api_domain_name, SNI, TLS 1.2+.
   viewer_certificate {
-    cloudfront_default_certificate = true
+    acm_certificate_arn      = var.cloudfront_certificate_arn
+    ssl_support_method       = "sni-only"
+    minimum_protocol_version = "TLSv1.2_2021"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.cloudfront_certificate_arn != null
+      error_message = "enable_cloudfront needs cloudfront_certificate_arn: an ACM certificate in us-east-1 covering api_domain_name."
+    }
   }
 }
 

@@ -23,7 +23,7 @@ resource "aws_iam_role_policy_attachment" "cluster" {
 
 resource "aws_cloudwatch_log_group" "cluster" {
   name              = "/aws/eks/${var.name}/cluster"
-  retention_in_days = 30
+  retention_in_days = var.log_retention_days
   kms_key_id        = var.logs_kms_key_arn
 }
 
@@ -52,7 +52,9 @@ resource "aws_eks_cluster" "this" {
     }
   }
 
-  enabled_cluster_log_types = ["api", "audit", "authenticator"]
+  # Every control plane log type: the audit trail of who changed what (api, audit, authenticator) and the
+  # scheduling and scaling decisions an incident review needs (scheduler, controllerManager).
+  enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
   depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.cluster]
 }
@@ -160,7 +162,8 @@ resource "aws_eks_node_group" "this" {
     }
   }
 
-  # The cluster autoscaler (or Karpenter) owns desired_size after creation.
+  # The managed groups are the floor of each pool (min_size); Karpenter (modules/cluster-addons) adds nodes for
+  # pods that do not fit. desired_size is set at creation and by the runbook's pre-scale, never reset by apply.
   lifecycle {
     ignore_changes = [scaling_config[0].desired_size]
   }

@@ -32,3 +32,18 @@ output "node_role_arn" {
   description = "IAM role of the managed nodes."
   value       = aws_iam_role.node.arn
 }
+
+output "node_role_name" {
+  description = "Name of the nodes' IAM role (Karpenter's EC2NodeClass launches with it)."
+  value       = aws_iam_role.node.name
+}
+
+output "node_security_group_ids" {
+  description = "Security groups of the nodes (the cluster security group); Karpenter's nodes get the same."
+  value       = [aws_eks_cluster.this.vpc_config[0].cluster_security_group_id]
+}
+
+output "subnet_ids" {
+  description = "Private subnets of the nodes (Karpenter launches into the same)."
+  value       = var.subnet_ids
+}

@@ -49,3 +49,8 @@ variable "node_groups" {
     dedicated      = bool
   }))
 }
+
+variable "log_retention_days" {
+  description = "Retention of the control plane log group (days)."
+  type        = number
+}

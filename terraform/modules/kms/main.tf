@@ -11,8 +11,17 @@ variable "purposes" {
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
+data "aws_partition" "current" {}
 
-# Key policy: account root administers; CloudWatch Logs may use the "logs" key for log groups of this account.
+locals {
+  # AWS creates it with the account's first Auto Scaling group, but KMS refuses a key policy naming a principal
+  # that does not exist yet: on a new account the root module creates it first
+  # (create_autoscaling_service_linked_role = true).
+  autoscaling_service_linked_role = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+}
+
+# Key policy: account root administers (IAM policies then grant use per role); the Auto Scaling service-linked role
+# may use the "ebs" key; CloudWatch Logs and log delivery may use the "logs" key for this account's logs.
 data "aws_iam_policy_document" "key" {
   for_each = var.purposes
 
@@ -23,6 +32,60 @@ data "aws_iam_policy_document" "key" {
     principals {
       type        = "AWS"
       identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  # EBS volumes of EC2 Auto Scaling groups (the EKS managed node groups' launch template) are created by the Auto
+  # Scaling service-linked role, not by the caller: without these two statements every node launch fails with
+  # Client.InvalidKMSKey.InvalidState and the node groups never become ready (terraform-provider-aws#39904).
+  # Karpenter launches through EC2 Fleet with its own role, which gets kms:CreateGrant etc. from its IAM policy.
+  dynamic "statement" {
+    for_each = each.key == "ebs" ? [1] : []
+    content {
+      sid       = "AutoScalingServiceLinkedRoleUsesKey"
+      actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+      resources = ["*"]
+      principals {
+        type        = "AWS"
+        identifiers = [local.autoscaling_service_linked_role]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "ebs" ? [1] : []
+    content {
+      sid       = "AutoScalingServiceLinkedRoleGrantsToEc2"
+      actions   = ["kms:CreateGrant"]
+      resources = ["*"]
+      principals {
+        type        = "AWS"
+        identifiers = [local.autoscaling_service_linked_role]
+      }
+      condition {
+        test     = "Bool"
+        variable = "kms:GrantIsForAWSResource"
+        values   = ["true"]
+      }
+    }
+  }
+
+  # Log delivery (WAF full logs and NLB access logs into S3, SSE-KMS with this key).
+  dynamic "statement" {
+    for_each = each.key == "logs" ? [1] : []
+    content {
+      sid       = "LogDeliveryEncrypts"
+      actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+      resources = ["*"]
+      principals {
+        type        = "Service"
+        identifiers = ["delivery.logs.amazonaws.com"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
     }
   }
 

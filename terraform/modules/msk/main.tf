@@ -69,7 +69,7 @@ resource "aws_vpc_security_group_egress_rule" "brokers" {
 
 resource "aws_cloudwatch_log_group" "brokers" {
   name              = "/votestream/${var.name}/msk"
-  retention_in_days = 14
+  retention_in_days = var.log_retention_days
   kms_key_id        = var.logs_kms_key_arn
 }
 

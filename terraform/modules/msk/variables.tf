@@ -62,3 +62,8 @@ variable "secrets_kms_key_arn" {
   description = "KMS key of the SCRAM secret (MSK requires a customer managed key)."
   type        = string
 }
+
+variable "log_retention_days" {
+  description = "Retention of the broker log group (days)."
+  type        = number
+}

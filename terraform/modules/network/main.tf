@@ -15,6 +15,13 @@ resource "aws_vpc" "this" {
   tags                 = { Name = var.name }
 }
 
+# The VPC's default security group allows nothing: every resource names its own group, so a resource created
+# without one is unreachable rather than open to the whole VPC.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+  tags   = { Name = "${var.name}-default-deny" }
+}
+
 resource "aws_internet_gateway" "this" {
   vpc_id = aws_vpc.this.id
   tags   = { Name = var.name }
@@ -154,7 +161,7 @@ resource "aws_vpc_endpoint" "interface" {
 
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/votestream/${var.name}/vpc-flow-logs"
-  retention_in_days = 30
+  retention_in_days = var.log_retention_days
   kms_key_id        = var.flow_logs_kms_key_arn
 }
 

@@ -27,3 +27,8 @@ variable "cluster_name" {
   description = "EKS cluster name, tagged on subnets so the AWS Load Balancer Controller can find them."
   type        = string
 }
+
+variable "log_retention_days" {
+  description = "Retention of the VPC flow log group (days)."
+  type        = number
+}

@@ -3,8 +3,21 @@
 # how the services read them (ALTCHA_HMAC_KEY_FILE, MQTT_PASSWORD_FILE, REDIS_PASSWORD_FILE, CQL_PASSWORD_FILE;
 # CQL_TLS_CA_FILE is the ScyllaDB CA certificate, not a secret, mounted from the same volume for simplicity).
 
+# Rotation without Lambda (no serverless in this system): a time_rotating resource expires every 90 days, and
+# the generated values that name it in `keepers` are replaced at the next apply after that; Secrets Manager,
+# the Kubernetes secrets and EMQX's bootstrap follow in the same apply, and the pods pick the new files up on
+# their rolling restart. The runbook says when (never on a show day) and what each rotation costs:
+#   altcha key      proofs of work issued under the old key (5 min TTL) fail once: the SDK asks again
+#   MQTT publisher  EMQX reads its bootstrap only into an empty user table: rotate with a rolling EMQX restart
+# Redis AUTH (modules/redis, ROTATE strategy) and the CQL password (ALTER ROLE by the operator) have their own
+# steps in the runbook. checkov's CKV2_AWS_57 wants a Secrets Manager rotation Lambda: skipped with this reason.
+resource "time_rotating" "service_secrets" {
+  rotation_days = 90
+}
+
 resource "random_id" "altcha" {
   byte_length = 32
+  keepers     = { rotation = time_rotating.service_secrets.id }
 }
 
 resource "aws_secretsmanager_secret" "altcha" {
@@ -20,6 +33,7 @@ resource "aws_secretsmanager_secret_version" "altcha" {
 resource "random_password" "mqtt_projections" {
   length  = 40
   special = false
+  keepers = { rotation = time_rotating.service_secrets.id }
 }
 
 resource "aws_secretsmanager_secret" "mqtt_projections" {
@@ -57,6 +71,40 @@ resource "kubernetes_namespace_v1" "emqx" {
   metadata {
     name = "emqx"
   }
+}
+
+# EMQX dashboard admin (the chart's default password is `public`; the dashboard is not exposed outside the
+# cluster, operators reach it with kubectl port-forward).
+resource "random_password" "emqx_dashboard" {
+  length  = 32
+  special = false
+  keepers = { rotation = time_rotating.service_secrets.id }
+}
+
+resource "aws_secretsmanager_secret" "emqx_dashboard" {
+  name       = "${var.name}/emqx/dashboard-admin"
+  kms_key_id = var.secrets_kms_key_arn
+}
+
+resource "aws_secretsmanager_secret_version" "emqx_dashboard" {
+  secret_id     = aws_secretsmanager_secret.emqx_dashboard.id
+  secret_string = random_password.emqx_dashboard.result
+}
+
+data "aws_secretsmanager_secret_version" "emqx_license" {
+  count     = var.emqx_license_secret_arn == null ? 0 : 1
+  secret_id = var.emqx_license_secret_arn
+}
+
+resource "kubernetes_secret_v1" "emqx_env" {
+  metadata {
+    name      = "emqx-env"
+    namespace = kubernetes_namespace_v1.emqx.metadata[0].name
+  }
+  data = merge(
+    { EMQX_DASHBOARD__DEFAULT_PASSWORD = random_password.emqx_dashboard.result },
+    var.emqx_license_secret_arn == null ? {} : { EMQX_LICENSE__KEY = data.aws_secretsmanager_secret_version.emqx_license[0].secret_string },
+  )
 }
 
 resource "kubernetes_secret_v1" "ingest" {

@@ -149,7 +149,37 @@ variable "api_public_url" {
 }
 
 variable "jwt_jwks_url" {
-  description = "JWKS URL of the identity provider that signs voter tokens (JWT_JWKS_URL of ingest)."
+  description = "JWKS URL of the identity provider that signs voter tokens (JWT_JWKS_URL of ingest). No default."
   type        = string
-  default     = "https://id.votestream.example/.well-known/jwks.json"
+}
+
+variable "jwt_issuer" {
+  description = "Expected iss of voter tokens (JWT_ISSUER of ingest). No default."
+  type        = string
+}
+
+variable "jwt_audience" {
+  description = "Expected aud of voter tokens (JWT_AUDIENCE of ingest). No default."
+  type        = string
+}
+
+variable "client_address_source" {
+  description = "CLIENT_ADDRESS_SOURCE of ingest: alb (X-Forwarded-For, TRUST_PROXY_HOPS) or cloudfront (CloudFront-Viewer-Address)."
+  type        = string
+
+  validation {
+    condition     = contains(["alb", "cloudfront"], var.client_address_source)
+    error_message = "client_address_source must be alb or cloudfront behind the AWS edge."
+  }
+}
+
+variable "trust_proxy_hops" {
+  description = "TRUST_PROXY_HOPS of ingest: proxies that append to X-Forwarded-For (the ALB: 1)."
+  type        = number
+}
+
+variable "emqx_license_secret_arn" {
+  description = "Secrets Manager secret with the EMQX licence key (EMQX >= 5.9 clusters); null on 5.8.x."
+  type        = string
+  default     = null
 }

@@ -86,9 +86,16 @@ resource "aws_elasticache_parameter_group" "this" {
   }
 }
 
+# Rotated every 90 days at the next apply (no Lambda): with the ROTATE strategy ElastiCache accepts the old and
+# the new token until the following change, so pods still holding the old file keep working until they roll.
+resource "time_rotating" "auth" {
+  rotation_days = 90
+}
+
 resource "random_password" "auth" {
   length  = 64
   special = false
+  keepers = { rotation = time_rotating.auth.id }
 }
 
 resource "aws_secretsmanager_secret" "auth" {
@@ -119,6 +126,7 @@ resource "aws_elasticache_replication_group" "this" {
   kms_key_id                 = var.kms_key_arn
   transit_encryption_enabled = true
   auth_token                 = random_password.auth.result
+  auth_token_update_strategy = "ROTATE"
   snapshot_retention_limit   = 1
   snapshot_window            = "04:00-05:00"
   maintenance_window         = "tue:05:30-tue:06:30"

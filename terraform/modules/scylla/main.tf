@@ -77,6 +77,23 @@ variable "backup_bucket_kms_key_arn" {
   type        = string
 }
 
+variable "manager_subnet_id" {
+  description = "Private subnet (with a NAT route: it installs ScyllaDB Manager from ScyllaDB's package repository) of the ScyllaDB Manager instance."
+  type        = string
+}
+
+variable "manager_instance_type" {
+  description = "Instance type of ScyllaDB Manager (server + its own single-node ScyllaDB for its state)."
+  type        = string
+  default     = "i4i.large"
+}
+
+variable "backup_retention_days" {
+  description = "Days a backup object (snapshot files and manifests) is kept in S3; ScyllaDB Manager's own retention (number of snapshots) applies first."
+  type        = number
+  default     = 35
+}
+
 data "aws_ami" "scylla" {
   count       = var.ami_id == "" ? 1 : 0
   most_recent = true
@@ -138,6 +155,25 @@ resource "aws_vpc_security_group_ingress_rule" "internode" {
   description                  = "ScyllaDB ${each.key} between nodes"
 }
 
+# ScyllaDB Manager talks to the agent on every node (HTTPS 10001, authenticated with the agent token).
+resource "aws_vpc_security_group_ingress_rule" "manager_agent" {
+  security_group_id            = aws_security_group.scylla.id
+  referenced_security_group_id = aws_security_group.manager.id
+  ip_protocol                  = "tcp"
+  from_port                    = 10001
+  to_port                      = 10001
+  description                  = "ScyllaDB Manager to the manager agent"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "manager_cql" {
+  security_group_id            = aws_security_group.scylla.id
+  referenced_security_group_id = aws_security_group.manager.id
+  ip_protocol                  = "tcp"
+  from_port                    = 9042
+  to_port                      = 9042
+  description                  = "ScyllaDB Manager health checks over CQL"
+}
+
 resource "aws_vpc_security_group_ingress_rule" "metrics" {
   for_each                     = toset(var.client_security_group_ids)
   security_group_id            = aws_security_group.scylla.id
@@ -155,9 +191,67 @@ resource "aws_vpc_security_group_egress_rule" "all" {
   description       = "Egress (S3 backups through the gateway endpoint; no internet route from data subnets)"
 }
 
-# Backups (scylla-manager, or nodetool snapshot + upload) go to a private, KMS-encrypted bucket.
+# Backups (ScyllaDB Manager, below) go to a private, KMS-encrypted, versioned bucket: an overwritten or deleted
+# object (a bad manager task, a compromised node role) is recoverable for 30 days as a previous version.
 resource "aws_s3_bucket" "backup" {
   bucket_prefix = "${var.name}-scylla-backup-"
+}
+
+resource "aws_s3_bucket_versioning" "backup" {
+  bucket = aws_s3_bucket.backup.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_ownership_controls" "backup" {
+  bucket = aws_s3_bucket.backup.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "backup" {
+  bucket = aws_s3_bucket.backup.id
+  rule {
+    id     = "expire-old-backups"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.backup_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 3
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.backup]
+}
+
+data "aws_iam_policy_document" "backup_bucket" {
+  statement {
+    sid       = "TlsOnly"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.backup.arn, "${aws_s3_bucket.backup.arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "backup" {
+  bucket     = aws_s3_bucket.backup.id
+  policy     = data.aws_iam_policy_document.backup_bucket.json
+  depends_on = [aws_s3_bucket_public_access_block.backup]
 }
 
 resource "aws_s3_bucket_public_access_block" "backup" {
@@ -281,7 +375,7 @@ data "aws_iam_policy_document" "node" {
   }
   statement {
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [for s in aws_secretsmanager_secret.node_tls : s.arn]
+    resources = concat([for s in aws_secretsmanager_secret.node_tls : s.arn], [aws_secretsmanager_secret.manager_agent_token.arn])
   }
   statement {
     actions   = ["kms:Decrypt"]
@@ -314,6 +408,7 @@ resource "aws_instance" "node" {
   vpc_security_group_ids = [aws_security_group.scylla.id]
   iam_instance_profile   = aws_iam_instance_profile.node.name
   ebs_optimized          = true
+  monitoring             = true # 1-minute CloudWatch metrics: a node's CPU steal or network limit shows within the show
 
   root_block_device {
     volume_type = "gp3"
@@ -363,6 +458,13 @@ resource "aws_instance" "node" {
       jq -r .ca <<<"$secret" > /etc/scylla/tls/ca.crt
       chown -R scylla:scylla /etc/scylla/tls
       chmod 600 /etc/scylla/tls/node.key
+      # ScyllaDB Manager agent (shipped on the ScyllaDB AMI): the token the manager authenticates with, and S3
+      # in this region for backups (credentials from the instance role).
+      token=$(aws secretsmanager get-secret-value --region '${data.aws_region.current.name}' \
+        --secret-id '${aws_secretsmanager_secret.manager_agent_token.name}' --query SecretString --output text)
+      printf 'auth_token: %s\ns3:\n  region: %s\n' "$token" '${data.aws_region.current.name}' > /etc/scylla-manager-agent/scylla-manager-agent.yaml
+      chmod 640 /etc/scylla-manager-agent/scylla-manager-agent.yaml
+      systemctl enable --now scylla-manager-agent
     SCRIPT
     )
   })
@@ -378,8 +480,131 @@ resource "aws_instance" "node" {
     ignore_changes = [ami, user_data]
   }
 
-  # The first boot reads the node's TLS secret.
-  depends_on = [aws_secretsmanager_secret_version.node_tls, aws_iam_role_policy.node]
+  # The first boot reads the node's TLS secret and the manager agent token.
+  depends_on = [aws_secretsmanager_secret_version.node_tls, aws_secretsmanager_secret_version.manager_agent_token, aws_iam_role_policy.node]
+}
+
+# ------------------------------------------------------------------------------------------ ScyllaDB Manager
+# Repairs and backups are scheduled, not remembered: ScyllaDB Manager runs a full repair every week (within
+# gc_grace_seconds, 10 days by default, so no tombstone resurrects) and a backup to the bucket above every day,
+# keeping 7 snapshots. Its server keeps its state in a single-node ScyllaDB on the same instance (the AMI's).
+# Installed from ScyllaDB's package repository at first boot (not tried here; terraform/README.md).
+# Licence: ScyllaDB Manager for clusters over 5 nodes is part of the ScyllaDB subscription (scylla_licensed).
+
+resource "random_password" "manager_agent_token" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "manager_agent_token" {
+  name       = "${var.name}/scylla/manager-agent-token"
+  kms_key_id = var.secrets_kms_key_arn
+}
+
+resource "aws_secretsmanager_secret_version" "manager_agent_token" {
+  secret_id     = aws_secretsmanager_secret.manager_agent_token.id
+  secret_string = random_password.manager_agent_token.result
+}
+
+resource "aws_security_group" "manager" {
+  name        = "${var.name}-scylla-manager"
+  description = "ScyllaDB Manager: reaches the nodes' agents and CQL; nothing reaches it"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "manager" {
+  security_group_id = aws_security_group.manager.id
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "-1"
+  description       = "Agents, CQL, package repository (through NAT), Secrets Manager endpoint"
+}
+
+data "aws_iam_policy_document" "manager" {
+  statement {
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.manager_agent_token.arn, aws_secretsmanager_secret.cql_service.arn]
+  }
+  statement {
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+}
+
+resource "aws_iam_role" "manager" {
+  name               = "${var.name}-scylla-manager"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+resource "aws_iam_role_policy" "manager" {
+  name   = "secrets"
+  role   = aws_iam_role.manager.id
+  policy = data.aws_iam_policy_document.manager.json
+}
+
+resource "aws_iam_role_policy_attachment" "manager_ssm" {
+  role       = aws_iam_role.manager.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "manager" {
+  name = "${var.name}-scylla-manager"
+  role = aws_iam_role.manager.name
+}
+
+resource "aws_instance" "manager" {
+  ami                    = local.ami
+  instance_type          = var.manager_instance_type
+  subnet_id              = var.manager_subnet_id
+  vpc_security_group_ids = [aws_security_group.manager.id]
+  iam_instance_profile   = aws_iam_instance_profile.manager.name
+  ebs_optimized          = true
+  monitoring             = true
+
+  root_block_device {
+    volume_type = "gp3"
+    volume_size = 50
+    encrypted   = true
+    kms_key_id  = var.ebs_kms_key_arn
+  }
+
+  metadata_options {
+    http_endpoint = "enabled"
+    http_tokens   = "required"
+  }
+
+  # The AMI's local ScyllaDB (the manager's own state, not part of the cluster) starts as a one-node cluster.
+  user_data = jsonencode({
+    scylla_yaml                = { cluster_name = "${var.name}-manager", seed_provider = [{ class_name = "org.apache.cassandra.locator.SimpleSeedProvider", parameters = [{ seeds = "127.0.0.1" }] }], listen_address = "127.0.0.1", rpc_address = "127.0.0.1" }
+    start_scylla_on_first_boot = true
+    post_configuration_script = base64encode(<<-SCRIPT
+      #!/bin/bash
+      set -euo pipefail
+      region='${data.aws_region.current.name}'
+      get() { aws secretsmanager get-secret-value --region "$region" --secret-id "$1" --query SecretString --output text; }
+      apt-get update -q && apt-get install -y -q scylla-manager-server scylla-manager-client
+      systemctl enable --now scylla-manager
+      until sctool version >/dev/null 2>&1; do sleep 5; done
+      sctool cluster add --name '${var.name}' --host '${local.nodes[0].ip}' \
+        --auth-token "$(get '${aws_secretsmanager_secret.manager_agent_token.name}')" \
+        --username '${var.cql_service_username}' --password "$(get '${aws_secretsmanager_secret.cql_service.name}')"
+      # Weekly full repair (Sunday 03:00 UTC), inside gc_grace_seconds; never during a show (runbook).
+      sctool repair --cluster '${var.name}' --cron '0 3 * * 0' --intensity 1 --parallel 1
+      # Daily backup of every keyspace, 7 snapshots kept.
+      sctool backup --cluster '${var.name}' --location 's3:${aws_s3_bucket.backup.id}' --cron '0 4 * * *' --retention 7
+    SCRIPT
+    )
+  })
+
+  tags = {
+    Name                 = "${var.name}-scylla-manager"
+    "votestream.io/role" = "scylla-manager"
+  }
+
+  lifecycle {
+    ignore_changes = [ami, user_data]
+  }
+
+  depends_on = [aws_instance.node, aws_iam_role_policy.manager]
 }
 
 output "contact_points" {
@@ -410,6 +635,16 @@ output "cql_service_username" {
 output "cql_service_secret_arn" {
   description = "Secrets Manager secret with the services' CQL password (CQL_PASSWORD_FILE)."
   value       = aws_secretsmanager_secret.cql_service.arn
+}
+
+output "backup_bucket" {
+  description = "S3 bucket of the ScyllaDB Manager backups."
+  value       = aws_s3_bucket.backup.id
+}
+
+output "manager_instance_id" {
+  description = "EC2 instance of ScyllaDB Manager (reach it with SSM Session Manager; sctool tasks)."
+  value       = aws_instance.manager.id
 }
 
 output "security_group_id" {
