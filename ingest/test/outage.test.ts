@@ -279,7 +279,7 @@ test.serial(
     const deadline = Date.now() + 30_000;
     while (answer.status === 503 && Date.now() < deadline) {
       t.is(answer.body.code, 'unavailable');
-      await sleep(500);
+      await sleep(Number(answer.headers.get('retry-after') ?? 1) * 1000); // as a client would
       answer = await vote(second.url, pollId, {
         token,
         idempotencyKey: key,

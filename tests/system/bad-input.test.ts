@@ -129,6 +129,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
     env: {
       TOPIC_PREFIX: prefix,
       INGEST_PORT: String(port),
+      INGEST_METRICS_PORT: String(await freePort()),
       REDIS_PREFIX: `${id}:`,
       ALTCHA_MAX_NUMBER: '200',
       RATE_NETWORK_POINTS: '1000000',
