@@ -66,6 +66,11 @@ locals {
       partitions = var.votes_partitions
       config     = merge(local.delete, { "retention.ms" = "2592000000" })
     }
+    # Records a consumer could not decode (libs/runtime/src/dead-letter.ts); few, kept for an operator.
+    dead-letters = {
+      partitions = 3
+      config     = merge(local.delete, { "retention.ms" = "1209600000" })
+    }
     "${var.application_id}-dedupe-store-changelog" = {
       partitions = var.votes_partitions
       config     = local.compact
