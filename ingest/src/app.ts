@@ -375,15 +375,20 @@ async function admitVote(
       undefined,
       1,
     );
-    if (attempt > 0) throw undecided;
+    // Nothing admitted: the challenge taken in the first round is given back (the voter retries with it).
+    const giveBack = async () => {
+      if (a.challengeId !== null) await ctx.guards.releaseChallenge(a.challengeId, a.voteId).catch(() => undefined);
+      return undecided;
+    };
+    if (attempt > 0) throw await giveBack();
     let resolution: Resolution;
     try {
       resolution = await ctx.resolver.resolve(a.pollId, a.voterId);
     } catch (err) {
       ctx.logger.warn({ err: (err as Error).message }, 'vote resolution failed');
-      throw undecided;
+      throw await giveBack();
     }
-    if (resolution.kind === 'undecided') throw undecided;
+    if (resolution.kind === 'undecided') throw await giveBack();
     const counted = resolution.counted;
     if (counted === null) {
       // The stale attempt never landed (or was rejected): free the voter and admit this request.

@@ -248,8 +248,6 @@ test.serial(
       for (const fn of cleanup) await fn();
     });
     const env = await testEnv((fn) => cleanup.push(fn));
-    // A long linger (the maximum, 1 s) holds the admitted vote in the batcher, so the kill normally lands before
-    // anything reaches Kafka.
     // The shortest lease these Kafka settings allow (see config.ts produceAppendBoundMs).
     const fast = {
       PRODUCE_RETRIES: '1',
@@ -257,6 +255,8 @@ test.serial(
       PRODUCE_TIMEOUT_MS: '1000',
       VOTE_PRODUCE_DEADLINE_MS: '14000',
     };
+    // A long linger (the maximum, 1 s) holds the admitted vote in the batcher, so the kill normally lands before
+    // anything reaches Kafka.
     const first = await spawnIngest(env, { ...fast, PRODUCE_LINGER_MS: '1000' });
     cleanup.unshift(async () => {
       if (first.child.exitCode === null) first.child.kill('SIGKILL');
@@ -288,7 +288,7 @@ test.serial(
     const deadline = Date.now() + 30_000;
     while (answer.status === 503 && Date.now() < deadline) {
       t.is(answer.body.code, 'unavailable');
-      await sleep(500);
+      await sleep(Number(answer.headers.get('retry-after') ?? 1) * 1000); // as a client would
       answer = await vote(second.url, pollId, {
         token,
         idempotencyKey: key,

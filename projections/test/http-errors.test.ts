@@ -5,7 +5,6 @@ import { connect } from 'node:net';
 import type { ReadModels } from '@votestream/read-models';
 import { createLogger } from '@votestream/runtime';
 import test from 'ava';
-import { loadProjectionsConfig } from '../src/config.ts';
 import { createHttpServer } from '../src/http/server.ts';
 
 function exchange(port: number, raw: Buffer | string): Promise<{ status: number; type: string; body: string }> {
@@ -28,13 +27,12 @@ function exchange(port: number, raw: Buffer | string): Promise<{ status: number;
 }
 
 test('bad paths, NUL bytes, oversized headers and broken framing get 4xx problem+json with a stable code', async (t) => {
-  const config = loadProjectionsConfig({ MQTT_PASSWORD: 'x', LOG_LEVEL: 'silent' });
   const http = createHttpServer({
     readModels: {} as ReadModels,
     mqttWsUrl: 'ws://127.0.0.1:9001',
     apiUrl: '',
-    frameAncestors: config.liveFrameAncestors,
-    limits: config.http,
+    frameAncestors: "'none'",
+    limits: { requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, keepAliveTimeoutMs: 4_000, connectionsMax: 64 },
     logger: createLogger('projections-test', 'silent'),
     health: () => ({ ok: true, detail: {} }),
   });

@@ -129,6 +129,7 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
     env: {
       TOPIC_PREFIX: prefix,
       INGEST_PORT: String(port),
+      INGEST_METRICS_PORT: String(await freePort()),
       REDIS_PREFIX: `${id}:`,
       ALTCHA_MAX_NUMBER: '200',
       RATE_NETWORK_POINTS: '1000000',
@@ -149,13 +150,11 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
 
   const { privateKey: otherKey } = generateKeyPairSync('ed25519');
   const forgedPem = otherKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  // A challenge is bound to (voter, poll): it is fetched with the voter's token.
+  /** A challenge for this voter in this poll (challenges are bound to both), solved like the SDK does. */
   const solved = async (voterId: string) => {
-    const challenge = (await (
-      await fetch(`${api}/v1/challenge?pollId=${pollId}`, {
-        headers: { authorization: `Bearer ${await mintToken({ privateKeyPem, sub: voterId })}` },
-      })
-    ).json()) as AltchaChallenge;
+    const token = await mintToken({ privateKeyPem, sub: voterId });
+    const res = await fetch(`${api}/v1/challenge?pollId=${pollId}`, { headers: { authorization: `Bearer ${token}` } });
+    const challenge = (await res.json()) as AltchaChallenge;
     return encodeAltchaPayload(challenge, await solveAltcha(challenge));
   };
   const b64 = (r: Rng, n: number) => r.bytes(n).toString('base64url');

@@ -111,7 +111,7 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
       if (a.status !== 503 || Date.now() > by) return a;
       t.is(a.code, 'unavailable');
       t.true(Number(a.retryAfter) >= 1, 'a 503 carries Retry-After');
-      await sleep(500);
+      await sleep(Number(a.retryAfter) * 1000); // as a client would: each attempt costs a (rate-limited) challenge
     }
   };
   /** One vote whose process dies at `point`: the voter gets no answer at all. */

@@ -193,6 +193,8 @@ export interface VoteGuards {
     challengeId: string | null;
     voteId: string;
   }): Promise<void>;
+  /** Gives a challenge taken by `admit` back (nothing was admitted with it), if it is still ours. */
+  releaseChallenge(challengeId: string, voteId: string): Promise<void>;
   /** A stale guard resolved by the stream: replace it with the decided vote's guard, or delete it (`null`). */
   settle(keys: GuardKeys, stale: string, decided: string | null): Promise<boolean>;
   /** The guard of a vote ingest accepted (or is producing), for votes/me while the decision is pending. */
@@ -214,6 +216,9 @@ export function createVoteGuards(
   }
   const challengeKey = (id: string) => `${prefix}altcha:${id}`;
   const votedKey = (pollId: string, voterId: string) => `${prefix}voted:{${pollId}/${voterId}}`;
+  const releaseChallenge = async (challengeId: string, voteId: string) => {
+    await r.vsCompareAndSet(challengeKey(challengeId), voteId, '', 0);
+  };
   return {
     keys(pollId, voterId, idempotencyKey) {
       const tag = `{${pollId}/${voterId}}`;
@@ -254,6 +259,8 @@ export function createVoteGuards(
         case 'acknowledged':
           return { kind: 'acknowledged', guard: value };
         case 'in_flight':
+          // Nothing was admitted: the solution is not spent, the voter may send it again after Retry-After.
+          if (a.challengeId !== null && challengeFresh) await releaseChallenge(a.challengeId, a.voteId);
           return { kind: 'in_flight', retryAfterMs: Number(value) };
         case 'already_voted':
           return { kind: 'already_voted', voteId: value };
@@ -286,6 +293,7 @@ export function createVoteGuards(
         a.challengeId === null ? Promise.resolve(0) : r.vsCompareAndSet(challengeKey(a.challengeId), a.voteId, '', 0),
       ]);
     },
+    releaseChallenge,
     async settle(keys, stale, decided) {
       return (await r.vsCompareAndSet(keys.voted, stale, decided ?? '', ttl.guardS)) === 1;
     },

@@ -24,6 +24,10 @@ locals {
       { sid = "ProduceVotesAndPolls", actions = ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], resources = ["${local.kafka_topic}/${local.p}votes", "${local.kafka_topic}/${local.p}polls"] },
       { sid = "ReadPollCatalog", actions = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], resources = ["${local.kafka_topic}/${local.p}polls"] },
       { sid = "CatalogGroups", actions = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"], resources = ["${local.kafka_group}/ingest-catalog-*"] },
+      # Stale-vote resolution (ingest/src/votes/resolution.ts): end offsets of votes and vote-decisions, and the
+      # committed positions of the dedupe and receipts groups (read only).
+      { sid = "ResolutionOffsets", actions = ["kafka-cluster:DescribeTopic"], resources = ["${local.kafka_topic}/${local.p}votes", "${local.kafka_topic}/${local.p}vote-decisions"] },
+      { sid = "ResolutionGroups", actions = ["kafka-cluster:DescribeGroup"], resources = ["${local.kafka_group}/${local.app}-dedupe", "${local.kafka_group}/${local.p}projections-receipts"] },
     ]
     stream = [
       local.connect,
@@ -43,7 +47,7 @@ locals {
         resources = [
           "${local.kafka_topic}/${local.p}vote-decisions", "${local.kafka_topic}/${local.p}tally-partials",
           "${local.kafka_topic}/${local.p}tallies", "${local.kafka_topic}/${local.p}analytics-votes",
-          "${local.kafka_topic}/${local.p}${local.app}-*",
+          "${local.kafka_topic}/${local.p}${local.app}-*", "${local.kafka_topic}/${local.p}dead-letters",
         ]
       },
       { sid = "EnsureChangelogs", actions = ["kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopicDynamicConfiguration"], resources = ["${local.kafka_topic}/${local.p}${local.app}-*"] },
@@ -62,6 +66,8 @@ locals {
         resources = ["${local.kafka_topic}/${local.p}tallies", "${local.kafka_topic}/${local.p}vote-decisions", "${local.kafka_topic}/${local.p}polls"]
       },
       { sid = "Groups", actions = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"], resources = ["${local.kafka_group}/${local.p}projections-*"] },
+      { sid = "IdempotentProduce", actions = ["kafka-cluster:WriteDataIdempotently"], resources = [var.msk_cluster_arn] },
+      { sid = "WriteDeadLetters", actions = ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"], resources = ["${local.kafka_topic}/${local.p}dead-letters"] },
     ]
   }
 
