@@ -314,7 +314,7 @@ test('every problem code: exact status, content type, code and Retry-After, thro
         const key = randomUUID();
         const altcha = await solvedChallenge(b.url, token, bPoll);
         const held = voteAnswer(b.url, bPoll, { token, idempotencyKey: key, altcha });
-        await until(async () => (await inFlight(b.url)) === 1);
+        await until(async () => (await inFlight(b.ingest.metricsUrl)) === 1);
         const full = await voteAnswer(b.url, bPoll, {
           ...(await ballot(b.url, bPoll, await b.env.voter())),
         });
