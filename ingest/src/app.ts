@@ -261,11 +261,14 @@ async function castVote(ctx: Context, req: Request, res: Response): Promise<void
     case 'key_reused':
       throw new ProblemError('idempotency_key_reused', 'this Idempotency-Key was used with a different request');
     case 'in_flight':
+      // Come back when the attempt in flight will have its answer (a live produce is answered within
+      // PRODUCE_TIMEOUT_MS), or when its lease ends if that is sooner: not after the whole lease, which only a
+      // dead process's attempt needs (the solution is given back, so each retry costs the voter nothing).
       throw new ProblemError(
         'unavailable',
         'an earlier request of this voter in this poll is still in flight',
         undefined,
-        Math.max(1, Math.ceil(admission.retryAfterMs / 1000)),
+        Math.max(1, Math.ceil(Math.min(admission.retryAfterMs, ctx.config.produceTimeoutMs) / 1000)),
       );
     case 'already_voted':
       throw new ProblemError('already_voted', `voter already voted in poll ${pollId}`, { voteId: admission.voteId });
