@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import anyTest, { type TestFn } from 'ava';
+import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, startIngest } from '../src/index.ts';
 import { ballot, createPoll, forgedChallenge, silent, solvedChallenge, tcpProxy, testEnv, vote } from './helpers.ts';
 
@@ -137,6 +138,9 @@ test('every problem code: exact status, content type, code and Retry-After, thro
   const c = await proxiedIngest(cleanup, {}, { redis: true });
   const cPoll = (await createPoll(c.url, await c.env.admin())).pollId;
   const d = await proxiedIngest(cleanup, { RATE_NETWORK_POINTS: '2', RATE_NETWORK_DURATION_S: '60' }, {});
+  // E: tiny admin caps: one poll, one revoked jti per revocation shard (16 shards).
+  const e = await proxiedIngest(cleanup, { POLLS_MAX: '1', TOKEN_REVOCATIONS_MAX: '16' }, {});
+  const eAdmin = await e.env.admin();
   const dPoll = (await createPoll(d.url, await d.env.admin())).pollId;
 
   const get = (url: string, path: string, token?: string) =>
@@ -156,6 +160,57 @@ test('every problem code: exact status, content type, code and Retry-After, thro
   };
 
   const rows: Row[] = [
+    {
+      name: 'a path parameter that is not valid percent-encoding',
+      status: 400,
+      code: 'invalid_path',
+      retryAfter: null,
+      call: async () => get(a.url, '/v1/polls/%ff'),
+    },
+    {
+      name: 'vote with a Content-Encoding ingest does not speak',
+      status: 415,
+      code: 'unsupported_encoding',
+      retryAfter: null,
+      call: async () => {
+        const token = await a.env.voter();
+        return fetch(`${a.url}/v1/polls/${pollId}/votes`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            'content-encoding': 'compress',
+            'idempotency-key': randomUUID(),
+            'x-altcha': await solvedChallenge(a.url, token, pollId),
+          },
+          body: JSON.stringify({ optionId: 'a' }),
+        }).then(answer);
+      },
+    },
+    {
+      name: 'poll create beyond POLLS_MAX',
+      status: 409,
+      code: 'poll_limit_reached',
+      retryAfter: null,
+      call: async () => {
+        const first = await post(e.url, '/v1/polls', eAdmin, poll);
+        t.is(first.status, 201);
+        return post(e.url, '/v1/polls', eAdmin, poll);
+      },
+    },
+    {
+      name: 'token revocation beyond TOKEN_REVOCATIONS_MAX',
+      status: 409,
+      code: 'revocation_list_full',
+      retryAfter: null,
+      call: async () => {
+        const jti = `j-${randomUUID()}`;
+        t.is((await post(e.url, '/v1/token-revocations', eAdmin, { jti })).status, 201);
+        let other = `j-${randomUUID()}`;
+        while (revocationShardOf(other) !== revocationShardOf(jti)) other = `j-${randomUUID()}`;
+        return post(e.url, '/v1/token-revocations', eAdmin, { jti: other });
+      },
+    },
     {
       name: 'vote, malformed JSON',
       status: 400,
