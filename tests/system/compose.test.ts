@@ -54,9 +54,16 @@ const stackHosts: Record<string, number> = { kafka: 9092, registry: 8081, scylla
 /** Values this test replaces so that concurrent runs don't collide; the compose file must set each of them. */
 const isolated: Record<Name, string[]> = {
   init: ['TOPIC_PREFIX', 'CQL_KEYSPACE'],
-  ingest: ['TOPIC_PREFIX', 'CQL_KEYSPACE', 'REDIS_PREFIX', 'INGEST_PORT'],
+  ingest: ['TOPIC_PREFIX', 'CQL_KEYSPACE', 'REDIS_PREFIX', 'INGEST_PORT', 'INGEST_METRICS_PORT'],
   stream: ['TOPIC_PREFIX', 'CQL_KEYSPACE', 'STREAM_APPLICATION_ID', 'STREAM_METRICS_PORT'],
-  projections: ['TOPIC_PREFIX', 'CQL_KEYSPACE', 'REDIS_PREFIX', 'PROJECTIONS_GROUP_ID', 'HTTP_PORT'],
+  projections: [
+    'TOPIC_PREFIX',
+    'CQL_KEYSPACE',
+    'REDIS_PREFIX',
+    'PROJECTIONS_GROUP_ID',
+    'HTTP_PORT',
+    'PROJECTIONS_METRICS_PORT',
+  ],
 };
 
 interface Native {

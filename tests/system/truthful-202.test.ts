@@ -78,13 +78,17 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
   await createPollVia(api, privateKeyPem, pollId, ['north', 'south']);
 
   const accepted = new Map<string, string[]>(); // voterId -> voteIds of every 202 the voter got
-  const send = async (voterId: string, key: string, optionId: string) => {
+  const solved = async (token: string) => {
     // A challenge is bound to (voter, poll): it is fetched with the voter's token.
-    const token = await mintToken({ privateKeyPem, sub: voterId });
     const challenge = (await (
       await fetch(`${api}/v1/challenge?pollId=${pollId}`, { headers: { authorization: `Bearer ${token}` } })
     ).json()) as AltchaChallenge;
-    const altcha = encodeAltchaPayload(challenge, await solveAltcha(challenge));
+    return encodeAltchaPayload(challenge, await solveAltcha(challenge));
+  };
+  /** One request; `reuse`: the solution a 503 gave back (it was not spent), sent again as a client would. */
+  const send = async (voterId: string, key: string, optionId: string, reuse?: string) => {
+    const token = await mintToken({ privateKeyPem, sub: voterId });
+    const altcha = reuse ?? (await solved(token));
     try {
       const res = await fetch(`${api}/v1/polls/${pollId}/votes`, {
         method: 'POST',
@@ -98,20 +102,28 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
       });
       const body = (await res.json()) as { voteId?: string; code?: string };
       if (res.status === 202 && body.voteId) accepted.set(voterId, [...(accepted.get(voterId) ?? []), body.voteId]);
-      return { status: res.status, code: body.code, voteId: body.voteId, retryAfter: res.headers.get('retry-after') };
+      return {
+        status: res.status,
+        code: body.code,
+        voteId: body.voteId,
+        retryAfter: res.headers.get('retry-after'),
+        altcha,
+      };
     } catch {
-      return { status: 0, code: 'no answer', voteId: undefined, retryAfter: null };
+      return { status: 0, code: 'no answer', voteId: undefined, retryAfter: null, altcha };
     }
   };
   /** Sends until the answer is not 503 (the earlier attempt undecided); every 503 says so with Retry-After. */
   const settled = async (voterId: string, key: string, optionId: string) => {
     const by = Date.now() + 120_000;
+    let reuse: string | undefined;
     for (;;) {
-      const a = await send(voterId, key, optionId);
+      const a = await send(voterId, key, optionId, reuse);
       if (a.status !== 503 || Date.now() > by) return a;
       t.is(a.code, 'unavailable');
       t.true(Number(a.retryAfter) >= 1, 'a 503 carries Retry-After');
-      await sleep(Number(a.retryAfter) * 1000); // as a client would: each attempt costs a (rate-limited) challenge
+      await sleep(Number(a.retryAfter) * 1000); // as a client would
+      reuse = a.altcha; // the 503 gave the solution back: challenges are rate-limited per voter
     }
   };
   /** One vote whose process dies at `point`: the voter gets no answer at all. */
