@@ -1,2 +1,4 @@
+export * from './cluster.ts';
+export * from './fleet.ts';
 export * from './process.ts';
 export * from './system.ts';
