@@ -143,8 +143,11 @@ export async function startProjections(
   }
   const consumerOptions = {
     readUncommitted: false, // read_committed: only what the stream's transactions committed
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    // Failure detection of a dead instance: its partitions move after sessionTimeout (failover budget in
+    // docs/components/projections.md).
+    sessionTimeout: config.sessionTimeoutMs,
+    heartbeatInterval: config.heartbeatIntervalMs,
+    rebalanceTimeout: config.rebalanceTimeoutMs,
     maxBytesPerPartition: config.fetchBytesPerPartitionMax,
     maxWaitTimeInMs: 50, // live totals within a second: do not let the broker hold a fetch long
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
