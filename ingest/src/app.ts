@@ -15,7 +15,7 @@ import {
 } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Admin, ISocketFactory, Producer } from 'kafkajs';
+import type { Admin, ISocketFactory } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type ChallengeIssuer, createChallengeIssuer } from './abuse/challenge.ts';
 import { createRateLimits, networkPrefixOf, type RateLimits } from './abuse/rate-limit.ts';
@@ -27,6 +27,7 @@ import { PollAdmin, parseCreatePoll, pollView } from './polls/admin.ts';
 import { PollCatalog, pollStatus } from './polls/catalog.ts';
 import { createVoteGuards, type IdempotencyRecord, type VoteGuards } from './votes/admission.ts';
 import { BatcherFullError, VoteBatcher } from './votes/batcher.ts';
+import { createResettingProducer } from './votes/producer.ts';
 import { isIdempotencyKey, isPollId, parseVoteBody } from './votes/vote-body.ts';
 
 /** Things a test may replace: how Kafka connections are opened (to put a proxy in front of the broker). */
@@ -462,13 +463,16 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     localDataCenter: config.cqlLocalDataCenter,
     security: config.cqlSecurity,
   });
-  const producer: Producer = kafka.producer({
-    idempotent: true, // broker drops the duplicates of our own retries
-    maxInFlightRequests: 1, // ordering + idempotence without sequence gaps
-    allowAutoTopicCreation: false,
-    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
-  });
-  await producer.connect();
+  const producer = await createResettingProducer(
+    kafka,
+    {
+      idempotent: true, // broker drops the duplicates of our own retries
+      maxInFlightRequests: 1, // ordering + idempotence without sequence gaps
+      allowAutoTopicCreation: false,
+      retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
+    },
+    logger,
+  );
   const probeAdmin: Admin = kafka.admin({ retry: { retries: 0 } });
   await probeAdmin.connect();
   await requireTopics(probeAdmin, [topics.votes, topics.polls]);

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createReadModels, createReadModelWriter, scanLatest } from '@votestream/read-models';
 import {
+  brokerLossRetry,
   createCqlClient,
   createKafka,
   createLogger,
@@ -133,6 +134,7 @@ export async function startProjections(
     brokers: config.kafkaBrokers,
     security: config.kafkaSecurity,
     logger,
+    retry: brokerLossRetry,
   });
   const admin = kafka.admin();
   await admin.connect();

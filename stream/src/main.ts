@@ -1,7 +1,14 @@
 // The stream processors: `node --import tsx stream/src/main.ts`. STREAM_STAGES selects the stages this
 // process runs (default all: dedupe, tally, sink); metrics on STREAM_METRICS_PORT (default 9470).
 import { createServer } from 'node:http';
-import { createCqlClient, createKafka, createLogger, createMetricsRegistry, onShutdown } from '@votestream/runtime';
+import {
+  brokerLossRetry,
+  createCqlClient,
+  createKafka,
+  createLogger,
+  createMetricsRegistry,
+  onShutdown,
+} from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
 import { PollCatalog } from './catalog.ts';
 import { loadStreamConfig } from './config.ts';
@@ -19,6 +26,7 @@ const kafka = createKafka({
   brokers: config.kafkaBrokers,
   security: config.kafkaSecurity,
   logger,
+  retry: brokerLossRetry,
 });
 const admin = kafka.admin();
 await admin.connect();
