@@ -31,6 +31,8 @@ export interface AuditReport {
   agree: boolean;
   /** Decisions without the matching ballot receipt in CQL (missing, or another outcome). */
   receiptsMissing: number;
+  /** Records in vote-decisions that repeat a decision already there (same vote, same outcome). */
+  duplicateDecisionRecords: number;
   /** Sampled voters whose `votes/me` does not name their counted vote. */
   receiptMismatches: number;
   receiptsChecked: number;
@@ -154,6 +156,7 @@ export async function audit(o: {
   let mqttTotals: Totals | undefined;
   let receipts = new Map<string, Receipt[]>();
   let decisions: Decision[] | undefined;
+  let duplicateDecisionRecords = 0;
   let countedByOption: Record<string, number> = {};
   let agree = false;
   let receiptsMissing = 0;
@@ -171,14 +174,21 @@ export async function audit(o: {
     if (results?.final) {
       // The decisions are read when the final tally is out (they were committed before it), and again every
       // tenth round in case they were not.
-      if (decisions === undefined || round % 10 === 0)
-        decisions = await readDecisions({
+      if (decisions === undefined || round % 10 === 0) {
+        const all = await readDecisions({
           brokers: o.brokers,
           prefix: o.prefix,
           pollId: o.pollId,
           registryUrl: o.registryUrl,
           timeoutMs: 60_000,
         });
+        // The same decision of the same vote twice in the log is a duplicate record, not a second count (the
+        // tallies count from the state store, and receipts are upserts by voteId); counted apart below.
+        const seen = new Map<string, Decision>();
+        for (const d of all) seen.set(`${d.voteId}/${d.counted}`, d);
+        duplicateDecisionRecords = all.length - seen.size;
+        decisions = [...seen.values()];
+      }
       [cqlTotals, mqttTotals, receipts] = await Promise.all([readCql(), readMqtt(), readReceipts()]);
       countedByOption = Object.fromEntries(o.options.map((k) => [k, 0]));
       for (const d of decisions) if (d.counted) countedByOption[d.optionId] = (countedByOption[d.optionId] ?? 0) + 1;
@@ -273,6 +283,7 @@ export async function audit(o: {
     refusedCounted,
     agree,
     receiptsMissing,
+    duplicateDecisionRecords,
     receiptMismatches,
     receiptsChecked: Math.min(sample.length, o.receiptSample),
     convergeMs,
