@@ -33,6 +33,9 @@ if (
   );
   process.exit(2);
 }
+// Ctrl-C / SIGTERM: exit through process.exit, so devstack's exit hook kills the service processes this run
+// started (a Kafka node this run stopped with SIGSTOP stays stopped: `compose/native/stack cluster cont N`).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 console.log(`chaos: ${kills} faults at most, ${rate} voters/s, fault phase at most ${minutes} min, seed ${seed}`);
 const result = await runChaos({
   kills,
