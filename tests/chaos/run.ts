@@ -279,7 +279,9 @@ export async function runFaults(system: ChaosSystem, o: FaultRunOptions): Promis
         // One broker failure at a time: a broker fault waits until every replica is in sync again (with a node
         // still catching up, losing another would leave partitions below min.insync.replicas: unavailable,
         // which is Kafka's promise, but no longer a one-failure test).
-        await waitFullyReplicated(kafkaAdmin, await watched(), 180_000);
+        await waitFullyReplicated(kafkaAdmin, await watched(), 180_000).catch((err: unknown) =>
+          o.log(`replicas still not all in sync (${(err as Error).message}); injecting the fault anyway`),
+        );
         const node =
           planned.node === 'votes-leader'
             ? await leaderOf(kafkaAdmin, topicNames(`${id}.`).votes, Math.floor(rnd() * 8))
