@@ -3,12 +3,24 @@
 // exercised for real by tests/system/cluster.test.ts on the 3-node cluster.
 import { createLogger } from '@votestream/runtime';
 import test from 'ava';
-import type { Kafka, Producer, ProducerRecord } from 'kafkajs';
+import { type Kafka, Partitioners, type Producer, type ProducerRecord } from 'kafkajs';
 import { createResettingProducer } from '../src/votes/producer.ts';
 
-function fakeKafka(failures: Set<number>) {
+function fakeKafka(failures: Set<number>, failPartition?: number) {
   const made: { id: number; sends: number; connected: boolean }[] = [];
+  const requests: { partitions: number[]; keys: string[] }[] = [];
   const kafka = {
+    admin() {
+      return {
+        async connect() {},
+        async disconnect() {},
+        async fetchTopicMetadata() {
+          return {
+            topics: [{ name: 'votes', partitions: [0, 1, 2, 3].map((partitionId) => ({ partitionId, leader: 1 })) }],
+          };
+        },
+      };
+    },
     producer() {
       const state = { id: made.length, sends: 0, connected: false };
       made.push(state);
@@ -19,15 +31,18 @@ function fakeKafka(failures: Set<number>) {
         async disconnect() {
           state.connected = false;
         },
-        async send(_r: ProducerRecord) {
+        async send(r: ProducerRecord) {
           state.sends++;
+          const partitions = [...new Set(r.messages.map((m) => m.partition ?? -1))];
+          requests.push({ partitions, keys: r.messages.map((m) => String(m.key)) });
+          if (failPartition !== undefined && partitions.includes(failPartition)) throw new Error('NOT_LEADER');
           if (failures.has(state.id)) throw new Error('The broker received an out of order sequence number');
           return [];
         },
       } as unknown as Producer;
     },
   } as unknown as Kafka;
-  return { kafka, made };
+  return { kafka, made, requests };
 }
 
 const record: ProducerRecord = { topic: 'votes', messages: [{ value: 'v' }] };
@@ -56,4 +71,35 @@ test('sends that succeed keep the same producer', async (t) => {
   for (let i = 0; i < 5; i++) await p.send(record);
   t.is(made.length, 1);
   t.is(p.resets, 0);
+});
+
+test('a batch over several partitions goes out as one send per partition (one leader each), partitions as KafkaJS picks them', async (t) => {
+  const { kafka, requests } = fakeKafka(new Set());
+  const p = await createResettingProducer(kafka, { idempotent: true }, createLogger('test', 'silent'));
+  const keys = [...Array(40)].map((_, i) => `poll/voter-${i}`);
+  await p.send({ topic: 'votes', messages: keys.map((key) => ({ key, value: 'v' })) });
+  t.true(requests.length > 1);
+  for (const r of requests) t.is(r.partitions.length, 1);
+  t.deepEqual(requests.flatMap((r) => r.keys).sort(), [...keys].sort());
+  // The same partitions as KafkaJS's default partitioner on its own (murmur2 of the key, 4 partitions).
+  const partitioner = Partitioners.DefaultPartitioner();
+  const partitionMetadata = [0, 1, 2, 3].map((partitionId) => ({
+    partitionId,
+    leader: 1,
+    replicas: [1],
+    isr: [1],
+    partitionErrorCode: 0,
+  }));
+  for (const r of requests)
+    for (const key of r.keys)
+      t.is(r.partitions[0], partitioner({ topic: 'votes', partitionMetadata, message: { key, value: 'v' } }));
+});
+
+test('a batch fails as a whole when the send of one of its partitions fails', async (t) => {
+  const { kafka } = fakeKafka(new Set(), 2);
+  const p = await createResettingProducer(kafka, { idempotent: true }, createLogger('test', 'silent'));
+  const keys = [...Array(40)].map((_, i) => `poll/voter-${i}`);
+  await t.throwsAsync(p.send({ topic: 'votes', messages: keys.map((key) => ({ key, value: 'v' })) }), {
+    message: 'NOT_LEADER',
+  });
 });

@@ -1,5 +1,14 @@
 import type { Logger } from '@votestream/runtime';
-import type { Kafka, Producer, ProducerConfig, ProducerRecord, RecordMetadata } from 'kafkajs';
+import {
+  type Kafka,
+  type Message,
+  Partitioners,
+  type PartitionMetadata,
+  type Producer,
+  type ProducerConfig,
+  type ProducerRecord,
+  type RecordMetadata,
+} from 'kafkajs';
 
 /** What the vote path and the poll admin need of a producer. */
 export type SendOnlyProducer = Pick<Producer, 'send' | 'disconnect'>;
@@ -38,24 +47,69 @@ export async function createResettingProducer(
         replacing = undefined;
       });
   };
+  // One produce request per partition (see the comment on `send`): the partition of each keyed message is
+  // chosen here with KafkaJS's own default partitioner (murmur2 of the key, as the Java client), so nothing moves.
+  const partitioner = Partitioners.DefaultPartitioner();
+  const partitionCounts = new Map<string, PartitionMetadata[]>();
+  const admin = kafka.admin();
+  const partitionsOf = async (topic: string): Promise<PartitionMetadata[]> => {
+    let parts = partitionCounts.get(topic);
+    if (!parts) {
+      await admin.connect();
+      parts = (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions ?? [];
+      if (parts.length === 0) throw new Error(`topic ${topic} has no partitions`);
+      partitionCounts.set(topic, parts);
+    }
+    return parts;
+  };
+  const sendOnce = async (record: ProducerRecord): Promise<RecordMetadata[]> => {
+    if (replacing) await replacing;
+    const p = current;
+    try {
+      return await p.send(record);
+    } catch (err) {
+      replace(p);
+      throw err;
+    }
+  };
   return {
     get resets() {
       return resets;
     },
+    /**
+     * KafkaJS 2.2.4 can acknowledge a send whose messages it never wrote: when a send spans several brokers and
+     * one of them fails, the retry re-reads the leaders but sends only to brokers that have not answered yet,
+     * so messages of a partition whose new leader already answered in the first attempt are dropped while the
+     * send resolves (producer/sendMessages.js, `brokersWithoutResponse`). Found on the 3-node cluster: votes
+     * answered 202 that are not in the topic. So a batch goes out as one send per partition (one leader each);
+     * all must succeed for the batch to be acknowledged. A partition that did land while another failed is
+     * answered 503 and resent by the voter: a duplicate the stream's dedupe drops.
+     */
     async send(record: ProducerRecord): Promise<RecordMetadata[]> {
-      if (replacing) await replacing;
-      const p = current;
-      try {
-        return await p.send(record);
-      } catch (err) {
-        replace(p);
-        throw err;
+      if (
+        record.messages.length <= 1 ||
+        record.messages.every((m) => m.partition !== undefined && m.partition === record.messages[0]?.partition)
+      )
+        return sendOnce(record);
+      const partitionMetadata = await partitionsOf(record.topic);
+      const groups = new Map<number, Message[]>();
+      for (const message of record.messages) {
+        const partition = partitioner({ topic: record.topic, partitionMetadata, message });
+        const group = groups.get(partition) ?? [];
+        group.push({ ...message, partition });
+        groups.set(partition, group);
       }
+      const results = await Promise.allSettled(
+        [...groups.values()].map((messages) => sendOnce({ ...record, messages })),
+      );
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      return results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
     },
     async disconnect() {
       closed = true;
       if (replacing) await replacing;
-      await current.disconnect();
+      await Promise.allSettled([current.disconnect(), admin.disconnect()]);
     },
   };
 }
