@@ -36,7 +36,16 @@ export async function createResettingProducer(
     replacing = (async () => {
       const next = kafka.producer(config);
       // Bounded by the client's retry settings; if Kafka is unreachable the next send fails and tries again.
-      await next.connect();
+      try {
+        await next.connect();
+      } catch (err) {
+        await next.disconnect().catch(() => undefined); // no sockets or timers left behind by the failed attempt
+        throw err;
+      }
+      if (closed) {
+        await next.disconnect().catch(() => undefined);
+        return;
+      }
       current = next;
       resets++;
       logger.warn({ resets }, 'producer replaced after a failed send (fresh producer id and sequence numbers)');
