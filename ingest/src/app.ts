@@ -18,7 +18,7 @@ import {
 } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { Admin, ISocketFactory, Producer } from 'kafkajs';
+import type { Admin, ISocketFactory } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { type ChallengeIssuer, createChallengeIssuer } from './abuse/challenge.ts';
 import { type ChallengePolicy, createChallengePolicy } from './abuse/challenge-policy.ts';
@@ -40,6 +40,7 @@ import { PollAdmin, parseCreatePoll, pollView } from './polls/admin.ts';
 import { PollCatalog, pollStatus } from './polls/catalog.ts';
 import { type Admission, createVoteGuards, type IdempotencyRecord, type VoteGuards } from './votes/admission.ts';
 import { BatcherFullError, VoteBatcher, VoteNotSentError } from './votes/batcher.ts';
+import { createResettingProducer } from './votes/producer.ts';
 import { createResolver, type Resolution, type Resolver } from './votes/resolution.ts';
 import { isIdempotencyKey, isPollId, parseVoteBody } from './votes/vote-body.ts';
 import { voteIdOf } from './votes/vote-id.ts';
@@ -622,14 +623,17 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     localDataCenter: config.cqlLocalDataCenter,
     security: config.cqlSecurity,
   });
-  const producer: Producer = kafka.producer({
-    idempotent: true, // broker drops the duplicates of our own retries
-    maxInFlightRequests: 1, // ordering + idempotence without sequence gaps
-    allowAutoTopicCreation: false,
-    // These bound how long after a send a vote can still append (produceAppendBoundMs, the vote's lease).
-    retry: { initialRetryTime: 100, maxRetryTime: produceRetryTimeMaxMs, retries: config.produceRetries },
-  });
-  await producer.connect();
+  const producer = await createResettingProducer(
+    kafka,
+    {
+      idempotent: true, // broker drops the duplicates of our own retries
+      maxInFlightRequests: 1, // ordering + idempotence without sequence gaps
+      allowAutoTopicCreation: false,
+      // These bound how long after a send a vote can still append (produceAppendBoundMs, the vote's lease).
+      retry: { initialRetryTime: 100, maxRetryTime: produceRetryTimeMaxMs, retries: config.produceRetries },
+    },
+    logger,
+  );
   const probeAdmin: Admin = kafka.admin({ retry: { retries: 0 } });
   await probeAdmin.connect();
   await requireTopics(probeAdmin, [topics.votes, topics.polls]);

@@ -35,6 +35,15 @@ export interface ProjectionsConfig extends CommonConfig {
   mqttReconnectDelayMsMax: number;
   /** Upper bound on bytes fetched per partition per Kafka fetch (bounds a batch in memory). */
   fetchBytesPerPartitionMax: number;
+  /**
+   * A consumer that sends no heartbeat for this long is declared dead and its partitions move to another
+   * instance: the failure-detection part of the failover time (>= the broker's group.min.session.timeout.ms, 6 s).
+   */
+  sessionTimeoutMs: number;
+  /** Heartbeat period of the consumers (at most a third of the session timeout). */
+  heartbeatIntervalMs: number;
+  /** Longest a rebalance waits for every member to rejoin; a member that has not rejoined by then is dropped. */
+  rebalanceTimeoutMs: number;
 }
 
 /** `'none'`, `'self'` or space-separated https origins: nothing that could break out of the CSP header. */
@@ -71,5 +80,17 @@ export function loadProjectionsConfig(env: Record<string, string | undefined> = 
     mqttReconnectDelayMsMin: r.int('MQTT_RECONNECT_DELAY_MS_MIN', 250, { min: 10 }),
     mqttReconnectDelayMsMax: r.int('MQTT_RECONNECT_DELAY_MS_MAX', 10_000, { min: 10 }),
     fetchBytesPerPartitionMax: r.int('FETCH_BYTES_PER_PARTITION_MAX', 1024 * 1024, { min: 1024 }),
+    ...consumerTimeouts(r),
   };
+}
+
+function consumerTimeouts(r: ReturnType<typeof envReader>) {
+  const sessionTimeoutMs = r.int('PROJECTIONS_SESSION_TIMEOUT_MS', 6000, { min: 6000, max: 300_000 });
+  const heartbeatIntervalMs = r.int('PROJECTIONS_HEARTBEAT_INTERVAL_MS', 1000, { min: 100, max: 60_000 });
+  if (heartbeatIntervalMs * 3 > sessionTimeoutMs)
+    throw new ConfigError(
+      'PROJECTIONS_HEARTBEAT_INTERVAL_MS must be at most a third of PROJECTIONS_SESSION_TIMEOUT_MS',
+    );
+  const rebalanceTimeoutMs = r.int('PROJECTIONS_REBALANCE_TIMEOUT_MS', 30_000, { min: sessionTimeoutMs, max: 300_000 });
+  return { sessionTimeoutMs, heartbeatIntervalMs, rebalanceTimeoutMs };
 }

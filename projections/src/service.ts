@@ -1,5 +1,6 @@
 import { createReadModels, createReadModelWriter, scanLatest } from '@votestream/read-models';
 import {
+  brokerLossRetry,
   createCqlClient,
   createKafka,
   createLogger,
@@ -138,6 +139,7 @@ export async function startProjections(
     brokers: config.kafkaBrokers,
     security: config.kafkaSecurity,
     logger,
+    retry: brokerLossRetry,
   });
   const admin = kafka.admin();
   await admin.connect();
@@ -148,8 +150,11 @@ export async function startProjections(
   }
   const consumerOptions = {
     readUncommitted: false, // read_committed: only what the stream's transactions committed
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    // Failure detection of a dead instance: its partitions move after sessionTimeout (failover budget in
+    // docs/components/projections.md).
+    sessionTimeout: config.sessionTimeoutMs,
+    heartbeatInterval: config.heartbeatIntervalMs,
+    rebalanceTimeout: config.rebalanceTimeoutMs,
     maxBytesPerPartition: config.fetchBytesPerPartitionMax,
     maxWaitTimeInMs: 50, // live totals within a second: do not let the broker hold a fetch long
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },

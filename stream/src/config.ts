@@ -34,8 +34,15 @@ export interface StreamConfig extends CommonConfig {
   fetchPartitionBytesMax: number;
   /** The broker aborts a transaction left open longer than this (e.g. by a process killed mid-commit). */
   transactionTimeoutMs: number;
+  /**
+   * A member that sends no heartbeat for this long is declared dead and its tasks move to the other instances:
+   * the failure-detection part of the failover time (>= the broker's group.min.session.timeout.ms, 6 s).
+   */
   sessionTimeoutMs: number;
+  /** Heartbeat period (at most a third of the session timeout); KafkaJS also heartbeats after every commit. */
   heartbeatIntervalMs: number;
+  /** Longest a rebalance waits for every member to rejoin; a member that has not rejoined by then is dropped. */
+  rebalanceTimeoutMs: number;
   /** Input partitions one process works on at the same time. */
   partitionsConsumedConcurrently: number;
   /** Consecutive failed commits of one task before the process gives up and exits (the supervisor restarts it). */
@@ -95,8 +102,7 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     fetchMaxWaitMs: r.int('STREAM_FETCH_MAX_WAIT_MS', 100, { min: 1, max: 10_000 }),
     fetchPartitionBytesMax: r.int('STREAM_FETCH_PARTITION_BYTES_MAX', 1_048_576, { min: 1024, max: 52_428_800 }),
     transactionTimeoutMs: r.int('STREAM_TRANSACTION_TIMEOUT_MS', 60_000, { min: 1000, max: 900_000 }),
-    sessionTimeoutMs: r.int('STREAM_SESSION_TIMEOUT_MS', 30_000, { min: 6000, max: 300_000 }),
-    heartbeatIntervalMs: r.int('STREAM_HEARTBEAT_INTERVAL_MS', 3000, { min: 100, max: 60_000 }),
+    ...consumerTimeouts(r),
     partitionsConsumedConcurrently: r.int('STREAM_PARTITIONS_CONCURRENCY', 8, { min: 1, max: 256 }),
     taskFailuresMax: r.int('STREAM_TASK_FAILURES_MAX', 10, { min: 1, max: 1000 }),
     changelogReplicationFactor: r.int('STREAM_CHANGELOG_REPLICATION', 1, { min: 1, max: 5 }),
@@ -109,4 +115,13 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
       : {}),
     auditKeyId: r.string('AUDIT_KEY_ID', 'votestream-audit-1'),
   };
+}
+
+function consumerTimeouts(r: ReturnType<typeof envReader>) {
+  const sessionTimeoutMs = r.int('STREAM_SESSION_TIMEOUT_MS', 6000, { min: 6000, max: 300_000 });
+  const heartbeatIntervalMs = r.int('STREAM_HEARTBEAT_INTERVAL_MS', 1000, { min: 100, max: 60_000 });
+  if (heartbeatIntervalMs * 3 > sessionTimeoutMs)
+    throw new ConfigError('STREAM_HEARTBEAT_INTERVAL_MS must be at most a third of STREAM_SESSION_TIMEOUT_MS');
+  const rebalanceTimeoutMs = r.int('STREAM_REBALANCE_TIMEOUT_MS', 30_000, { min: sessionTimeoutMs, max: 300_000 });
+  return { sessionTimeoutMs, heartbeatIntervalMs, rebalanceTimeoutMs };
 }

@@ -3,6 +3,7 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import {
+  brokerLossRetry,
   createCqlClient,
   createKafka,
   createLogger,
@@ -28,6 +29,7 @@ const kafka = createKafka({
   brokers: config.kafkaBrokers,
   security: config.kafkaSecurity,
   logger,
+  retry: brokerLossRetry,
 });
 const admin = kafka.admin();
 await admin.connect();

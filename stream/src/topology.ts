@@ -18,9 +18,13 @@ export function streamTopics(prefix: string, applicationId: string): StreamTopic
 }
 
 export async function partitionCount(admin: Admin, topic: string): Promise<number> {
-  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-  const n = meta.topics[0]?.partitions.length ?? 0;
-  if (n === 0) throw new Error(`topic ${topic} does not exist (topic auto-creation is off: create it first)`);
+  // Bounded retries (waitForLeaders: 30 s): on a cluster, a broker that has not yet applied a new topic's
+  // metadata lists no such topic, or answers UNKNOWN_TOPIC_OR_PARTITION, for a while (seen on the 3-node cluster
+  // right after the topics were created).
+  const meta = await waitForLeaders(admin, [topic]).catch(() => undefined);
+  const n = meta?.topics[0]?.partitions.length ?? 0;
+  if (n === 0)
+    throw new Error(`topic ${topic} does not exist or has no leaders (topic auto-creation is off: create it first)`);
   return n;
 }
 

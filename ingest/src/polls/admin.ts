@@ -86,7 +86,7 @@ export function parseCreatePoll(body: unknown, now: number): PollDefinition {
  */
 export class PollAdmin {
   constructor(
-    private readonly producer: Producer,
+    private readonly producer: Pick<Producer, 'send'>,
     private readonly topic: string,
     private readonly encode: (e: PollEvent) => Buffer,
     private readonly catalog: PollCatalog,

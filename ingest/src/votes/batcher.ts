@@ -65,7 +65,7 @@ export class VoteBatcher {
   private readonly sending = new Set<Promise<void>>();
 
   constructor(
-    private readonly producer: Producer,
+    private readonly producer: Pick<Producer, 'send'>,
     private readonly topic: string,
     private readonly limits: BatcherLimits,
     private readonly stats: BatcherStats = {},

@@ -62,6 +62,14 @@ export function kafkaClientConfig(opts: CreateKafkaOptions): KafkaConfig {
 
 const boundedRetriesWarning = 'Limiting retries for the idempotent producer';
 
+/**
+ * Retries of the stream processors and projections: about 17 s in all (100 ms doubling to 2 s, 12 times), longer
+ * than a broker's failure detection (broker.session.timeout.ms, 9 s) plus the leader election, so the loss of a
+ * broker is retried through. With fewer, a consumer gives up (KafkaJSNumberOfRetriesExceeded), restarts and
+ * rejoins, which rebalances its whole group and re-creates every task (seen on the 3-node cluster).
+ */
+export const brokerLossRetry = { initialRetryTime: 100, maxRetryTime: 2000, retries: 12 } as const;
+
 /** Refresh an MSK IAM token this long before it expires (tokens live 15 minutes). */
 const mskTokenRefreshMarginMs = 60_000;
 

@@ -180,7 +180,7 @@ export class StreamThread {
       readUncommitted: false,
       sessionTimeout: o.config.sessionTimeoutMs,
       heartbeatInterval: o.config.heartbeatIntervalMs,
-      rebalanceTimeout: Math.max(60_000, o.config.sessionTimeoutMs),
+      rebalanceTimeout: o.config.rebalanceTimeoutMs,
       maxWaitTimeInMs: o.config.fetchMaxWaitMs,
       maxBytesPerPartition: o.config.fetchPartitionBytesMax,
       allowAutoTopicCreation: false,
@@ -276,19 +276,31 @@ export class StreamThread {
     let nextOffset = -1n;
     let restored = 0;
     const startedAt = Date.now();
-    for (const [i, topic] of processor.changelogTopics.entries()) {
-      restored += await restoreChangelogPartition({
-        kafka: o.kafka,
-        admin: o.admin,
-        topic,
-        partition,
-        logger: this.log,
-        apply: (record) => {
-          if (i === 0 && record.key === positionKey) {
-            if (record.value) nextOffset = BigInt(JSON.parse(record.value.toString()).nextOffset as string);
-          } else processor.restore(record);
-        },
-      });
+    // The changelogs are restored at the same time: each read joins a consumer group of its own, and a new group
+    // waits group.initial.rebalance.delay.ms (3 s on MSK) before its first assignment, so one after the other
+    // would add that delay per changelog to the failover time. Records of different stores never interact.
+    const reads = await Promise.allSettled(
+      processor.changelogTopics.map((topic, i) =>
+        restoreChangelogPartition({
+          kafka: o.kafka,
+          admin: o.admin,
+          topic,
+          partition,
+          logger: this.log,
+          apply: (record) => {
+            if (i === 0 && record.key === positionKey) {
+              if (record.value) nextOffset = BigInt(JSON.parse(record.value.toString()).nextOffset as string);
+            } else processor.restore(record);
+          },
+        }),
+      ),
+    );
+    for (const r of reads) {
+      if (r.status === 'rejected') {
+        await producer.disconnect().catch(() => {});
+        throw r.reason;
+      }
+      restored += r.value;
     }
     processor.restored();
     this.metrics.restores.inc({ stage: o.stage });
