@@ -7,9 +7,10 @@ import { genesisOf, leafOf, linkOf } from '../audit/chain.ts';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
 import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
-import type { TaskProcessor } from '../runtime/processor.ts';
+import { type Clock, systemClock, type TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
 import { type Fingerprint, fingerprintOf, VoterTable } from '../state/voter-table.ts';
+import { dedupeStore, type PartialTallyRecord, partialTallyStore } from './changelogs.ts';
 import { nextVersion, sumOf, toWindowCounts, type WindowState, windowStartOf } from './tally-state.ts';
 import { eligibilityOf } from './vote-rules.ts';
 
@@ -17,7 +18,7 @@ export interface DedupeTopics {
   votes: string;
   voteDecisions: string;
   tallyPartials: string;
-  /** Changelog of the tally store (poll partials, windows) and of the task position. */
+  /** Changelog of the tally store (poll partials, windows, watermark) and of the runtime's task position. */
   tallyChangelog: string;
   /** Changelog of the dedupe store: key pollId/voterId, value the voteId of the first vote. */
   dedupeChangelog: string;
@@ -40,22 +41,15 @@ interface PartialTally {
   evictedWindows: Set<number>;
 }
 
-interface TallyRecord {
-  version: number;
-  totals: Record<string, number>;
-  late: number;
-  final: boolean;
-  /** Absent in records written before the audit chain: then the chain starts at the genesis. */
-  auditCount?: number;
-  auditHead?: string;
-}
-
 export interface DedupeContext {
   config: StreamConfig;
   topics: DedupeTopics;
   serde: AvroSerde;
-  catalog: PollCatalog;
+  /** The poll catalog as the processor reads it (PollCatalog; a fake in unit tests). */
+  catalog: Pick<PollCatalog, 'get' | 'all' | 'catchUp'>;
   logger: Logger;
+  /** Processing time (decidedAt); default the wall clock. */
+  clock?: Clock;
   registry: Registry;
   /** Per-poll salts of the analytics pseudonyms (PollSalts: CQL, cached). */
   salts: { get(pollId: string): Buffer | Promise<Buffer> };
@@ -82,6 +76,7 @@ function decisionsCounter(registry: Registry): Counter {
  */
 export class DedupeProcessor implements TaskProcessor {
   readonly changelogTopics: readonly string[];
+  readonly positionChangelog: string;
   private readonly voters = new Map<string, VoterTable>();
   private readonly tallies = new Map<string, PartialTally>();
   private watermark = 0;
@@ -92,12 +87,15 @@ export class DedupeProcessor implements TaskProcessor {
   private readonly encodeTally: (v: TallyUpdate) => Buffer;
   private readonly encodeAnalytics: (v: VoteAnalytics) => Buffer;
   private readonly decisions: Counter;
+  private readonly clock: Clock;
 
   constructor(
     private readonly partition: number,
     private readonly ctx: DedupeContext,
   ) {
     this.changelogTopics = [ctx.topics.tallyChangelog, ctx.topics.dedupeChangelog];
+    this.positionChangelog = ctx.topics.tallyChangelog;
+    this.clock = ctx.clock ?? systemClock;
     this.decodeVote = ctx.serde.decoder('VoteCast');
     this.encodeDecision = ctx.serde.encoder('VoteDecision', { validate: false });
     this.encodeTally = ctx.serde.encoder('TallyUpdate', { validate: false });
@@ -119,34 +117,31 @@ export class DedupeProcessor implements TaskProcessor {
   restore({ topic, key, value }: ChangelogRecord): void {
     if (topic === this.ctx.topics.dedupeChangelog) {
       if (!value) return;
-      const slash = key.indexOf('/');
-      invariant(slash > 0, `dedupe changelog key must be pollId/voterId, got ${JSON.stringify(key)}`);
-      this.table(key.slice(0, slash)).insert(fingerprintOf(key.slice(slash + 1), this.fp), value.toString());
+      const { pollId, voterId } = dedupeStore.decodeKey(key);
+      this.table(pollId).insert(fingerprintOf(voterId, this.fp), dedupeStore.value.decode(value));
       return;
     }
-    if (key === 'watermark') {
-      if (value) this.watermark = Number(value.toString());
-    } else if (key.startsWith('t/')) {
-      const pollId = key.slice(2);
+    invariant(topic === this.ctx.topics.tallyChangelog, `a changelog of this processor, got ${topic}`);
+    const k = partialTallyStore.decodeKey(key);
+    if (k.kind === 'watermark') {
+      if (value) this.watermark = partialTallyStore.watermark.decode(value);
+    } else if (k.kind === 'tally') {
       if (!value) {
-        this.tallies.delete(pollId);
+        this.tallies.delete(k.pollId);
         return;
       }
-      const r = JSON.parse(value.toString()) as TallyRecord;
-      const t = this.tally(pollId);
+      const r = partialTallyStore.tally.decode(value);
+      const t = this.tally(k.pollId);
       t.version = r.version;
       t.totals = r.totals;
       t.late = r.late;
       t.final = r.final;
       t.auditCount = r.auditCount ?? 0;
-      t.auditHead = r.auditHead ?? genesisOf(pollId, this.partition);
-    } else if (key.startsWith('w/')) {
-      const at = key.lastIndexOf('/');
-      const pollId = key.slice(2, at);
-      const start = Number(key.slice(at + 1));
-      const t = this.tally(pollId);
-      if (value) t.windows.set(start, JSON.parse(value.toString()) as WindowState);
-      else t.windows.delete(start);
+      t.auditHead = r.auditHead ?? genesisOf(k.pollId, this.partition);
+    } else {
+      const t = this.tally(k.pollId);
+      if (value) t.windows.set(k.windowStart, partialTallyStore.window.decode(value));
+      else t.windows.delete(k.windowStart);
     }
   }
 
@@ -160,7 +155,7 @@ export class DedupeProcessor implements TaskProcessor {
 
   async process(messages: readonly KafkaMessage[], out: RecordCollector): Promise<void> {
     const { config, topics, catalog } = this.ctx;
-    const now = Date.now();
+    const now = this.clock();
     let caughtUp = false;
     for (const m of messages) {
       let vote: VoteCast | undefined;
@@ -202,7 +197,12 @@ export class DedupeProcessor implements TaskProcessor {
           else reason = 'DUPLICATE';
         } else {
           table.insert(fp, vote.voteId);
-          out.send(topics.dedupeChangelog, `${vote.pollId}/${vote.voterId}`, Buffer.from(vote.voteId), this.partition);
+          out.send(
+            topics.dedupeChangelog,
+            dedupeStore.key(vote.pollId, vote.voterId),
+            dedupeStore.value.encode(vote.voteId),
+            this.partition,
+          );
           this.count(vote.pollId, vote.optionId, windowStart, late);
         }
       }
@@ -302,11 +302,16 @@ export class DedupeProcessor implements TaskProcessor {
         const w = t.windows.get(start);
         if (!w) continue;
         windows.push(toWindowCounts(start, config.windowMs, w));
-        out.send(topics.tallyChangelog, `w/${pollId}/${start}`, Buffer.from(JSON.stringify(w)), this.partition);
+        out.send(
+          topics.tallyChangelog,
+          partialTallyStore.windowKey(pollId, start),
+          partialTallyStore.window.encode(w),
+          this.partition,
+        );
       }
       for (const start of t.evictedWindows)
-        out.send(topics.tallyChangelog, `w/${pollId}/${start}`, null, this.partition);
-      const record: TallyRecord = {
+        out.send(topics.tallyChangelog, partialTallyStore.windowKey(pollId, start), null, this.partition);
+      const record: PartialTallyRecord = {
         version: t.version,
         totals: t.totals,
         late: t.late,
@@ -314,7 +319,12 @@ export class DedupeProcessor implements TaskProcessor {
         auditCount: t.auditCount,
         auditHead: t.auditHead,
       };
-      out.send(topics.tallyChangelog, `t/${pollId}`, Buffer.from(JSON.stringify(record)), this.partition);
+      out.send(
+        topics.tallyChangelog,
+        partialTallyStore.tallyKey(pollId),
+        partialTallyStore.tally.encode(record),
+        this.partition,
+      );
       if (t.dirty || t.dirtyWindows.size > 0) {
         const partial: TallyUpdate = {
           pollId,
@@ -340,7 +350,12 @@ export class DedupeProcessor implements TaskProcessor {
       t.evictedWindows.clear();
     }
     if (this.watermarkDirty) {
-      out.send(topics.tallyChangelog, 'watermark', Buffer.from(String(this.watermark)), this.partition);
+      out.send(
+        topics.tallyChangelog,
+        partialTallyStore.watermarkKey,
+        partialTallyStore.watermark.encode(this.watermark),
+        this.partition,
+      );
       this.watermarkDirty = false;
     }
   }

@@ -7,6 +7,7 @@ import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
 import type { TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
+import { type GlobalPollRecord, globalTallyStore } from './changelogs.ts';
 import { nextVersion, sumOf, type WindowState } from './tally-state.ts';
 
 export interface GlobalTallyTopics {
@@ -16,25 +17,7 @@ export interface GlobalTallyTopics {
   changelog: string;
 }
 
-/** The latest partial of one source (votes partition) for a poll. */
-interface SourceState {
-  version: number;
-  totals: Record<string, number>;
-  late: number;
-  watermark: number;
-  final: boolean;
-  /** The source's audit chain head (absent from partials written before the audit chain). */
-  audit?: { count: number; head: string };
-}
-
-interface PollState {
-  /** Version of the last global TallyUpdate emitted (persisted: a restart never goes backwards). */
-  version: number;
-  finalEmitted: boolean;
-  sources: Record<string, SourceState>;
-}
-
-interface GlobalPoll extends PollState {
+interface GlobalPoll extends GlobalPollRecord {
   /** windowStart -> source -> that source's absolute counts in the window. */
   windows: Map<number, Record<string, WindowState>>;
   dirty: boolean;
@@ -60,6 +43,7 @@ export interface GlobalTallyContext {
  */
 export class GlobalTallyProcessor implements TaskProcessor {
   readonly changelogTopics: readonly string[];
+  readonly positionChangelog: string;
   private readonly polls = new Map<string, GlobalPoll>();
   private readonly decode: (buf: Buffer) => Promise<TallyUpdate>;
   private readonly encode: (v: TallyUpdate) => Buffer;
@@ -69,6 +53,7 @@ export class GlobalTallyProcessor implements TaskProcessor {
     private readonly ctx: GlobalTallyContext,
   ) {
     this.changelogTopics = [ctx.topics.changelog];
+    this.positionChangelog = ctx.topics.changelog;
     this.decode = ctx.serde.decoder('TallyUpdate');
     this.encode = ctx.serde.encoder('TallyUpdate', { validate: false });
   }
@@ -91,20 +76,16 @@ export class GlobalTallyProcessor implements TaskProcessor {
   }
 
   restore({ key, value }: ChangelogRecord): void {
-    if (key.startsWith('p/')) {
-      const p = this.poll(key.slice(2));
+    const k = globalTallyStore.decodeKey(key);
+    const p = this.poll(k.pollId);
+    if (k.kind === 'poll') {
       if (!value) return;
-      const s = JSON.parse(value.toString()) as PollState;
+      const s = globalTallyStore.poll.decode(value);
       p.version = s.version;
       p.finalEmitted = s.finalEmitted;
       p.sources = s.sources;
-    } else if (key.startsWith('w/')) {
-      const at = key.lastIndexOf('/');
-      const p = this.poll(key.slice(2, at));
-      const start = Number(key.slice(at + 1));
-      if (value) p.windows.set(start, JSON.parse(value.toString()) as Record<string, WindowState>);
-      else p.windows.delete(start);
-    }
+    } else if (value) p.windows.set(k.windowStart, globalTallyStore.window.decode(value));
+    else p.windows.delete(k.windowStart);
   }
 
   restored(): void {}
@@ -163,7 +144,8 @@ export class GlobalTallyProcessor implements TaskProcessor {
     const { config, topics, sources } = this.ctx;
     for (const [pollId, p] of this.polls) {
       if (!p.dirty && p.evictedWindows.size === 0) continue;
-      for (const start of p.evictedWindows) out.send(topics.changelog, `w/${pollId}/${start}`, null, this.partition);
+      for (const start of p.evictedWindows)
+        out.send(topics.changelog, globalTallyStore.windowKey(pollId, start), null, this.partition);
       p.evictedWindows.clear();
       if (!p.dirty) continue;
       invariant(!p.finalEmitted, `global tally of ${pollId} changed after it was final`);
@@ -189,12 +171,17 @@ export class GlobalTallyProcessor implements TaskProcessor {
           wLate += w.late;
         }
         windows.push({ windowStart: start, windowEnd: start + config.windowMs, counts, late: wLate });
-        out.send(topics.changelog, `w/${pollId}/${start}`, Buffer.from(JSON.stringify(bySource)), this.partition);
+        out.send(
+          topics.changelog,
+          globalTallyStore.windowKey(pollId, start),
+          globalTallyStore.window.encode(bySource),
+          this.partition,
+        );
       }
       p.version = nextVersion(p.version, nowMs);
       p.finalEmitted = finals >= sources;
-      const state: PollState = { version: p.version, finalEmitted: p.finalEmitted, sources: p.sources };
-      out.send(topics.changelog, `p/${pollId}`, Buffer.from(JSON.stringify(state)), this.partition);
+      const state: GlobalPollRecord = { version: p.version, finalEmitted: p.finalEmitted, sources: p.sources };
+      out.send(topics.changelog, globalTallyStore.pollKey(pollId), globalTallyStore.poll.encode(state), this.partition);
       const heads = Object.entries(p.sources)
         .map(([source, s]) => ({
           source: Number(source),

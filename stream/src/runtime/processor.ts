@@ -10,7 +10,12 @@ import type { ChangelogRecord } from './restore.ts';
 export interface TaskProcessor {
   /** The changelog topics of this task's state stores; partition = the task's input partition. */
   readonly changelogTopics: readonly string[];
-  /** Applies one changelog record while the task restores (before it processes anything). */
+  /**
+   * The changelog (one of `changelogTopics`) where the runtime keeps the task's position (`taskPosition` in
+   * changelog.ts, a key reserved for the runtime): declared by the processor, so its store codec knows the key.
+   */
+  readonly positionChangelog: string;
+  /** Applies one changelog record while the task restores (before it processes anything); never the position. */
   restore(record: ChangelogRecord): void;
   /** Called once after every changelog is restored. */
   restored(): void;
@@ -26,3 +31,7 @@ export interface TaskProcessor {
 }
 
 export type ProcessorFactory = (partition: number) => TaskProcessor;
+
+/** Processing time, injected: processors never read the wall clock themselves (tests move a fake one). */
+export type Clock = () => number;
+export const systemClock: Clock = () => Date.now();

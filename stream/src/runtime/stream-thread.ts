@@ -1,21 +1,15 @@
-import { deadLetterCounter, exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer, TopicMessages, Transaction } from 'kafkajs';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { exportConsumerLag, type Logger } from '@votestream/runtime';
+import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
-import { type DeadLetterRoute, placeOnPartitions, RecordCollector, unacknowledged } from './collector.ts';
+import type { DeadLetterRoute } from './collector.ts';
+import { type FatalHandler, recoveryOf } from './errors.ts';
+import { StreamMetrics } from './metrics.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
-import { fastDefaultPartitioner } from './partitioner.ts';
-import type { ProcessorFactory, TaskProcessor } from './processor.ts';
-import { restoreChangelogPartition } from './restore.ts';
-
-/** Changelog key under which the runtime stores the task's next input offset, in the task's first changelog. */
-export const positionKey = '\u0000position';
-const commitTimeoutMs = 30_000;
-const failureBackoffMsMax = 5000;
-/** Records per produce request of a commit (see commit()); a commit sends ceil(records / this) requests. */
-export const sendBatchRecordsMax = 1000;
-/** Sends of one slice in one transaction while KafkaJS leaves partitions unwritten (see unacknowledged()). */
-const sendAttemptsMax = 5;
+import { type Clock, type ProcessorFactory, systemClock } from './processor.ts';
+import type { StreamTask } from './task.ts';
+import { TaskManager, type TaskReport } from './task-manager.ts';
+import { PartitionCounts } from './task-producer.ts';
 
 export interface StreamThreadOptions {
   /** Stage name, for logs and metrics. */
@@ -31,6 +25,10 @@ export interface StreamThreadOptions {
   logger: Logger;
   registry: Registry;
   createProcessor: ProcessorFactory;
+  /** Gets every error the runtime cannot recover from (main.ts logs it and exits; the supervisor restarts). */
+  onFatal: FatalHandler;
+  /** Processing time for the processors' flush and punctuate; default the wall clock. */
+  clock?: Clock;
   /** A state the tasks read that is fed by another topic and must be caught up before a batch is processed. */
   readBarrier?: ReadBarrier;
   /** Where records the processors cannot decode go (in the task's transaction); absent: they fail the task. */
@@ -50,117 +48,10 @@ export interface ReadBarrier {
   waitFor(highs: readonly PartitionOffsets[], timeoutMs: number): Promise<void>;
 }
 
-interface Task {
-  readonly partition: number;
-  readonly producer: Producer;
-  readonly processor: TaskProcessor;
-  /** Next input offset to process: everything before it is in the committed state. -1: nothing committed yet. */
-  nextOffset: bigint;
-  /** True when the last fetched batch reached the partition's end. */
-  caughtUp: boolean;
-  lastRecordAtMs: number;
-  /** Serialises batches and punctuations of the task: one transaction at a time. */
-  queue: Promise<unknown>;
-  closed: boolean;
-}
-
-class Metrics {
-  readonly records: Counter;
-  readonly commits: Counter;
-  readonly commitFailures: Counter;
-  readonly commitSeconds: Histogram;
-  readonly sendGaps: Counter;
-  readonly restores: Counter;
-  readonly restoredRecords: Counter;
-  readonly tasks: Gauge;
-  readonly deadLetters: Counter<'topic' | 'reason'>;
-  constructor(registry: Registry) {
-    const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
-    const registers = [registry];
-    this.deadLetters = deadLetterCounter(registry, 'stream');
-    this.records = get(
-      'stream_records_processed_total',
-      () =>
-        new Counter({
-          name: 'stream_records_processed_total',
-          help: 'Input records processed and committed',
-          labelNames: ['stage'],
-          registers,
-        }),
-    );
-    this.commits = get(
-      'stream_commits_total',
-      () =>
-        new Counter({ name: 'stream_commits_total', help: 'Committed transactions', labelNames: ['stage'], registers }),
-    );
-    this.commitFailures = get(
-      'stream_commit_failures_total',
-      () =>
-        new Counter({
-          name: 'stream_commit_failures_total',
-          help: 'Aborted or failed transactions (the task is rebuilt from its changelog)',
-          labelNames: ['stage'],
-          registers,
-        }),
-    );
-    this.commitSeconds = get(
-      'stream_commit_duration_seconds',
-      () =>
-        new Histogram({
-          name: 'stream_commit_duration_seconds',
-          help: 'Time of one transaction (send outputs, changelog, offsets, commit)',
-          labelNames: ['stage'],
-          buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-          registers,
-        }),
-    );
-    this.sendGaps = get(
-      'stream_send_gaps_total',
-      () =>
-        new Counter({
-          name: 'stream_send_gaps_total',
-          help: 'Partitions a transactional send resolved without writing, found by their missing acknowledgement and sent again',
-          labelNames: ['stage'],
-          registers,
-        }),
-    );
-    this.restores = get(
-      'stream_task_restores_total',
-      () =>
-        new Counter({
-          name: 'stream_task_restores_total',
-          help: 'Tasks created (producer fenced, state restored)',
-          labelNames: ['stage'],
-          registers,
-        }),
-    );
-    this.restoredRecords = get(
-      'stream_restored_records_total',
-      () =>
-        new Counter({
-          name: 'stream_restored_records_total',
-          help: 'Changelog records applied while restoring',
-          labelNames: ['stage'],
-          registers,
-        }),
-    );
-    this.tasks = get(
-      'stream_tasks_active',
-      () =>
-        new Gauge({
-          name: 'stream_tasks_active',
-          help: 'Tasks (input partitions) this process owns',
-          labelNames: ['stage'],
-          registers,
-        }),
-    );
-  }
-}
-
 /**
- * One stage of the topology: a consumer group over the input topic and one task per assigned partition
- * (Kafka Streams' StreamThread + TaskManager). A commit is one Kafka transaction of the task's producer with
- * its outputs, its changelog writes and its input offsets.
+ * One stage of the topology (Kafka Streams' StreamThread): the consumer of the stage's input topic, which hands
+ * each fetched batch to the partition's task (TaskManager -> StreamTask), reads the barrier topic's end offsets
+ * per fetch round, and punctuates the tasks every punctuateIntervalMs.
  *
  * KafkaJS has no blocking rebalance listener and no KIP-447, so:
  * - a task is created (transactional producer initialised, which fences a previous owner and aborts its open
@@ -173,22 +64,38 @@ class Metrics {
  */
 export class StreamThread {
   private readonly consumer: Consumer;
-  private readonly tasks = new Map<number, Promise<Task>>();
-  private readonly failures = new Map<number, number>();
-  private readonly metrics: Metrics;
+  private readonly tasks: TaskManager;
   private readonly log: Logger;
+  private readonly clock: Clock;
   private punctuator: NodeJS.Timeout | undefined;
-  private assigned = new Set<number>();
   private stopping = false;
   /** performance.now() of the latest fetch response (KafkaJS emits FETCH before handing out its batches). */
   private lastFetchAt = 0;
   /** The latest end-offsets read of the barrier topic and when it was started. */
-  private readonly partitionCountOf = new Map<string, number>();
   private barrierRead: { startedAt: number; offsets: Promise<PartitionOffsets[]> } | undefined;
 
   constructor(private readonly o: StreamThreadOptions) {
-    this.metrics = new Metrics(o.registry);
+    const metrics = new StreamMetrics(o.registry);
     this.log = o.logger.child({ stage: o.stage });
+    this.clock = o.clock ?? systemClock;
+    this.tasks = new TaskManager({
+      ctx: {
+        stage: o.stage,
+        kafka: o.kafka,
+        admin: o.admin,
+        inputTopic: o.inputTopic,
+        config: o.config,
+        logger: this.log,
+        metrics,
+        partitionCounts: new PartitionCounts(o.admin),
+        clock: this.clock,
+        deadLetterRoute: (partition) => this.deadLetterRoute(partition, metrics),
+      },
+      groupId: o.groupId,
+      transactionalIdPrefix: o.transactionalIdPrefix,
+      createProcessor: o.createProcessor,
+      onFatal: o.onFatal,
+    });
     this.consumer = o.kafka.consumer({
       groupId: o.groupId,
       readUncommitted: false,
@@ -210,17 +117,15 @@ export class StreamThread {
     });
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[o.inputTopic] ?? [];
-      this.assigned = new Set(partitions);
       this.log.info({ partitions, memberId: payload.memberId }, 'partitions assigned');
-      for (const p of [...this.tasks.keys()]) if (!this.assigned.has(p)) void this.closeTask(p, 'revoked');
-      for (const p of partitions) void this.task(p).catch(() => {});
+      this.tasks.assign(partitions);
     });
     consumer.on(consumer.events.FETCH, () => {
       this.lastFetchAt = performance.now();
     });
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       this.log.error({ err: payload.error, restart: payload.restart }, 'consumer crashed');
-      if (payload.error instanceof InvariantError || !payload.restart) process.exit(1);
+      if (recoveryOf(payload.error) === 'fatal' || !payload.restart) o.onFatal(payload.error);
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [o.inputTopic], fromBeginning: true });
@@ -237,125 +142,12 @@ export class StreamThread {
     this.stopping = true;
     clearInterval(this.punctuator);
     await this.consumer.disconnect();
-    await Promise.all([...this.tasks.keys()].map((p) => this.closeTask(p, 'shutdown')));
+    await this.tasks.stop();
   }
 
-  private task(partition: number): Promise<Task> {
-    let t = this.tasks.get(partition);
-    if (!t) {
-      t = this.createTask(partition);
-      this.tasks.set(partition, t);
-      t.catch((err: unknown) => {
-        if (this.tasks.get(partition) === t) this.tasks.delete(partition);
-        // Still ours: try again after a back-off, so the task is fenced and restored before its first batch
-        // (a partition with no new records would otherwise wait for one). Counted with commit failures:
-        // taskFailuresMax in a row ends the process and the supervisor restarts it.
-        const n = (this.failures.get(partition) ?? 0) + 1;
-        this.failures.set(partition, n);
-        this.log.error({ err, partition, failures: n }, 'task creation failed');
-        if (n >= this.o.config.taskFailuresMax) {
-          this.log.fatal({ partition, failures: n }, 'taskFailuresMax reached, exiting');
-          process.exit(1);
-        }
-        setTimeout(
-          () => {
-            if (!this.stopping && this.assigned.has(partition) && !this.tasks.has(partition)) {
-              void this.task(partition).catch(() => {});
-            }
-          },
-          Math.min(100 * 2 ** n, failureBackoffMsMax),
-        ).unref();
-      });
-    }
-    return t;
-  }
-
-  private async createTask(partition: number): Promise<Task> {
-    const { o } = this;
-    const transactionalId = `${o.transactionalIdPrefix}-${partition}`;
-    const producer = o.kafka.producer({
-      transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: o.config.transactionTimeoutMs,
-      allowAutoTopicCreation: false,
-      createPartitioner: fastDefaultPartitioner,
-    });
-    await producer.connect();
-    // Fence first: initialising the transactional id bumps its epoch, so the previous owner can no longer
-    // commit, and its open transaction is aborted (or, if already committing, completed) before we read.
-    const fence = await producer.transaction();
-    await fence.abort();
-    const processor = o.createProcessor(partition);
-    let nextOffset = -1n;
-    let restored = 0;
-    const startedAt = Date.now();
-    // The changelogs are restored at the same time: each read joins a consumer group of its own, and a new group
-    // waits group.initial.rebalance.delay.ms (3 s on MSK) before its first assignment, so one after the other
-    // would add that delay per changelog to the failover time. Records of different stores never interact.
-    const reads = await Promise.allSettled(
-      processor.changelogTopics.map((topic, i) =>
-        restoreChangelogPartition({
-          kafka: o.kafka,
-          admin: o.admin,
-          topic,
-          partition,
-          logger: this.log,
-          apply: (record) => {
-            if (i === 0 && record.key === positionKey) {
-              if (record.value) nextOffset = BigInt(JSON.parse(record.value.toString()).nextOffset as string);
-            } else processor.restore(record);
-          },
-        }),
-      ),
-    );
-    for (const r of reads) {
-      if (r.status === 'rejected') {
-        await producer.disconnect().catch(() => {});
-        throw r.reason;
-      }
-      restored += r.value;
-    }
-    processor.restored();
-    this.metrics.restores.inc({ stage: o.stage });
-    this.metrics.restoredRecords.inc({ stage: o.stage }, restored);
-    this.metrics.tasks.set({ stage: o.stage }, this.tasks.size);
-    this.log.info(
-      { partition, transactionalId, restored, nextOffset: String(nextOffset), ms: Date.now() - startedAt },
-      'task created: producer fenced, state restored',
-    );
-    return {
-      partition,
-      producer,
-      processor,
-      nextOffset,
-      caughtUp: false,
-      lastRecordAtMs: Date.now(),
-      queue: Promise.resolve(),
-      closed: false,
-    };
-  }
-
-  private async closeTask(partition: number, why: string): Promise<void> {
-    const t = this.tasks.get(partition);
-    if (!t) return;
-    this.tasks.delete(partition);
-    this.metrics.tasks.set({ stage: this.o.stage }, this.tasks.size);
-    try {
-      const task = await t;
-      task.closed = true;
-      await task.queue.catch(() => {});
-      await task.producer.disconnect();
-      this.log.info({ partition, why }, 'task closed');
-    } catch {
-      // creation failed: nothing to close
-    }
-  }
-
-  private run(task: Task, fn: () => Promise<void>): Promise<void> {
-    const next = task.queue.then(fn);
-    task.queue = next.catch(() => {});
-    return next;
+  /** The tasks of this stage and their states (reported by /readyz). */
+  taskStates(): TaskReport[] {
+    return this.tasks.report();
   }
 
   /**
@@ -381,57 +173,35 @@ export class StreamThread {
     // Started before anything else waits; awaited (and its failure handled) before the batch is processed.
     const barrierHighs = barrier ? this.barrierOffsets(barrier.topic, this.lastFetchAt) : undefined;
     barrierHighs?.catch(() => {});
-    let task: Task;
+    let task: StreamTask;
     try {
-      task = await this.task(partition);
+      task = await this.tasks.task(partition);
     } catch (err) {
-      await this.failed(partition, err);
+      await this.tasks.failed(partition, err);
       return;
     }
-    if (task.closed) return;
+    if (task.state !== 'running') return;
     let rebalancing: unknown;
     try {
-      await this.run(task, async () => {
-        const { o } = this;
-        const todo = batch.messages.filter((m) => BigInt(m.offset) >= task.nextOffset);
-        if (barrier && barrierHighs && todo.length > 0) await barrier.waitFor(await barrierHighs, barrier.timeoutMs);
-        for (let from = 0; from < todo.length; from += o.config.commitRecordsMax) {
-          const chunk = todo.slice(from, from + o.config.commitRecordsMax);
-          const last = chunk[chunk.length - 1];
-          invariant(last, 'a chunk has records');
-          const next = BigInt(last.offset) + 1n;
-          invariant(next > task.nextOffset, 'a task never commits an offset before the one it committed last');
-          const out = new RecordCollector(this.deadLetterRoute(task.partition));
-          await task.processor.process(chunk, out);
-          task.processor.flush(Date.now(), out);
-          await this.commit(task, out, next);
-          task.nextOffset = next;
-          resolveOffset(last.offset);
-          this.metrics.records.inc({ stage: o.stage }, chunk.length);
-          try {
-            await heartbeat();
-          } catch (err) {
-            // The group is rebalancing: what is committed stays committed; hand the error to KafkaJS to rejoin.
-            rebalancing = err;
-            break;
-          }
-        }
-        if (todo.length === 0) {
-          const last = batch.messages[batch.messages.length - 1];
-          if (last) resolveOffset(last.offset); // already in the committed state (a previous owner did them)
-        }
-        task.caughtUp = batch.offsetLag() === '0';
-        task.lastRecordAtMs = Date.now();
-        this.failures.delete(partition);
+      rebalancing = await task.processBatch({
+        messages: batch.messages,
+        offsetLag: batch.offsetLag(),
+        resolveOffset,
+        heartbeat,
+        ...(barrier && barrierHighs
+          ? { barrier: async () => barrier.waitFor(await barrierHighs, barrier.timeoutMs) }
+          : {}),
       });
+      this.tasks.succeeded(partition);
     } catch (err) {
-      await this.failed(partition, err);
+      await this.tasks.failed(partition, err);
       return;
     }
+    // The group is rebalancing: what is committed stays committed; hand the error to KafkaJS to rejoin.
     if (rebalancing) throw rebalancing;
   }
 
-  private deadLetterRoute(partition: number): DeadLetterRoute | undefined {
+  private deadLetterRoute(partition: number, metrics: StreamMetrics): DeadLetterRoute | undefined {
     const { o } = this;
     if (o.deadLetterTopic === undefined) return undefined;
     return {
@@ -439,121 +209,24 @@ export class StreamThread {
       sourceTopic: o.inputTopic,
       sourcePartition: partition,
       consumer: o.groupId,
-      counted: (reason) => this.metrics.deadLetters.inc({ topic: o.inputTopic, reason }),
+      counted: (reason) => metrics.deadLetters.inc({ topic: o.inputTopic, reason }),
     };
-  }
-
-  private async commit(task: Task, out: RecordCollector, nextOffset: bigint | undefined): Promise<void> {
-    const { o } = this;
-    const [store] = task.processor.changelogTopics;
-    if (nextOffset !== undefined && store) {
-      out.send(store, positionKey, Buffer.from(JSON.stringify({ nextOffset: String(nextOffset) })), task.partition);
-    }
-    if (out.size === 0 && nextOffset === undefined) return;
-    const end = this.metrics.commitSeconds.startTimer({ stage: o.stage });
-    const txn = await task.producer.transaction();
-    try {
-      // Several produce requests, all inside this one transaction: KafkaJS groups a sendBatch's records per
-      // partition in O(n²) of the records per partition, so one request per sendBatchRecordsMax records.
-      for (const slice of out.topicMessageSlices(sendBatchRecordsMax)) await this.sendAll(task, txn, slice);
-      if (nextOffset !== undefined) {
-        await txn.sendOffsets({
-          consumerGroupId: o.groupId,
-          topics: [{ topic: o.inputTopic, partitions: [{ partition: task.partition, offset: String(nextOffset) }] }],
-        });
-      }
-      await txn.commit();
-    } catch (err) {
-      await txn.abort().catch(() => {});
-      throw err;
-    }
-    end();
-    this.metrics.commits.inc({ stage: o.stage });
-  }
-
-  /**
-   * Sends a slice inside the transaction and checks that every partition of it was acknowledged: KafkaJS can
-   * resolve a send that spans brokers without writing some partitions when a broker fails mid-send (see
-   * unacknowledged()); those are sent again, and after sendAttemptsMax the commit fails (the transaction aborts).
-   */
-  private async sendAll(task: Task, txn: Transaction, slice: TopicMessages[]): Promise<void> {
-    let pending = placeOnPartitions(slice, await this.partitionCounts(slice));
-    for (let attempt = 1; ; attempt++) {
-      const acked = await txn.sendBatch({ topicMessages: pending, acks: -1, timeout: commitTimeoutMs });
-      pending = unacknowledged(pending, acked);
-      if (pending.length === 0) return;
-      const partitions = pending.flatMap(({ topic, messages }) => [
-        ...new Set(messages.map((m) => `${topic}/${m.partition}`)),
-      ]);
-      this.metrics.sendGaps.inc({ stage: this.o.stage }, partitions.length);
-      this.log.warn(
-        { partition: task.partition, attempt, partitions },
-        'send resolved without writing these partitions',
-      );
-      if (attempt >= sendAttemptsMax)
-        throw new Error(`partitions left unwritten after ${attempt} sends: ${partitions.join(', ')}`);
-    }
-  }
-
-  /** Partition counts of the slice's topics (read once per topic: partitions are never removed). */
-  private async partitionCounts(slice: TopicMessages[]): Promise<Map<string, number>> {
-    const counts = new Map<string, number>();
-    for (const { topic } of slice) {
-      let n = this.partitionCountOf.get(topic);
-      if (n === undefined) {
-        n = (await this.o.admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length ?? 0;
-        if (n === 0) throw new Error(`topic ${topic} has no partitions in the metadata`);
-        this.partitionCountOf.set(topic, n);
-      }
-      counts.set(topic, n);
-    }
-    return counts;
-  }
-
-  /** A failed task is thrown away and rebuilt from its changelog on the next batch. */
-  private async failed(partition: number, err: unknown): Promise<void> {
-    if (err instanceof InvariantError) {
-      this.log.fatal({ err, partition }, 'invariant broken, exiting');
-      process.exit(1);
-    }
-    this.metrics.commitFailures.inc({ stage: this.o.stage });
-    const n = (this.failures.get(partition) ?? 0) + 1;
-    this.failures.set(partition, n);
-    this.log.warn({ err, partition, failures: n }, 'task failed: aborting, rebuilding from changelog');
-    await this.closeTask(partition, 'failed');
-    if (n >= this.o.config.taskFailuresMax) {
-      this.log.fatal({ partition, failures: n }, 'taskFailuresMax reached, exiting');
-      process.exit(1);
-    }
-    await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** n, failureBackoffMsMax)));
   }
 
   private punctuateAll(): void {
     if (this.stopping) return;
-    const now = Date.now();
-    for (const [partition, t] of this.tasks) {
-      void t.then(
-        (task) => {
-          if (task.closed) return;
-          return this.run(task, async () => {
-            if (task.closed) return;
-            if (!task.caughtUp) task.caughtUp = await this.reachedEnd(task);
-            const idle = task.caughtUp && now - task.lastRecordAtMs >= this.o.config.idleTimeoutMs;
-            const out = new RecordCollector();
-            task.processor.punctuate(now, idle, out);
-            if (out.size > 0) await this.commit(task, out, undefined);
-          }).catch((err: unknown) => this.failed(partition, err));
-        },
-        () => {}, // creation failures are logged by task() and retried on the next batch
-      );
+    const now = this.clock();
+    for (const task of this.tasks.running()) {
+      task
+        .punctuate(now, (nextOffset) => this.reachedEnd(task.partition, nextOffset))
+        .catch((err: unknown) => this.tasks.failed(task.partition, err));
     }
   }
 
   /** For a task that has not fetched anything yet: is its input partition empty past its committed position? */
-  private async reachedEnd(task: Task): Promise<boolean> {
-    if (Date.now() - task.lastRecordAtMs < this.o.config.idleTimeoutMs) return false;
-    const p = (await topicOffsets(this.o.admin, this.o.inputTopic)).find((x) => x.partition === task.partition);
+  private async reachedEnd(partition: number, nextOffset: bigint): Promise<boolean> {
+    const p = (await topicOffsets(this.o.admin, this.o.inputTopic)).find((x) => x.partition === partition);
     if (!p) return false;
-    return p.high <= (task.nextOffset < 0n ? p.low : task.nextOffset);
+    return p.high <= (nextOffset < 0n ? p.low : nextOffset);
   }
 }

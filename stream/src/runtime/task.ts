@@ -1,0 +1,232 @@
+import { invariant, type Logger } from '@votestream/runtime';
+import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import type { StreamConfig } from '../config.ts';
+import { taskPosition } from './changelog.ts';
+import { type DeadLetterRoute, RecordCollector } from './collector.ts';
+import { IllegalTaskStateError } from './errors.ts';
+import type { StreamMetrics } from './metrics.ts';
+import type { Clock, TaskProcessor } from './processor.ts';
+import { restoreChangelogPartition } from './restore.ts';
+import type { PartitionCounts, TaskProducer } from './task-producer.ts';
+
+/**
+ * created -> restoring (producer fenced, changelogs being read) -> running -> closing (queued work drains,
+ * nothing new starts) -> closed. A failed restore goes restoring -> closing -> closed. Every method names the
+ * states it is allowed in and throws IllegalTaskStateError (fatal) in any other, as KafkaJS's eosManager does.
+ */
+export type TaskState = 'created' | 'restoring' | 'running' | 'closing' | 'closed';
+export const taskStates: readonly TaskState[] = ['created', 'restoring', 'running', 'closing', 'closed'];
+
+/** What a task needs from its stage: shared by every task of the stage. */
+export interface TaskContext {
+  stage: string;
+  kafka: Kafka;
+  admin: Admin;
+  inputTopic: string;
+  config: StreamConfig;
+  logger: Logger;
+  metrics: StreamMetrics;
+  partitionCounts: PartitionCounts;
+  clock: Clock;
+  deadLetterRoute(partition: number): DeadLetterRoute | undefined;
+}
+
+/** One fetched batch of the task's input partition, with KafkaJS's callbacks for it. */
+export interface TaskBatch {
+  messages: readonly KafkaMessage[];
+  /** Records behind the batch's last one on the partition ('0': the batch reached the end). */
+  offsetLag: string;
+  resolveOffset(offset: string): void;
+  heartbeat(): Promise<void>;
+  /** Resolves once the side state the processor reads has caught up (the read barrier); absent: none. */
+  barrier?: () => Promise<void>;
+}
+
+/**
+ * One input partition's processing (Kafka Streams' StreamTask): its processor and state, its transactional
+ * producer, its position. Batches and punctuations run one at a time (one transaction at a time).
+ */
+export class StreamTask {
+  private current: TaskState = 'created';
+  /** Next input offset to process: everything before it is in the committed state. -1: nothing committed yet. */
+  private nextOffset = -1n;
+  /** True when the last fetched batch reached the partition's end. */
+  private caughtUp = false;
+  private lastRecordAtMs: number;
+  /** Serialises batches and punctuations of the task: one transaction at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly partition: number,
+    private readonly ctx: TaskContext,
+    private readonly producer: TaskProducer,
+    private readonly processor: TaskProcessor,
+  ) {
+    invariant(
+      processor.changelogTopics.includes(processor.positionChangelog),
+      `the position changelog ${processor.positionChangelog} is one of the processor's changelogs`,
+    );
+    this.lastRecordAtMs = ctx.clock();
+  }
+
+  get state(): TaskState {
+    return this.current;
+  }
+
+  private expect(method: string, ...allowed: TaskState[]): void {
+    if (!allowed.includes(this.current)) {
+      throw new IllegalTaskStateError(
+        `${method} of task ${this.ctx.stage}/${this.partition} in state ${this.current} (allowed: ${allowed.join(', ')})`,
+      );
+    }
+  }
+
+  /**
+   * created -> restoring -> running: fences the previous owner, then reads every changelog partition of the
+   * task to its end (at the same time: each read joins a consumer group of its own, and a new group waits
+   * group.initial.rebalance.delay.ms, 3 s on MSK, before its first assignment, so one after the other would add
+   * that delay per changelog to the failover time; records of different stores never interact).
+   * On failure the task is closed and the error rethrown. Returns the number of records restored.
+   */
+  async initialize(): Promise<number> {
+    this.expect('initialize', 'created');
+    this.current = 'restoring';
+    const { ctx, processor, partition } = this;
+    let restored = 0;
+    try {
+      await this.producer.fence();
+      let corrupt: unknown;
+      const reads = await Promise.allSettled(
+        processor.changelogTopics.map((topic) =>
+          restoreChangelogPartition({
+            kafka: ctx.kafka,
+            admin: ctx.admin,
+            topic,
+            partition,
+            logger: ctx.logger,
+            apply: (record) => {
+              if (corrupt !== undefined) return;
+              try {
+                if (topic === processor.positionChangelog && taskPosition.isKey(record.key)) {
+                  if (record.value) this.nextOffset = taskPosition.decode(record.value);
+                } else processor.restore(record);
+              } catch (err) {
+                corrupt = err; // thrown once the reads are over (ChangelogCorruptError/InvariantError: fatal)
+              }
+            },
+          }),
+        ),
+      );
+      for (const r of reads) {
+        if (r.status === 'rejected') throw r.reason;
+        restored += r.value;
+      }
+      if (corrupt !== undefined) throw corrupt;
+      processor.restored();
+    } catch (err) {
+      this.current = 'closing';
+      await this.producer.disconnect().catch(() => {}); // the restore's error is the one that matters
+      this.current = 'closed';
+      throw err;
+    }
+    this.current = 'running';
+    this.lastRecordAtMs = ctx.clock();
+    return restored;
+  }
+
+  /** The restored position (for the log line of a created task). */
+  get position(): bigint {
+    return this.nextOffset;
+  }
+
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  /**
+   * Processes a fetched batch: records below the task's position are skipped (a previous owner committed
+   * them), the rest go in transactions of at most commitRecordsMax records, each resolving its last offset
+   * after the commit. Returns the heartbeat error when the group started rebalancing (what is committed stays
+   * committed; the caller hands it to KafkaJS to rejoin). A task that started closing processes nothing.
+   */
+  processBatch(batch: TaskBatch): Promise<unknown> {
+    this.expect('processBatch', 'running', 'closing');
+    return this.run(async () => {
+      if (this.current !== 'running') return undefined;
+      const { ctx } = this;
+      const { config } = ctx;
+      let rebalancing: unknown;
+      const todo = batch.messages.filter((m) => BigInt(m.offset) >= this.nextOffset);
+      if (batch.barrier && todo.length > 0) await batch.barrier();
+      for (let from = 0; from < todo.length; from += config.commitRecordsMax) {
+        const chunk = todo.slice(from, from + config.commitRecordsMax);
+        const last = chunk[chunk.length - 1];
+        invariant(last, 'a chunk has records');
+        const next = BigInt(last.offset) + 1n;
+        invariant(next > this.nextOffset, 'a task never commits an offset before the one it committed last');
+        const out = new RecordCollector(ctx.deadLetterRoute(this.partition));
+        await this.processor.process(chunk, out);
+        this.processor.flush(ctx.clock(), out);
+        await this.commit(out, next);
+        this.nextOffset = next;
+        batch.resolveOffset(last.offset);
+        ctx.metrics.records.inc({ stage: ctx.stage }, chunk.length);
+        try {
+          await batch.heartbeat();
+        } catch (err) {
+          rebalancing = err;
+          break;
+        }
+      }
+      if (todo.length === 0) {
+        const last = batch.messages[batch.messages.length - 1];
+        if (last) batch.resolveOffset(last.offset); // already in the committed state (a previous owner did them)
+      }
+      this.caughtUp = batch.offsetLag === '0';
+      this.lastRecordAtMs = ctx.clock();
+      return rebalancing;
+    });
+  }
+
+  /**
+   * Processing-time callback: the processor may advance its watermark (when the task is idle: consumed to the
+   * end and no record for idleTimeoutMs), emit final partials and evict windows; what it sends is committed.
+   * `reachedEnd` tells whether an input partition this task has not fetched from yet is empty past its position.
+   */
+  punctuate(nowMs: number, reachedEnd: (nextOffset: bigint) => Promise<boolean>): Promise<void> {
+    this.expect('punctuate', 'running', 'closing');
+    return this.run(async () => {
+      if (this.current !== 'running') return;
+      const { idleTimeoutMs } = this.ctx.config;
+      if (!this.caughtUp && this.ctx.clock() - this.lastRecordAtMs >= idleTimeoutMs) {
+        this.caughtUp = await reachedEnd(this.nextOffset);
+      }
+      const idle = this.caughtUp && nowMs - this.lastRecordAtMs >= idleTimeoutMs;
+      const out = new RecordCollector();
+      this.processor.punctuate(nowMs, idle, out);
+      if (out.size > 0) await this.commit(out, undefined);
+    });
+  }
+
+  /** The task's transaction: outputs + changelog writes + (when offsets move) the position and the offsets. */
+  private async commit(out: RecordCollector, nextOffset: bigint | undefined): Promise<void> {
+    if (nextOffset !== undefined) {
+      out.send(this.processor.positionChangelog, taskPosition.key, taskPosition.encode(nextOffset), this.partition);
+    }
+    await this.producer.commit(out, nextOffset);
+  }
+
+  /** running -> closing -> closed: waits for the queued batch or punctuation, then closes the producer. */
+  async close(): Promise<void> {
+    this.expect('close', 'running');
+    this.current = 'closing';
+    await this.queue;
+    try {
+      await this.producer.disconnect();
+    } finally {
+      this.current = 'closed';
+    }
+  }
+}

@@ -1,0 +1,242 @@
+// The stream service: the stages of the topology this process runs (STREAM_STAGES), and its metrics/health server.
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  brokerLossRetry,
+  createCqlClient,
+  createKafka,
+  createMetricsRegistry,
+  type Logger,
+  requireTopics,
+} from '@votestream/runtime';
+import { createAvroSerde } from '@votestream/schemas';
+import { PollSalts } from './analytics/poll-salts.ts';
+import { PollCatalog } from './catalog.ts';
+import type { StreamConfig } from './config.ts';
+import { DedupeProcessor } from './processors/dedupe.ts';
+import { GlobalTallyProcessor } from './processors/global-tally.ts';
+import type { FatalHandler } from './runtime/errors.ts';
+import { StreamThread } from './runtime/stream-thread.ts';
+import type { TaskReport } from './runtime/task-manager.ts';
+import { CqlTallySink } from './sink/cql-tally-sink.ts';
+import { ensureChangelog, partitionCount, streamTopics } from './topology.ts';
+
+export interface Stream {
+  /** The port of `/metrics`, `/health`, `/healthz` and `/readyz` (STREAM_METRICS_PORT; 0 picks a free one). */
+  metricsPort: number;
+  /** The tasks of every stage this process runs and their states (what `/readyz` reports). */
+  taskStates(): TaskReport[];
+  /** Stops the stages (their tasks close), then the server and the admin client, in that order. */
+  closers: Array<() => Promise<void>>;
+}
+
+/**
+ * Starts the stages in `config.stages` and the metrics/health server. Errors the runtime cannot recover from
+ * (a broken invariant, a task failing taskFailuresMax times in a row, a consumer that will not restart) go to
+ * `onFatal`: main.ts logs them and exits, so the supervisor restarts the process; nothing in here exits.
+ */
+export async function startStream(
+  config: StreamConfig,
+  { logger, onFatal }: { logger: Logger; onFatal: FatalHandler },
+): Promise<Stream> {
+  const registry = createMetricsRegistry('stream');
+  const closers: Array<() => Promise<void>> = [];
+  const threads: StreamThread[] = [];
+  const kafka = createKafka({
+    clientId: config.applicationId,
+    brokers: config.kafkaBrokers,
+    security: config.kafkaSecurity,
+    logger,
+    retry: brokerLossRetry,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topics = streamTopics(config.topicPrefix, config.applicationId);
+  const replicationFactor = config.changelogReplicationFactor;
+  const serde = await createAvroSerde({
+    registryUrl: config.schemaRegistryUrl,
+    subjectPrefix: config.schemaSubjectPrefix,
+  });
+  const app = config.applicationId;
+  const votesPartitions = await partitionCount(admin, topics.votes);
+
+  if (config.stages.includes('dedupe')) {
+    await requireTopics(admin, [
+      topics.votes,
+      topics.polls,
+      topics.voteDecisions,
+      topics.tallyPartials,
+      topics.analyticsVotes,
+    ]);
+    const saltsCql = createCqlClient({
+      contactPoints: config.cqlContactPoints,
+      localDataCenter: config.cqlLocalDataCenter,
+      security: config.cqlSecurity,
+    });
+    const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
+    await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
+    await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
+    const catalog = new PollCatalog(
+      kafka,
+      admin,
+      topics.polls,
+      serde,
+      logger.child({ component: 'catalog' }),
+      config.catalogApplyDelayMs,
+    );
+    await catalog.start();
+    const thread = new StreamThread({
+      stage: 'dedupe',
+      onFatal,
+      kafka,
+      admin,
+      inputTopic: topics.votes,
+      groupId: `${app}-dedupe`,
+      transactionalIdPrefix: `${app}-${topics.votes}`,
+      config,
+      logger,
+      registry,
+      // Read barrier: a batch of votes is decided only once the catalog applied every poll event appended before
+      // it (a CLOSED event in particular).
+      deadLetterTopic: topics.deadLetters,
+      readBarrier: {
+        topic: topics.polls,
+        timeoutMs: config.catalogBarrierTimeoutMs,
+        waitFor: (highs, timeoutMs) => catalog.waitFor(highs, timeoutMs),
+      },
+      createProcessor: (partition) =>
+        new DedupeProcessor(partition, {
+          config,
+          serde,
+          catalog,
+          logger,
+          registry,
+          salts,
+          topics: {
+            analyticsVotes: topics.analyticsVotes,
+            votes: topics.votes,
+            voteDecisions: topics.voteDecisions,
+            tallyPartials: topics.tallyPartials,
+            tallyChangelog: topics.partialTallyChangelog,
+            dedupeChangelog: topics.dedupeChangelog,
+          },
+        }),
+    });
+    await thread.start();
+    threads.push(thread);
+    closers.push(
+      () => thread.stop(),
+      () => catalog.stop(),
+      () => saltsCql.shutdown(),
+    );
+  }
+
+  if (config.stages.includes('tally')) {
+    // The audit checkpoint of final tallies is signed with this key (docs/trust.md); without it, unsigned.
+    let signer: { key: KeyObject; keyId: string } | undefined;
+    if (config.auditSigningKeyPem) {
+      const key = createPrivateKey(config.auditSigningKeyPem);
+      if (key.asymmetricKeyType !== 'ed25519')
+        throw new Error('AUDIT_SIGNING_KEY_FILE must hold an Ed25519 private key');
+      signer = { key, keyId: config.auditKeyId };
+    } else logger.warn('AUDIT_SIGNING_KEY_FILE is not set: final tallies carry unsigned audit checkpoints');
+    const partials = await partitionCount(admin, topics.tallyPartials);
+    await ensureChangelog(admin, topics.globalTallyChangelog, partials, replicationFactor, logger);
+    const thread = new StreamThread({
+      stage: 'tally',
+      onFatal,
+      kafka,
+      admin,
+      inputTopic: topics.tallyPartials,
+      groupId: `${app}-tally`,
+      transactionalIdPrefix: `${app}-${topics.tallyPartials}`,
+      deadLetterTopic: topics.deadLetters,
+      config,
+      logger,
+      registry,
+      createProcessor: (partition) =>
+        new GlobalTallyProcessor(partition, {
+          config,
+          serde,
+          sources: votesPartitions,
+          logger,
+          ...(signer ? { signer } : {}),
+          topics: {
+            tallyPartials: topics.tallyPartials,
+            tallies: topics.tallies,
+            changelog: topics.globalTallyChangelog,
+          },
+        }),
+    });
+    await thread.start();
+    threads.push(thread);
+    closers.push(() => thread.stop());
+  }
+
+  if (config.stages.includes('sink')) {
+    const cql = createCqlClient({
+      contactPoints: config.cqlContactPoints,
+      localDataCenter: config.cqlLocalDataCenter,
+      security: config.cqlSecurity,
+    });
+    // Only for dead letters (rare): idempotent, acks = all per send.
+    const deadLetterProducer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+    });
+    await deadLetterProducer.connect();
+    const sink = new CqlTallySink({
+      deadLetters: { producer: deadLetterProducer, topic: topics.deadLetters },
+      kafka,
+      cql,
+      keyspace: config.cqlKeyspace,
+      talliesTopic: topics.tallies,
+      groupId: `${app}-cql-sink`,
+      serde,
+      logger: logger.child({ component: 'cql-sink' }),
+      registry,
+    });
+    await sink.start();
+    closers.push(
+      () => sink.stop(),
+      () => deadLetterProducer.disconnect(),
+      () => cql.shutdown(),
+    );
+  }
+
+  const taskStates = (): TaskReport[] => threads.flatMap((t) => t.taskStates());
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(body);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+    } else if (req.url === '/health' || req.url === '/healthz' || req.url === '/readyz') {
+      // Liveness and readiness alike: this server listens only once the topology has started, and the answer
+      // depends on no broker (a Kafka outage must not get every stream pod restarted). The task states are
+      // information (tests and operators wait on them), not a condition of the status.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: 'ok', stages: config.stages, tasks: taskStates() }));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.metricsPort, config.metricsHost, () => resolve());
+  });
+  closers.push(
+    () => new Promise<void>((r) => server.close(() => r())),
+    () => admin.disconnect(),
+  );
+  return { metricsPort: (server.address() as AddressInfo).port, taskStates, closers };
+}
