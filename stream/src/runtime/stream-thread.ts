@@ -7,6 +7,7 @@ import { type FatalHandler, recoveryOf } from './errors.ts';
 import { StreamMetrics } from './metrics.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import { type Clock, type ProcessorFactory, systemClock } from './processor.ts';
+import { restoreChangelogPartition } from './restore.ts';
 import type { StreamTask } from './task.ts';
 import { TaskManager, type TaskReport } from './task-manager.ts';
 import { PartitionCounts } from './task-producer.ts';
@@ -81,16 +82,19 @@ export class StreamThread {
     this.tasks = new TaskManager({
       ctx: {
         stage: o.stage,
-        kafka: o.kafka,
-        admin: o.admin,
-        inputTopic: o.inputTopic,
         config: o.config,
         logger: this.log,
         metrics,
-        partitionCounts: new PartitionCounts(o.admin),
         clock: this.clock,
         deadLetterRoute: (partition) => this.deadLetterRoute(partition, metrics),
+        restoreChangelog: (topic, partition, apply) =>
+          restoreChangelogPartition({ kafka: o.kafka, admin: o.admin, topic, partition, logger: this.log, apply }),
       },
+      kafka: o.kafka,
+      inputTopic: o.inputTopic,
+      transactionTimeoutMs: o.config.transactionTimeoutMs,
+      taskFailuresMax: o.config.taskFailuresMax,
+      partitionCounts: new PartitionCounts(o.admin),
       groupId: o.groupId,
       transactionalIdPrefix: o.transactionalIdPrefix,
       createProcessor: o.createProcessor,

@@ -1,8 +1,9 @@
 import type { Logger } from '@votestream/runtime';
+import type { Kafka } from 'kafkajs';
 import { type FatalHandler, recoveryOf, TaskFailuresExhaustedError } from './errors.ts';
 import type { ProcessorFactory } from './processor.ts';
 import { StreamTask, type TaskContext, type TaskState } from './task.ts';
-import { TaskProducer } from './task-producer.ts';
+import { type PartitionCounts, TaskProducer } from './task-producer.ts';
 
 const failureBackoffMsMax = 5000;
 
@@ -13,6 +14,11 @@ export function failureBackoffMs(failures: number): number {
 
 export interface TaskManagerOptions {
   ctx: TaskContext;
+  kafka: Kafka;
+  inputTopic: string;
+  transactionTimeoutMs: number;
+  taskFailuresMax: number;
+  partitionCounts: PartitionCounts;
   groupId: string;
   /** transactionalId of partition p is `${transactionalIdPrefix}-${p}`: stable, so a new owner fences the old. */
   transactionalIdPrefix: string;
@@ -58,14 +64,14 @@ export class TaskManager {
     const { ctx } = this.o;
     const transactionalId = `${this.o.transactionalIdPrefix}-${partition}`;
     const producer = new TaskProducer({
-      kafka: ctx.kafka,
+      kafka: this.o.kafka,
       stage: ctx.stage,
-      inputTopic: ctx.inputTopic,
+      inputTopic: this.o.inputTopic,
       partition,
       groupId: this.o.groupId,
       transactionalId,
-      transactionTimeoutMs: ctx.config.transactionTimeoutMs,
-      partitionCounts: ctx.partitionCounts,
+      transactionTimeoutMs: this.o.transactionTimeoutMs,
+      partitionCounts: this.o.partitionCounts,
       metrics: ctx.metrics,
       logger: this.log,
     });
@@ -132,7 +138,7 @@ export class TaskManager {
     }
     const n = (this.failures.get(partition) ?? 0) + 1;
     this.failures.set(partition, n);
-    if (n >= this.o.ctx.config.taskFailuresMax) {
+    if (n >= this.o.taskFailuresMax) {
       this.o.onFatal(
         new TaskFailuresExhaustedError(`task ${this.o.ctx.stage}/${partition} failed ${n} times in a row`, {
           cause: err,

@@ -1,13 +1,12 @@
 import { invariant, type Logger } from '@votestream/runtime';
-import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import type { StreamConfig } from '../config.ts';
 import { taskPosition } from './changelog.ts';
 import { type DeadLetterRoute, RecordCollector } from './collector.ts';
 import { IllegalTaskStateError } from './errors.ts';
 import type { StreamMetrics } from './metrics.ts';
 import type { Clock, TaskProcessor } from './processor.ts';
-import { restoreChangelogPartition } from './restore.ts';
-import type { PartitionCounts, TaskProducer } from './task-producer.ts';
+import type { ChangelogRecord } from './restore.ts';
 
 /**
  * created -> restoring (producer fenced, changelogs being read) -> running -> closing (queued work drains,
@@ -20,15 +19,25 @@ export const taskStates: readonly TaskState[] = ['created', 'restoring', 'runnin
 /** What a task needs from its stage: shared by every task of the stage. */
 export interface TaskContext {
   stage: string;
-  kafka: Kafka;
-  admin: Admin;
-  inputTopic: string;
-  config: StreamConfig;
+  config: Pick<StreamConfig, 'commitRecordsMax' | 'idleTimeoutMs'>;
   logger: Logger;
   metrics: StreamMetrics;
-  partitionCounts: PartitionCounts;
   clock: Clock;
   deadLetterRoute(partition: number): DeadLetterRoute | undefined;
+  /**
+   * Reads partition `partition` of changelog `topic` from its beginning to its end, applying each record
+   * (restoreChangelogPartition on Kafka; the test driver reads its in-memory changelog). Returns the count.
+   */
+  restoreChangelog(topic: string, partition: number, apply: (record: ChangelogRecord) => void): Promise<number>;
+}
+
+/** The task's transactions (TaskProducer on Kafka; the test driver records them in memory). */
+export interface TaskTransactions {
+  /** Fences the previous owner of the task's transactionalId (before the task restores). */
+  fence(): Promise<void>;
+  /** One transaction: every record of `out`, then the input offset `nextOffset` (absent: a punctuation). */
+  commit(out: RecordCollector, nextOffset: bigint | undefined): Promise<void>;
+  disconnect(): Promise<void>;
 }
 
 /** One fetched batch of the task's input partition, with KafkaJS's callbacks for it. */
@@ -59,7 +68,7 @@ export class StreamTask {
   constructor(
     readonly partition: number,
     private readonly ctx: TaskContext,
-    private readonly producer: TaskProducer,
+    private readonly producer: TaskTransactions,
     private readonly processor: TaskProcessor,
   ) {
     invariant(
@@ -98,22 +107,15 @@ export class StreamTask {
       let corrupt: unknown;
       const reads = await Promise.allSettled(
         processor.changelogTopics.map((topic) =>
-          restoreChangelogPartition({
-            kafka: ctx.kafka,
-            admin: ctx.admin,
-            topic,
-            partition,
-            logger: ctx.logger,
-            apply: (record) => {
-              if (corrupt !== undefined) return;
-              try {
-                if (topic === processor.positionChangelog && taskPosition.isKey(record.key)) {
-                  if (record.value) this.nextOffset = taskPosition.decode(record.value);
-                } else processor.restore(record);
-              } catch (err) {
-                corrupt = err; // thrown once the reads are over (ChangelogCorruptError/InvariantError: fatal)
-              }
-            },
+          ctx.restoreChangelog(topic, partition, (record) => {
+            if (corrupt !== undefined) return;
+            try {
+              if (topic === processor.positionChangelog && taskPosition.isKey(record.key)) {
+                if (record.value) this.nextOffset = taskPosition.decode(record.value);
+              } else processor.restore(record);
+            } catch (err) {
+              corrupt = err; // thrown once the reads are over (ChangelogCorruptError/InvariantError: fatal)
+            }
           }),
         ),
       );
