@@ -1,41 +1,16 @@
-// The pseudonymous analytics stream on the real stack: the dedupe stage writes one VoteAnalytics per decision in
-// the same transaction; a voter has one pseudonym per poll and unrelated ones across polls; no raw identity is in
-// the topic; the poll's salt is in CQL with the configured TTL.
-import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger, readTopicToEnd } from '@votestream/runtime';
+import { readTopicToEnd } from '@votestream/runtime';
 import { createAvroSerde, type VoteAnalytics, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
-import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
+import { eventually, stack } from '../../tests/support/stack.ts';
+import { makePoll, makeVote, pipelineHarness, startProcessor, streamTest } from './support.ts';
 
 const saltTtlS = 7200;
 
 test('every decision has one analytics record with a per-poll pseudonym and no voter identity; the salt expires', async (t) => {
   t.timeout(240_000);
-  const id = uniqueId('an');
-  const prefix = `t-${id}.`;
-  const keyspace = `st_${id}`;
-  const logger = createLogger('stream-test', 'warn');
-  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  const children = new Set<ChildProcess>();
-  t.teardown(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await admin.disconnect().catch(() => {});
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
-    await cql.shutdown().catch(() => {});
-  });
-  await applyCqlMigrations({
-    client: cql,
-    keyspace,
-    dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
-  });
-  await createStreamTopics(admin, prefix);
+  const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'an', { cql: true });
   const { encodeVote, encodePoll, producer, decisions } = await pipelineHarness(t, kafka, prefix, id);
-  startProcessor(t, children, 'P', {
+  await startProcessor(t, children, 'P', {
     TOPIC_PREFIX: prefix,
     SCHEMA_SUBJECT_PREFIX: `${id}.`,
     CQL_KEYSPACE: keyspace,

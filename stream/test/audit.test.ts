@@ -1,21 +1,14 @@
-// The audit trail on the real stack: the dedupe tasks chain every decision of a poll (through a kill -9 and a
-// restore from the changelog), the final tally carries every partition's head signed with the stack's key, and
-// `npm run audit` exports and verifies it; a changed, dropped or reordered decision in the export fails
-// verification naming the partition and position.
-import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { runAudit } from '@votestream/devstack';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
 import type { VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, stack, stackDir, uniqueId } from '../../tests/support/stack.ts';
+import { eventually, stackDir } from '../../tests/support/stack.ts';
 import { checkpointBytes, checkpointSignatureValid } from '../src/audit/chain.ts';
 import type { AuditExport } from '../src/audit/export.ts';
-import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
+import { makePoll, makeVote, pipelineHarness, startProcessor, streamTest } from './support.ts';
 
 const keyFile = join(stackDir, 'secrets/audit-signing-private.pem');
 const publicKeyFile = join(stackDir, 'secrets/audit-signing-public.pem');
@@ -24,27 +17,7 @@ const audit = runAudit;
 
 test('decisions are chained through a kill -9, the final tally signs the heads, and a tampered export fails at the named position', async (t) => {
   t.timeout(300_000);
-  const id = uniqueId('au');
-  const prefix = `t-${id}.`;
-  const keyspace = `st_${id}`;
-  const logger = createLogger('stream-test', 'warn');
-  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  const children = new Set<ChildProcess>();
-  t.teardown(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await admin.disconnect().catch(() => {});
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
-    await cql.shutdown().catch(() => {});
-  });
-  await applyCqlMigrations({
-    client: cql,
-    keyspace,
-    dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
-  });
-  await createStreamTopics(admin, prefix);
+  const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'au', { cql: true });
   const { encodeVote, encodePoll, producer, decisions, tallies } = await pipelineHarness(t, kafka, prefix, id);
   const env = {
     TOPIC_PREFIX: prefix,
@@ -56,7 +29,7 @@ test('decisions are chained through a kill -9, the final tally signs the heads, 
     AUDIT_SIGNING_KEY_FILE: keyFile,
     AUDIT_KEY_ID: 'test-key',
   };
-  const first = startProcessor(t, children, 'P1', env);
+  const first = await startProcessor(t, children, 'P1', env);
 
   const poll = makePoll(`p-${id}`, ['yes', 'no']);
   await producer.send({
@@ -86,7 +59,7 @@ test('decisions are chained through a kill -9, the final tally signs the heads, 
   // kill -9 and a successor that restores every task's chain head from the changelog.
   first.child.kill('SIGKILL');
   await first.exited;
-  startProcessor(t, children, 'P2', env);
+  await startProcessor(t, children, 'P2', env);
   const batch2 = [
     ...Array.from({ length: 40 }, (_, i) => makeVote(poll.pollId, `w${i}`, 'no', now)),
     ...Array.from({ length: 10 }, (_, i) => makeVote(poll.pollId, `v${i}`, 'no', now)), // second votes: DUPLICATE

@@ -1,16 +1,8 @@
-// The stream is the authoritative guard of a poll's close: a vote with event time >= the poll's closedAt must be
-// rejected POLL_CLOSED even when it reaches the dedupe task right behind the CLOSED PollEvent, before the process's
-// poll catalog would have read that event on its own. Each round: a poll is created, votes before the close are
-// produced, then the CLOSED event and, right after its ack (nothing awaited in between), votes stamped at or after
-// closedAt. Without the read barrier (catalog caught up with the polls end offsets read after the batch was
-// fetched) some of those votes were COUNTED.
-import type { ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { createKafka, createLogger, withTimeout } from '@votestream/runtime';
+import { withTimeout } from '@votestream/runtime';
 import type { PollDefinition, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
-import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
+import { eventually } from '../../tests/support/stack.ts';
+import { makePoll, makeVote, pipelineHarness, startProcessor, streamTest, waitForTasks } from './support.ts';
 
 const options = ['yes', 'no'];
 const rounds = 24;
@@ -21,21 +13,10 @@ const catalogDelayMs = 250;
 
 test('votes stamped at or after closedAt are POLL_CLOSED even right behind the CLOSED event; final tallies exclude them', async (t) => {
   t.timeout(170_000);
-  const id = uniqueId('cls');
-  const prefix = `t-${id}.`;
-  const logger = createLogger('stream-test', 'warn');
-  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const children = new Set<ChildProcess>();
-  t.teardown(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await admin.disconnect().catch(() => {});
-  });
-  await createStreamTopics(admin, prefix);
-  const { encodeVote, encodePoll, producer, decisions, tallies } = await pipelineHarness(t, kafka, prefix, id);
+  const { id, prefix, kafka, children } = await streamTest(t, 'cls');
+  const { decisions, tallies, sendPoll, sendVotes } = await pipelineHarness(t, kafka, prefix, id);
 
-  const processor = startProcessor(t, children, 'P', {
+  const processor = await startProcessor(t, children, 'P', {
     TOPIC_PREFIX: prefix,
     SCHEMA_SUBJECT_PREFIX: `${id}.`,
     STREAM_STAGES: 'dedupe,tally',
@@ -46,34 +27,7 @@ test('votes stamped at or after closedAt are POLL_CLOSED even right behind the C
     // so a vote batch fetched right after the CLOSED event is ready before the catalog would know the close.
     STREAM_CATALOG_APPLY_DELAY_MS: String(catalogDelayMs),
   });
-  await eventually(
-    'processor owns every votes partition',
-    async () =>
-      new Set(
-        processor
-          .lines('task created')
-          .filter((l) => l.stage === 'dedupe')
-          .map((l) => l.partition),
-      ).size === 4
-        ? true
-        : undefined,
-    90_000,
-  );
-
-  const sendPoll = (type: 'CREATED' | 'CLOSED', poll: PollDefinition) =>
-    producer.send({
-      topic: `${prefix}polls`,
-      acks: -1,
-      messages: [
-        { key: poll.pollId, value: encodePoll({ eventId: randomUUID(), type, occurredAt: Date.now(), poll }) },
-      ],
-    });
-  const sendVotes = (votes: VoteCast[]) =>
-    producer.send({
-      topic: `${prefix}votes`,
-      acks: -1,
-      messages: votes.map((v) => ({ key: `${v.pollId}/${v.voterId}`, value: encodeVote(v) })),
-    });
+  await waitForTasks(processor, 'dedupe', 4);
 
   const expected = new Map<string, 'COUNTED' | 'POLL_CLOSED'>(); // voteId -> outcome
   const counts = new Map<string, Record<string, number>>(); // pollId -> the test's own count before the close

@@ -4,13 +4,12 @@
 // fails on any exit it did not cause, and checks the exact outcome against its own independent count.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger, withTimeout } from '@votestream/runtime';
+import { withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate, type VoteCast, type VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { freePort } from '../../libs/devstack/src/process.ts';
-import { eventually, repoRoot, stack, uniqueId } from '../../tests/support/stack.ts';
-import { createStreamTopics, makePoll, makeVote } from './support.ts';
+import { eventually, repoRoot, stack } from '../../tests/support/stack.ts';
+import { makePoll, makeVote, streamTest } from './support.ts';
 
 const options = ['red', 'green', 'blue'];
 
@@ -39,28 +38,7 @@ test('totals equal the distinct first votes and every vote has exactly one decis
       CQL_MS +
       EXIT_MS,
   );
-  const id = uniqueId('eo');
-  const prefix = `t-${id}.`;
-  const keyspace = `st_${id}`;
-  const logger = createLogger('stream-test', 'warn');
-  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  const children = new Set<ChildProcess>();
-  t.teardown(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await admin.disconnect().catch(() => {});
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
-    await cql.shutdown().catch(() => {});
-  });
-
-  await applyCqlMigrations({
-    client: cql,
-    keyspace,
-    dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
-  });
-  await createStreamTopics(admin, prefix);
+  const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'eo', { cql: true });
   const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
   const encodeVote = serde.encoder('VoteCast');
   const encodePoll = serde.encoder('PollEvent');

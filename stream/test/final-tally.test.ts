@@ -1,16 +1,8 @@
-// Final tallies on the real stack: one poll closes at its closesAt, another is closed by a CLOSED PollEvent.
-// No vote carries an event time past close + grace, so only the idle watermark (wall clock minus
-// STREAM_IDLE_TIMEOUT_MS on a caught-up task) can make the tallies final. After that, the `tallies` topic
-// carries a final TallyUpdate with the exact totals, CQL poll_totals says final, and votes after the close are
-// rejected POLL_CLOSED without moving the final tally.
-import type { ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger, withTimeout } from '@votestream/runtime';
-import type { PollDefinition, VoteCast, VoteDecision } from '@votestream/schemas';
+import { withTimeout } from '@votestream/runtime';
+import type { VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
-import { createStreamTopics, makePoll, makeVote, pipelineHarness, sleep, startProcessor } from './support.ts';
+import { eventually } from '../../tests/support/stack.ts';
+import { makePoll, makeVote, pipelineHarness, sleep, startProcessor, streamTest, waitForTasks } from './support.ts';
 
 const options = ['yes', 'no'];
 const graceMs = 2000;
@@ -18,30 +10,10 @@ const idleTimeoutMs = 2000;
 
 test('a closed poll gets a final tally after close + grace (idle watermark), in Kafka and CQL; later votes are POLL_CLOSED', async (t) => {
   t.timeout(90_000 + 90_000 + 60_000 + 2000 + 2 * 60_000 + 60_000 + 30_000); // its waits' deadlines, plus set-up
-  const id = uniqueId('fin');
-  const prefix = `t-${id}.`;
-  const keyspace = `st_${id}`;
-  const logger = createLogger('stream-test', 'warn');
-  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  const children = new Set<ChildProcess>();
-  t.teardown(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await admin.disconnect().catch(() => {});
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
-    await cql.shutdown().catch(() => {});
-  });
-  await applyCqlMigrations({
-    client: cql,
-    keyspace,
-    dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
-  });
-  await createStreamTopics(admin, prefix);
-  const { encodeVote, encodePoll, producer, decisions, tallies } = await pipelineHarness(t, kafka, prefix, id);
+  const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'fin', { cql: true });
+  const { decisions, tallies, sendPoll, sendVotes } = await pipelineHarness(t, kafka, prefix, id);
 
-  const processor = startProcessor(t, children, 'P', {
+  const processor = await startProcessor(t, children, 'P', {
     TOPIC_PREFIX: prefix,
     SCHEMA_SUBJECT_PREFIX: `${id}.`,
     CQL_KEYSPACE: keyspace,
@@ -49,34 +21,7 @@ test('a closed poll gets a final tally after close + grace (idle watermark), in 
     STREAM_GRACE_MS: String(graceMs),
     STREAM_IDLE_TIMEOUT_MS: String(idleTimeoutMs),
   });
-  await eventually(
-    'processor owns every votes partition',
-    async () =>
-      new Set(
-        processor
-          .lines('task created')
-          .filter((l) => l.stage === 'dedupe')
-          .map((l) => l.partition),
-      ).size === 4
-        ? true
-        : undefined,
-    90_000,
-  );
-
-  const sendPoll = (type: 'CREATED' | 'CLOSED', poll: PollDefinition) =>
-    producer.send({
-      topic: `${prefix}polls`,
-      acks: -1,
-      messages: [
-        { key: poll.pollId, value: encodePoll({ eventId: randomUUID(), type, occurredAt: Date.now(), poll }) },
-      ],
-    });
-  const sendVotes = (votes: VoteCast[]) =>
-    producer.send({
-      topic: `${prefix}votes`,
-      acks: -1,
-      messages: votes.map((v) => ({ key: `${v.pollId}/${v.voterId}`, value: encodeVote(v) })),
-    });
+  await waitForTasks(processor, 'dedupe', 4);
 
   // The test's own account per poll: expected outcome of every vote.
   const expectedReason = new Map<string, 'COUNTED' | 'DUPLICATE' | 'POLL_CLOSED'>();

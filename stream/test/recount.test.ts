@@ -1,17 +1,9 @@
-// The recount on the real stack: a stream processor decides two polls (one closed by its closesAt, one by an
-// admin's CLOSED event, with a vote counted in the close race and votes refused after finalisation); then
-// `npm run recount` replays the votes log by the dedupe rules and agrees with the decisions and the CQL tally.
-// Tampering with the CQL tally, or a forged second decision, makes it fail naming what differs.
-import type { ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { runRecount } from '@votestream/devstack';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger } from '@votestream/runtime';
-import { createAvroSerde, type PollDefinition, type VoteCast } from '@votestream/schemas';
+import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { eventually, stack, uniqueId } from '../../tests/support/stack.ts';
+import { eventually, stack } from '../../tests/support/stack.ts';
 import type { RecountReport } from '../src/recount/sources.ts';
-import { createStreamTopics, makePoll, makeVote, pipelineHarness, startProcessor } from './support.ts';
+import { makePoll, makeVote, pipelineHarness, startProcessor, streamTest } from './support.ts';
 
 const options = ['yes', 'no'];
 const graceMs = 1000;
@@ -25,28 +17,8 @@ async function runRecountCli(env: Record<string, string>, pollId: string) {
 
 test('the recount replays the votes log, agrees with the decisions and CQL (close race and finalisation explained), and fails on a tampered tally or a forged decision', async (t) => {
   t.timeout(240_000);
-  const id = uniqueId('rc');
-  const prefix = `t-${id}.`;
-  const keyspace = `st_${id}`;
-  const logger = createLogger('stream-test', 'warn');
-  const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  const children = new Set<ChildProcess>();
-  t.teardown(async () => {
-    for (const c of children) c.kill('SIGKILL');
-    await admin.disconnect().catch(() => {});
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => {});
-    await cql.shutdown().catch(() => {});
-  });
-  await applyCqlMigrations({
-    client: cql,
-    keyspace,
-    dir: fileURLToPath(new URL('../../migrations/cql/', import.meta.url)),
-  });
-  await createStreamTopics(admin, prefix);
-  const { encodeVote, encodePoll, producer, decisions, tallies } = await pipelineHarness(t, kafka, prefix, id);
+  const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'rc', { cql: true });
+  const { producer, decisions, tallies, sendPoll, sendVotes } = await pipelineHarness(t, kafka, prefix, id);
   const env = {
     TOPIC_PREFIX: prefix,
     SCHEMA_SUBJECT_PREFIX: `${id}.`,
@@ -55,22 +27,8 @@ test('the recount replays the votes log, agrees with the decisions and CQL (clos
     STREAM_GRACE_MS: String(graceMs),
     STREAM_IDLE_TIMEOUT_MS: String(idleTimeoutMs),
   };
-  startProcessor(t, children, 'P', env);
+  await startProcessor(t, children, 'P', env);
 
-  const sendPoll = (type: 'CREATED' | 'CLOSED', poll: PollDefinition) =>
-    producer.send({
-      topic: `${prefix}polls`,
-      acks: -1,
-      messages: [
-        { key: poll.pollId, value: encodePoll({ eventId: randomUUID(), type, occurredAt: Date.now(), poll }) },
-      ],
-    });
-  const sendVotes = (votes: VoteCast[]) =>
-    producer.send({
-      topic: `${prefix}votes`,
-      acks: -1,
-      messages: votes.map((v) => ({ key: `${v.pollId}/${v.voterId}`, value: encodeVote(v) })),
-    });
   const decided = (votes: VoteCast[]) =>
     eventually(
       'every vote decided',

@@ -11,6 +11,7 @@ export class StreamMetrics {
   readonly restores: Counter;
   readonly restoredRecords: Counter;
   readonly tasks: Gauge;
+  readonly taskClosures: Counter<'stage' | 'why'>;
   readonly deadLetters: Counter<'topic' | 'reason'>;
   constructor(registry: Registry) {
     const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -79,6 +80,16 @@ export class StreamMetrics {
           name: 'stream_restored_records_total',
           help: 'Changelog records applied while restoring',
           labelNames: ['stage'],
+          registers,
+        }),
+    );
+    this.taskClosures = get(
+      'stream_task_closures_total',
+      () =>
+        new Counter({
+          name: 'stream_task_closures_total',
+          help: 'Tasks closed, by why: revoked (rebalance), failed (transaction failed, rebuilt), fenced (a newer owner has the partition), shutdown',
+          labelNames: ['stage', 'why'],
           registers,
         }),
     );

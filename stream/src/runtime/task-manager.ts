@@ -163,6 +163,7 @@ export class TaskManager {
     }
     try {
       await task.close();
+      ctx.metrics.taskClosures.inc({ stage: ctx.stage, why });
       this.log.info({ partition, why }, 'task closed');
     } catch (err) {
       this.log.warn({ err, partition, why }, 'task close failed');
