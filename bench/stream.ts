@@ -16,6 +16,7 @@
 // with total >= k. The receive time is at most one fetch wait (100 ms) after the commit, so it is an upper bound.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { freePort } from '@votestream/devstack';
 import { createKafka, createLogger } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import { type Consumer, Partitioners } from 'kafkajs';
@@ -177,36 +178,43 @@ const env = {
   SCHEMA_SUBJECT_PREFIX: `${id}.`,
   STREAM_APPLICATION_ID: `${id}-app`,
   STREAM_STAGES: 'dedupe,tally',
-  STREAM_METRICS_PORT: '0',
-  LOG_LEVEL: 'info',
+  STREAM_METRICS_HOST: '127.0.0.1',
+  LOG_LEVEL: 'warn',
 };
+interface TaskReport {
+  stage: string;
+  partition: number;
+  state: string;
+  restoredRecords: number;
+  restoreMs: number;
+}
 interface Started {
   child: ChildProcess;
-  tasks: () => Array<{ stage: string; partition: number; restored: number; ms: number }>;
+  /** The latest task states from the process's /readyz (polled by `until`). */
+  tasks: () => TaskReport[];
+  poll: () => Promise<void>;
   exited: Promise<void>;
 }
-const start = (): Started => {
+const start = async (): Promise<Started> => {
+  const metricsPort = await freePort();
   // BENCH_CPU_PROF_DIR=<dir>: each processor process writes a V8 CPU profile there when it exits (SIGTERM).
   const profile = process.env.BENCH_CPU_PROF_DIR
     ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof']
     : [];
   const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'stream/src/main.ts'], {
     cwd: repoRoot,
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...env, STREAM_METRICS_PORT: String(metricsPort) },
+    stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.add(child);
-  let lines = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    lines += d.toString();
-  });
+  let tasks: TaskReport[] = [];
   return {
     child,
-    tasks: () =>
-      lines
-        .split('\n')
-        .filter((l) => l.includes('task created'))
-        .map((l) => JSON.parse(l) as { stage: string; partition: number; restored: number; ms: number }),
+    tasks: () => tasks,
+    poll: async () => {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined);
+      if (res?.ok) tasks = ((await res.json()) as { tasks: TaskReport[] }).tasks;
+    },
     exited: new Promise((r) =>
       child.on('exit', () => {
         children.delete(child);
@@ -225,13 +233,24 @@ async function until(what: string, check: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-const ready = (s: Started) => () => {
-  const t = s.tasks();
-  return t.filter((x) => x.stage === 'dedupe').length >= partitions && t.some((x) => x.stage === 'tally');
-};
+/** Every dedupe task and at least one tally task running, by the process's /readyz. */
+async function ready(s: Started): Promise<void> {
+  const deadline = Date.now() + waitMsMax;
+  for (;;) {
+    await s.poll();
+    const running = s.tasks().filter((x) => x.state === 'running');
+    if (running.filter((x) => x.stage === 'dedupe').length >= partitions && running.some((x) => x.stage === 'tally'))
+      return;
+    if (Date.now() > deadline) {
+      await cleanup();
+      throw new Error('bench: timed out waiting for the processor to be ready');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
-const p1 = start();
-await until('processor ready', ready(p1));
+const p1 = await start();
+await ready(p1);
 // Give the tally stage's second task a moment too (it is created at the same group join).
 await new Promise((r) => setTimeout(r, 1000));
 
@@ -327,11 +346,11 @@ const endToEndMs = decided.burst.lastAt - burstStart;
 p1.child.kill('SIGTERM');
 await p1.exited;
 await produce('backlog', burstVotes, 1000);
-const p2 = start();
-await until('restored', ready(p2));
+const p2 = await start();
+await ready(p2);
 const restored = p2.tasks().filter((x) => x.stage === 'dedupe');
-const restoredRecords = restored.reduce((n, r) => n + r.restored, 0);
-const restoreMs = restored.reduce((n, r) => Math.max(n, r.ms), 0);
+const restoredRecords = restored.reduce((n, r) => n + r.restoredRecords, 0);
+const restoreMs = restored.reduce((n, r) => Math.max(n, r.restoreMs), 0);
 await until('backlog decided', () => decided.backlog.n >= burstVotes);
 await until('backlog tallied', complete('backlog'));
 const drainMs = decided.backlog.lastAt - decided.backlog.firstDecidedAt;

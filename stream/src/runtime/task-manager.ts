@@ -31,6 +31,9 @@ export interface TaskReport {
   stage: string;
   partition: number;
   state: TaskState;
+  /** Changelog records the task restored, and the time its creation took (fence + restore); 0 until running. */
+  restoredRecords: number;
+  restoreMs: number;
 }
 
 /**
@@ -76,12 +79,11 @@ export class TaskManager {
       logger: this.log,
     });
     const task = new StreamTask(partition, ctx, producer, this.o.createProcessor(partition));
-    const startedAt = Date.now();
     const created = task.initialize().then((restored) => {
       ctx.metrics.restores.inc({ stage: ctx.stage });
       ctx.metrics.restoredRecords.inc({ stage: ctx.stage }, restored);
       this.log.info(
-        { partition, transactionalId, restored, nextOffset: String(task.position), ms: Date.now() - startedAt },
+        { partition, transactionalId, restored, nextOffset: String(task.position), ms: task.restoreMs },
         'task created: producer fenced, state restored',
       );
       return task;
@@ -178,7 +180,13 @@ export class TaskManager {
   /** States of the tasks this process owns now (created..running; closed tasks are no longer owned). */
   report(): TaskReport[] {
     return [...this.tasks.values()]
-      .map(({ task }) => ({ stage: this.o.ctx.stage, partition: task.partition, state: task.state }))
+      .map(({ task }) => ({
+        stage: this.o.ctx.stage,
+        partition: task.partition,
+        state: task.state,
+        restoredRecords: task.restoredRecords,
+        restoreMs: task.restoreMs,
+      }))
       .sort((a, b) => a.partition - b.partition);
   }
 

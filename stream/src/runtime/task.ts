@@ -64,6 +64,9 @@ export class StreamTask {
   private lastRecordAtMs: number;
   /** Serialises batches and punctuations of the task: one transaction at a time. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Changelog records applied by initialize(), and how long it took (fence + restore). */
+  restoredRecords = 0;
+  restoreMs = 0;
 
   constructor(
     readonly partition: number,
@@ -101,6 +104,7 @@ export class StreamTask {
     this.expect('initialize', 'created');
     this.current = 'restoring';
     const { ctx, processor, partition } = this;
+    const startedAt = performance.now();
     let restored = 0;
     try {
       await this.producer.fence();
@@ -131,6 +135,8 @@ export class StreamTask {
       this.current = 'closed';
       throw err;
     }
+    this.restoredRecords = restored;
+    this.restoreMs = Math.round(performance.now() - startedAt);
     this.current = 'running';
     this.lastRecordAtMs = ctx.clock();
     return restored;
