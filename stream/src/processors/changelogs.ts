@@ -10,11 +10,16 @@ function checkedKey(store: string, key: string): string {
   return key;
 }
 
-function windowStartIn(store: string, key: string, at: number): number {
-  const start = Number(key.slice(at + 1));
-  if (!Number.isSafeInteger(start)) throw new ChangelogCorruptError(`${store}: bad window key ${JSON.stringify(key)}`);
-  return start;
+/** `w/<pollId>/<windowStart>`, the window key both tally stores use. */
+function windowKeyOf(store: string, key: string): { kind: 'window'; pollId: string; windowStart: number } {
+  const at = key.lastIndexOf('/');
+  const windowStart = Number(key.slice(at + 1));
+  if (at <= 2 || !Number.isSafeInteger(windowStart))
+    throw new ChangelogCorruptError(`${store}: bad window key ${JSON.stringify(key)}`);
+  return { kind: 'window', pollId: key.slice(2, at), windowStart };
 }
+
+const windowKey = (pollId: string, windowStart: number): string => `w/${pollId}/${windowStart}`;
 
 const isWindowState = (v: unknown): v is WindowState => isRecord(v) && isCounts(v.counts) && isSafeInt(v.late);
 
@@ -64,17 +69,13 @@ const isPartialTallyRecord = (v: unknown): v is PartialTallyRecord =>
 
 export const partialTallyStore = {
   tallyKey: (pollId: string): string => `t/${pollId}`,
-  windowKey: (pollId: string, windowStart: number): string => `w/${pollId}/${windowStart}`,
+  windowKey,
   watermarkKey: 'watermark',
   decodeKey(raw: string): PartialTallyKey {
     const key = checkedKey('partial tally store', raw);
     if (key === 'watermark') return { kind: 'watermark' };
     if (key.startsWith('t/')) return { kind: 'tally', pollId: key.slice(2) };
-    if (key.startsWith('w/')) {
-      const at = key.lastIndexOf('/');
-      if (at <= 2) throw new ChangelogCorruptError(`partial tally store: bad window key ${JSON.stringify(key)}`);
-      return { kind: 'window', pollId: key.slice(2, at), windowStart: windowStartIn('partial tally store', key, at) };
-    }
+    if (key.startsWith('w/')) return windowKeyOf('partial tally store', key);
     throw new ChangelogCorruptError(`partial tally store: unknown key ${JSON.stringify(key)}`);
   },
   tally: jsonCodec('partial tally store t/', isPartialTallyRecord),
@@ -133,15 +134,11 @@ const isWindowsBySource = (v: unknown): v is Record<string, WindowState> =>
 
 export const globalTallyStore = {
   pollKey: (pollId: string): string => `p/${pollId}`,
-  windowKey: (pollId: string, windowStart: number): string => `w/${pollId}/${windowStart}`,
+  windowKey,
   decodeKey(raw: string): GlobalTallyKey {
     const key = checkedKey('global tally store', raw);
     if (key.startsWith('p/')) return { kind: 'poll', pollId: key.slice(2) };
-    if (key.startsWith('w/')) {
-      const at = key.lastIndexOf('/');
-      if (at <= 2) throw new ChangelogCorruptError(`global tally store: bad window key ${JSON.stringify(key)}`);
-      return { kind: 'window', pollId: key.slice(2, at), windowStart: windowStartIn('global tally store', key, at) };
-    }
+    if (key.startsWith('w/')) return windowKeyOf('global tally store', key);
     throw new ChangelogCorruptError(`global tally store: unknown key ${JSON.stringify(key)}`);
   },
   poll: jsonCodec('global tally store p/', isGlobalPollRecord),
