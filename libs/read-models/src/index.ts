@@ -17,7 +17,14 @@ export {
   scanLatest,
   scanPollsMax,
 } from './results.ts';
-export { cqlTallyStore, type TallyStore } from './tallies-cql.ts';
+export {
+  cqlTallyStore,
+  cqlTallyWriter,
+  type TallyRow,
+  type TallyStore,
+  type TallyWindowRow,
+  type TallyWriter,
+} from './tallies-cql.ts';
 export * from './types.ts';
 
 export interface ReadModelsOptions {

@@ -1,3 +1,4 @@
+import { cqlTallyWriter } from '@votestream/read-models';
 import {
   type CqlClient,
   deadLetterCounter,
@@ -6,11 +7,9 @@ import {
   type Logger,
 } from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate } from '@votestream/schemas';
-import cassandra from 'cassandra-driver';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
 
-const { consistencies } = cassandra.types;
 /** Retry delay bounds while the CQL database is unreachable; the sink never skips a record. */
 export const sinkRetryDelayMsMin = 200;
 export const sinkRetryDelayMsMax = 5000;
@@ -74,9 +73,7 @@ export class CqlTallySink {
       counter: deadLetterCounter(o.registry, 'stream'),
       decode: o.serde.decoder('TallyUpdate'),
     });
-    const ks = o.keyspace;
-    const totalsCql = `INSERT INTO ${ks}.poll_totals (poll_id, version, totals, total, late_votes, watermark, as_of, final, audit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
-    const windowCql = `INSERT INTO ${ks}.poll_tally_windows (poll_id, window_start, window_end, counts, total, late, version) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`;
+    const tables = cqlTallyWriter(o.cql, o.keyspace);
     await consumer.connect();
     await consumer.subscribe({ topics: [o.talliesTopic], fromBeginning: true });
     await consumer.run({
@@ -85,7 +82,7 @@ export class CqlTallySink {
       eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary }) => {
         // The newest update per poll is enough for the totals; every window of every update is written.
         const latest = new Map<string, TallyUpdate>();
-        const windows = new Map<string, { u: TallyUpdate; w: TallyUpdate['windows'][number] }>();
+        const windows = new Map<string, { tally: TallyUpdate; window: TallyUpdate['windows'][number] }>();
         for (const m of batch.messages) {
           const u = await decode(batch.topic, batch.partition, m);
           if (u === null) continue; // poison: dead-lettered
@@ -94,57 +91,10 @@ export class CqlTallySink {
           for (const w of u.windows) {
             const k = `${u.pollId}/${w.windowStart}`;
             const had = windows.get(k);
-            if (!had || u.version > had.u.version) windows.set(k, { u, w });
+            if (!had || u.version > had.tally.version) windows.set(k, { tally: u, window: w });
           }
         }
-        const queries: Array<Promise<unknown>> = [];
-        const write = () => {
-          queries.length = 0;
-          for (const u of latest.values()) {
-            const ts = cassandra.types.Long.fromNumber(u.version);
-            queries.push(
-              o.cql.execute(
-                totalsCql,
-                [
-                  u.pollId,
-                  ts,
-                  longs(u.totals),
-                  cassandra.types.Long.fromNumber(u.total),
-                  cassandra.types.Long.fromNumber(u.lateVotes),
-                  new Date(u.watermark),
-                  new Date(u.asOf),
-                  u.final,
-                  // The signed audit checkpoint is kept with the final tally only (unset: the cell is not written).
-                  u.final && u.audit ? JSON.stringify(u.audit) : cassandra.types.unset,
-                  ts,
-                ],
-                { prepare: true, consistency: consistencies.localQuorum, isIdempotent: true },
-              ),
-            );
-          }
-          for (const { u, w } of windows.values()) {
-            const ts = cassandra.types.Long.fromNumber(u.version);
-            let total = 0;
-            for (const n of Object.values(w.counts)) total += n;
-            queries.push(
-              o.cql.execute(
-                windowCql,
-                [
-                  u.pollId,
-                  new Date(w.windowStart),
-                  new Date(w.windowEnd),
-                  longs(w.counts),
-                  cassandra.types.Long.fromNumber(total),
-                  cassandra.types.Long.fromNumber(w.late),
-                  ts,
-                  ts,
-                ],
-                { prepare: true, consistency: consistencies.localQuorum, isIdempotent: true },
-              ),
-            );
-          }
-          return Promise.all(queries);
-        };
+        const write = () => tables.write(latest.values(), windows.values());
         for (let attempt = 0; ; attempt++) {
           try {
             await write();
@@ -175,10 +125,4 @@ export class CqlTallySink {
     this.running = false;
     await this.consumer.disconnect();
   }
-}
-
-function longs(counts: Record<string, number>): Record<string, cassandra.types.Long> {
-  const out: Record<string, cassandra.types.Long> = {};
-  for (const [k, n] of Object.entries(counts)) out[k] = cassandra.types.Long.fromNumber(n);
-  return out;
 }
