@@ -12,6 +12,10 @@ const projections = await startProjections(config, {
   // before its first commit must not skip the decisions and tallies written meanwhile (found by the chaos run:
   // receipts missing). Both projections are idempotent, so a re-read costs time, never correctness.
   fromBeginning: process.env.PROJECTIONS_FROM_BEGINNING !== 'false',
+  onFatal: (err) => {
+    logger.fatal({ err }, 'a projector consumer stopped for good: exiting for the supervisor to restart us');
+    process.exit(1);
+  },
   ...(process.env.SCHEMA_SUBJECT_PREFIX ? { subjectPrefix: process.env.SCHEMA_SUBJECT_PREFIX } : {}),
 });
 onShutdown(logger, [() => projections.close()]);
