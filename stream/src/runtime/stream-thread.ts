@@ -57,7 +57,6 @@ interface Task {
   /** Next input offset to process: everything before it is in the committed state. -1: nothing committed yet. */
   nextOffset: bigint;
   /** True when the last fetched batch reached the partition's end. */
-  caughtUp: boolean;
   lastRecordAtMs: number;
   /** Serialises batches and punctuations of the task: one transaction at a time. */
   queue: Promise<unknown>;
@@ -329,7 +328,6 @@ export class StreamThread {
       producer,
       processor,
       nextOffset,
-      caughtUp: false,
       lastRecordAtMs: Date.now(),
       queue: Promise.resolve(),
       closed: false,
@@ -420,7 +418,6 @@ export class StreamThread {
           const last = batch.messages[batch.messages.length - 1];
           if (last) resolveOffset(last.offset); // already in the committed state (a previous owner did them)
         }
-        task.caughtUp = batch.offsetLag() === '0';
         task.lastRecordAtMs = Date.now();
         this.failures.delete(partition);
       });
@@ -531,14 +528,26 @@ export class StreamThread {
   private punctuateAll(): void {
     if (this.stopping) return;
     const now = Date.now();
+    // One read of the input's end offsets per round, shared by the tasks that need it, and only if one does.
+    let endOffsets: Promise<PartitionOffsets[]> | undefined;
+    const ends = () => {
+      endOffsets ??= topicOffsets(this.o.admin, this.o.inputTopic);
+      return endOffsets;
+    };
     for (const [partition, t] of this.tasks) {
       void t.then(
         (task) => {
           if (task.closed) return;
           return this.run(task, async () => {
             if (task.closed) return;
-            if (!task.caughtUp) task.caughtUp = await this.reachedEnd(task);
-            const idle = task.caughtUp && now - task.lastRecordAtMs >= this.o.config.idleTimeoutMs;
+            // Idle (the processor may advance its watermark on the clock, and so finalise polls) only if the input
+            // partition is at its end now, read after `now`: every record appended before `now` is then processed.
+            // The lag seen at the last fetch is not enough: a consumer that stopped fetching for a while (a broker
+            // failure, a slow rebalance) still looked caught up, and a poll was finalised before votes acknowledged
+            // before its close were processed (found by the broker-fault test: the last voters told 202 were
+            // decided POLL_CLOSED).
+            const idle =
+              now - task.lastRecordAtMs >= this.o.config.idleTimeoutMs && (await this.reachedEnd(task, ends));
             const out = new RecordCollector();
             task.processor.punctuate(now, idle, out);
             if (out.size > 0) await this.commit(task, out, undefined);
@@ -549,10 +558,9 @@ export class StreamThread {
     }
   }
 
-  /** For a task that has not fetched anything yet: is its input partition empty past its committed position? */
-  private async reachedEnd(task: Task): Promise<boolean> {
-    if (Date.now() - task.lastRecordAtMs < this.o.config.idleTimeoutMs) return false;
-    const p = (await topicOffsets(this.o.admin, this.o.inputTopic)).find((x) => x.partition === task.partition);
+  /** Is the task's input partition empty past its position (offsets read by `ends`, after the caller's clock)? */
+  private async reachedEnd(task: Task, ends: () => Promise<PartitionOffsets[]>): Promise<boolean> {
+    const p = (await ends()).find((x) => x.partition === task.partition);
     if (!p) return false;
     return p.high <= (task.nextOffset < 0n ? p.low : task.nextOffset);
   }
