@@ -1,8 +1,8 @@
 import { deadLetterCounter, exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer, TopicMessages, Transaction } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer, Transaction } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
-import { type DeadLetterRoute, placeOnPartitions, RecordCollector, unacknowledged } from './collector.ts';
+import { type DeadLetterRoute, type PartitionBatch, RecordCollector } from './collector.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
@@ -12,10 +12,8 @@ import { restoreChangelogPartition } from './restore.ts';
 export const positionKey = '\u0000position';
 const commitTimeoutMs = 30_000;
 const failureBackoffMsMax = 5000;
-/** Records per produce request of a commit (see commit()); a commit sends ceil(records / this) requests. */
+/** Records per produce request of a commit (see commit()): one request per partition per this many records. */
 export const sendBatchRecordsMax = 1000;
-/** Sends of one slice in one transaction while KafkaJS leaves partitions unwritten (see unacknowledged()). */
-const sendAttemptsMax = 5;
 
 export interface StreamThreadOptions {
   /** Stage name, for logs and metrics. */
@@ -68,7 +66,6 @@ class Metrics {
   readonly commits: Counter;
   readonly commitFailures: Counter;
   readonly commitSeconds: Histogram;
-  readonly sendGaps: Counter;
   readonly restores: Counter;
   readonly restoredRecords: Counter;
   readonly tasks: Gauge;
@@ -110,16 +107,6 @@ class Metrics {
           help: 'Time of one transaction (send outputs, changelog, offsets, commit)',
           labelNames: ['stage'],
           buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-          registers,
-        }),
-    );
-    this.sendGaps = get(
-      'stream_send_gaps_total',
-      () =>
-        new Counter({
-          name: 'stream_send_gaps_total',
-          help: 'Partitions a transactional send resolved without writing, found by their missing acknowledgement and sent again',
-          labelNames: ['stage'],
           registers,
         }),
     );
@@ -450,9 +437,11 @@ export class StreamThread {
     const end = this.metrics.commitSeconds.startTimer({ stage: o.stage });
     const txn = await task.producer.transaction();
     try {
-      // Several produce requests, all inside this one transaction: KafkaJS groups a sendBatch's records per
-      // partition in O(n²) of the records per partition, so one request per sendBatchRecordsMax records.
-      for (const slice of out.topicMessageSlices(sendBatchRecordsMax)) await this.sendAll(task, txn, slice);
+      // One produce request per partition (see PartitionBatch: KafkaJS loses or repeats records of a send that
+      // spans brokers when one fails) and per sendBatchRecordsMax records (KafkaJS groups a send's records in
+      // O(n²) of the records per partition); partitions in parallel, a partition's requests in order.
+      const batches = out.partitionBatches(await this.partitionCounts(out.topics()), sendBatchRecordsMax);
+      await Promise.all(batches.map((partitionBatches) => this.sendInOrder(txn, partitionBatches)));
       if (nextOffset !== undefined) {
         await txn.sendOffsets({
           consumerGroupId: o.groupId,
@@ -468,34 +457,22 @@ export class StreamThread {
     this.metrics.commits.inc({ stage: o.stage });
   }
 
-  /**
-   * Sends a slice inside the transaction and checks that every partition of it was acknowledged: KafkaJS can
-   * resolve a send that spans brokers without writing some partitions when a broker fails mid-send (see
-   * unacknowledged()); those are sent again, and after sendAttemptsMax the commit fails (the transaction aborts).
-   */
-  private async sendAll(task: Task, txn: Transaction, slice: TopicMessages[]): Promise<void> {
-    let pending = placeOnPartitions(slice, await this.partitionCounts(slice));
-    for (let attempt = 1; ; attempt++) {
-      const acked = await txn.sendBatch({ topicMessages: pending, acks: -1, timeout: commitTimeoutMs });
-      pending = unacknowledged(pending, acked);
-      if (pending.length === 0) return;
-      const partitions = pending.flatMap(({ topic, messages }) => [
-        ...new Set(messages.map((m) => `${topic}/${m.partition}`)),
-      ]);
-      this.metrics.sendGaps.inc({ stage: this.o.stage }, partitions.length);
-      this.log.warn(
-        { partition: task.partition, attempt, partitions },
-        'send resolved without writing these partitions',
-      );
-      if (attempt >= sendAttemptsMax)
-        throw new Error(`partitions left unwritten after ${attempt} sends: ${partitions.join(', ')}`);
+  /** One partition's batches, one produce request each, in order; each must come back acknowledged. */
+  private async sendInOrder(txn: Transaction, batches: PartitionBatch[]): Promise<void> {
+    for (const { topic, partition, messages } of batches) {
+      const acked = await txn.send({ topic, messages, acks: -1, timeout: commitTimeoutMs });
+      if (!acked.some((r) => r.topicName === topic && r.partition === partition))
+        throw new Error(`the send to ${topic}/${partition} resolved without its acknowledgement`);
     }
   }
 
-  /** Partition counts of the slice's topics (read once per topic: partitions are never removed). */
-  private async partitionCounts(slice: TopicMessages[]): Promise<Map<string, number>> {
+  /**
+   * Partition counts of the topics, read once per topic per process: partitions are never removed, and adding
+   * partitions to a keyed topic moves keys (never done in place: docs/architecture.md §7).
+   */
+  private async partitionCounts(topics: string[]): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
-    for (const { topic } of slice) {
+    for (const topic of topics) {
       let n = this.partitionCountOf.get(topic);
       if (n === undefined) {
         n = (await this.o.admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length ?? 0;
