@@ -59,14 +59,7 @@ if (config.stages.includes('dedupe')) {
   const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
   await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
   await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
-  const catalog = new PollCatalog(
-    kafka,
-    admin,
-    topics.polls,
-    serde,
-    logger.child({ component: 'catalog' }),
-    config.catalogApplyDelayMs,
-  );
+  const catalog = new PollCatalog(kafka, admin, topics.polls, serde, logger.child({ component: 'catalog' }));
   await catalog.start();
   const thread = new StreamThread({
     stage: 'dedupe',
