@@ -1,3 +1,5 @@
+import { idPattern } from '@votestream/schemas';
+
 /** The v1 HTTP contract, served at GET /openapi.json. Keep in step with app.ts and problem.ts. */
 
 const problem = (codes: string[], description: string) => ({
@@ -25,7 +27,7 @@ export const openApiDocument = {
       },
     },
     schemas: {
-      Id: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' },
+      Id: { type: 'string', pattern: idPattern.source },
       Problem: {
         type: 'object',
         required: ['type', 'title', 'status', 'code'],

@@ -1,4 +1,4 @@
-import { invariant, type Logger } from '@votestream/runtime';
+import { invariant, type Logger, voteKey } from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
@@ -202,7 +202,12 @@ export class DedupeProcessor implements TaskProcessor {
           else reason = 'DUPLICATE';
         } else {
           table.insert(fp, vote.voteId);
-          out.send(topics.dedupeChangelog, `${vote.pollId}/${vote.voterId}`, Buffer.from(vote.voteId), this.partition);
+          out.send(
+            topics.dedupeChangelog,
+            voteKey(vote.pollId, vote.voterId),
+            Buffer.from(vote.voteId),
+            this.partition,
+          );
           this.count(vote.pollId, vote.optionId, windowStart, late);
         }
       }
@@ -234,7 +239,7 @@ export class DedupeProcessor implements TaskProcessor {
       }
       out.send(
         topics.voteDecisions,
-        m.key ? m.key.toString() : `${vote.pollId}/${vote.voterId}`,
+        m.key ? m.key.toString() : voteKey(vote.pollId, vote.voterId),
         this.encodeDecision(decision),
       );
       // The same decision without the voter's identity, in the same transaction: exactly one per decision.
