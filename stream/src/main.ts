@@ -12,6 +12,7 @@ import {
   requireTopics,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
+import { Partitioners } from 'kafkajs';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import { loadStreamConfig } from './config.ts';
@@ -155,6 +156,7 @@ if (config.stages.includes('sink')) {
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
   });
   await deadLetterProducer.connect();
   const sink = new CqlTallySink({
