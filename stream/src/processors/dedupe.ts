@@ -105,17 +105,6 @@ export class DedupeProcessor implements TaskProcessor {
     this.decisions = decisionsCounter(ctx.registry);
   }
 
-  /** Remembered voters and the bytes their tables use, for the memory-per-voter measurement. */
-  dedupeStoreStats(): { voters: number; bytes: number } {
-    let voters = 0;
-    let bytes = 0;
-    for (const t of this.voters.values()) {
-      voters += t.size;
-      bytes += t.bytes;
-    }
-    return { voters, bytes };
-  }
-
   restore({ topic, key, value }: ChangelogRecord): void {
     if (topic === this.ctx.topics.dedupeChangelog) {
       if (!value) return;
