@@ -1,4 +1,4 @@
-import { invariant, type Logger, voteKey } from '@votestream/runtime';
+import { invariant, type Logger, sharedMetric, voteKey } from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
@@ -62,14 +62,16 @@ export interface DedupeContext {
 }
 
 function decisionsCounter(registry: Registry): Counter {
-  return (
-    (registry.getSingleMetric('stream_vote_decisions_total') as Counter | undefined) ??
-    new Counter({
-      name: 'stream_vote_decisions_total',
-      help: 'Vote decisions committed by the dedupe stage, by outcome (COUNTED, REJECTED; RESENT: the counted vote again, no decision) and reason',
-      labelNames: ['outcome', 'reason', 'late'],
-      registers: [registry],
-    })
+  return sharedMetric(
+    registry,
+    'stream_vote_decisions_total',
+    () =>
+      new Counter({
+        name: 'stream_vote_decisions_total',
+        help: 'Vote decisions committed by the dedupe stage, by outcome (COUNTED, REJECTED; RESENT: the counted vote again, no decision) and reason',
+        labelNames: ['outcome', 'reason', 'late'],
+        registers: [registry],
+      }),
   );
 }
 
