@@ -8,6 +8,10 @@ const logger = createLogger('projections', config.logLevel);
 const projections = await startProjections(config, {
   logger,
   fromBeginning: config.fromBeginning,
+  onFatal: (err) => {
+    logger.fatal({ err }, 'a projector consumer stopped for good: exiting for the supervisor to restart us');
+    process.exit(1);
+  },
   ...(config.schemaSubjectPrefix !== '' ? { subjectPrefix: config.schemaSubjectPrefix } : {}),
 });
 onShutdown(logger, [() => projections.close()]);

@@ -39,7 +39,17 @@ export interface Projections {
  */
 export async function startProjections(
   config: ProjectionsConfig,
-  opts: { fromBeginning?: boolean; logger?: Logger; subjectPrefix?: string } = {},
+  opts: {
+    fromBeginning?: boolean;
+    logger?: Logger;
+    subjectPrefix?: string;
+    /**
+     * A projector consumer stopped for good (KafkaJS does not restart a consumer after a non-retriable error,
+     * e.g. UNKNOWN_MEMBER_ID on an offset commit while a broker restarts): nothing would be projected again,
+     * so main.ts ends the process and the supervisor restarts it (both projections are idempotent replays).
+     */
+    onFatal?: (err: unknown) => void;
+  } = {},
 ): Promise<Projections> {
   const logger = opts.logger ?? createLogger('projections', config.logLevel);
   const registry = createMetricsRegistry('projections');
@@ -210,7 +220,10 @@ export async function startProjections(
   for (const c of [tallyConsumer, receiptConsumer]) {
     c.on(c.events.CRASH, ({ payload }) => {
       logger.error({ err: payload.error, restart: payload.restart }, 'projector consumer crashed');
-      if (!payload.restart) consuming = false;
+      if (!payload.restart) {
+        consuming = false;
+        opts.onFatal?.(payload.error);
+      }
     });
   }
   await tallyProjector.start(opts.fromBeginning ?? false);

@@ -1,5 +1,6 @@
 import { deadLetterReasonOf, deadLetterRecord } from '@votestream/runtime';
-import type { KafkaMessage, Message, TopicMessages } from 'kafkajs';
+import type { KafkaMessage, Message, RecordMetadata, TopicMessages } from 'kafkajs';
+import { keyPartition } from './partitioner.ts';
 
 /** Where a task's poison records go: the dead-letter topic, in the same transaction as its other output. */
 export interface DeadLetterRoute {
@@ -72,4 +73,44 @@ export class RecordCollector {
     if (n > 0) slices.push(slice);
     return slices;
   }
+}
+
+/**
+ * The records of `slice` with their partition made explicit: an explicit partition stays, a keyed record gets
+ * the default partitioner's choice for the topic's partition count (`partitions`), as the producer would pick.
+ */
+export function placeOnPartitions(slice: TopicMessages[], partitions: ReadonlyMap<string, number>): TopicMessages[] {
+  return slice.map(({ topic, messages }) => {
+    const count = partitions.get(topic);
+    if (count === undefined || count <= 0) throw new Error(`no partition count for topic ${topic}`);
+    return {
+      topic,
+      messages: messages.map((m) => {
+        if (m.partition !== undefined && m.partition !== null) return m;
+        if (m.key === null || m.key === undefined)
+          throw new Error(`a record for ${topic} has neither key nor partition`);
+        return { ...m, partition: keyPartition(m.key, count) };
+      }),
+    };
+  });
+}
+
+/**
+ * The records of `sent` (every record with an explicit partition) whose partition is not in `acked`.
+ *
+ * KafkaJS 2.2.4 can resolve a send without writing some of its records: a send spanning several brokers is
+ * retried after one broker fails, but the retry goes only to brokers that have not answered yet, so the records
+ * of a partition whose new leader had already answered in the first attempt are dropped, and the send resolves
+ * (producer/sendMessages.js, `brokersWithoutResponse`). Inside a transaction that commits outputs without their
+ * changelog twin (or the reverse). A partition's records are all in one request of one send, so a partition
+ * with an acknowledgement has all of them written; one without has none, and is sent again.
+ */
+export function unacknowledged(sent: TopicMessages[], acked: readonly RecordMetadata[]): TopicMessages[] {
+  const got = new Set(acked.map((r) => `${r.partition}\u0000${r.topicName}`));
+  const missing: TopicMessages[] = [];
+  for (const { topic, messages } of sent) {
+    const rest = messages.filter((m) => !got.has(`${m.partition}\u0000${topic}`));
+    if (rest.length > 0) missing.push({ topic, messages: rest });
+  }
+  return missing;
 }

@@ -1,8 +1,8 @@
 import { deadLetterCounter, exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer, TopicMessages, Transaction } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
-import { type DeadLetterRoute, RecordCollector } from './collector.ts';
+import { type DeadLetterRoute, placeOnPartitions, RecordCollector, unacknowledged } from './collector.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
@@ -14,6 +14,8 @@ const commitTimeoutMs = 30_000;
 const failureBackoffMsMax = 5000;
 /** Records per produce request of a commit (see commit()); a commit sends ceil(records / this) requests. */
 export const sendBatchRecordsMax = 1000;
+/** Sends of one slice in one transaction while KafkaJS leaves partitions unwritten (see unacknowledged()). */
+const sendAttemptsMax = 5;
 
 export interface StreamThreadOptions {
   /** Stage name, for logs and metrics. */
@@ -67,6 +69,7 @@ class Metrics {
   readonly commits: Counter;
   readonly commitFailures: Counter;
   readonly commitSeconds: Histogram;
+  readonly sendGaps: Counter;
   readonly restores: Counter;
   readonly restoredRecords: Counter;
   readonly tasks: Gauge;
@@ -108,6 +111,16 @@ class Metrics {
           help: 'Time of one transaction (send outputs, changelog, offsets, commit)',
           labelNames: ['stage'],
           buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+          registers,
+        }),
+    );
+    this.sendGaps = get(
+      'stream_send_gaps_total',
+      () =>
+        new Counter({
+          name: 'stream_send_gaps_total',
+          help: 'Partitions a transactional send resolved without writing, found by their missing acknowledgement and sent again',
+          labelNames: ['stage'],
           registers,
         }),
     );
@@ -170,6 +183,7 @@ export class StreamThread {
   /** performance.now() of the latest fetch response (KafkaJS emits FETCH before handing out its batches). */
   private lastFetchAt = 0;
   /** The latest end-offsets read of the barrier topic and when it was started. */
+  private readonly partitionCountOf = new Map<string, number>();
   private barrierRead: { startedAt: number; offsets: Promise<PartitionOffsets[]> } | undefined;
 
   constructor(private readonly o: StreamThreadOptions) {
@@ -441,8 +455,7 @@ export class StreamThread {
     try {
       // Several produce requests, all inside this one transaction: KafkaJS groups a sendBatch's records per
       // partition in O(n²) of the records per partition, so one request per sendBatchRecordsMax records.
-      for (const topicMessages of out.topicMessageSlices(sendBatchRecordsMax))
-        await txn.sendBatch({ topicMessages, acks: -1, timeout: commitTimeoutMs });
+      for (const slice of out.topicMessageSlices(sendBatchRecordsMax)) await this.sendAll(task, txn, slice);
       if (nextOffset !== undefined) {
         await txn.sendOffsets({
           consumerGroupId: o.groupId,
@@ -456,6 +469,45 @@ export class StreamThread {
     }
     end();
     this.metrics.commits.inc({ stage: o.stage });
+  }
+
+  /**
+   * Sends a slice inside the transaction and checks that every partition of it was acknowledged: KafkaJS can
+   * resolve a send that spans brokers without writing some partitions when a broker fails mid-send (see
+   * unacknowledged()); those are sent again, and after sendAttemptsMax the commit fails (the transaction aborts).
+   */
+  private async sendAll(task: Task, txn: Transaction, slice: TopicMessages[]): Promise<void> {
+    let pending = placeOnPartitions(slice, await this.partitionCounts(slice));
+    for (let attempt = 1; ; attempt++) {
+      const acked = await txn.sendBatch({ topicMessages: pending, acks: -1, timeout: commitTimeoutMs });
+      pending = unacknowledged(pending, acked);
+      if (pending.length === 0) return;
+      const partitions = pending.flatMap(({ topic, messages }) => [
+        ...new Set(messages.map((m) => `${topic}/${m.partition}`)),
+      ]);
+      this.metrics.sendGaps.inc({ stage: this.o.stage }, partitions.length);
+      this.log.warn(
+        { partition: task.partition, attempt, partitions },
+        'send resolved without writing these partitions',
+      );
+      if (attempt >= sendAttemptsMax)
+        throw new Error(`partitions left unwritten after ${attempt} sends: ${partitions.join(', ')}`);
+    }
+  }
+
+  /** Partition counts of the slice's topics (read once per topic: partitions are never removed). */
+  private async partitionCounts(slice: TopicMessages[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const { topic } of slice) {
+      let n = this.partitionCountOf.get(topic);
+      if (n === undefined) {
+        n = (await this.o.admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length ?? 0;
+        if (n === 0) throw new Error(`topic ${topic} has no partitions in the metadata`);
+        this.partitionCountOf.set(topic, n);
+      }
+      counts.set(topic, n);
+    }
+    return counts;
   }
 
   /** A failed task is thrown away and rebuilt from its changelog on the next batch. */
