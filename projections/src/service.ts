@@ -15,6 +15,7 @@ import {
   topicNames,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
+import { Partitioners } from 'kafkajs';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { ProjectionsConfig } from './config.ts';
 import { createHttpServer } from './http/server.ts';
@@ -174,6 +175,7 @@ export async function startProjections(
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
   });
   await deadLetterProducer.connect();
   const deadLettered = <T>(consumer: string, decode: (buf: Buffer) => Promise<T>) =>
