@@ -13,7 +13,9 @@ import { type ChaosResult, type ChaosSystem, formatChaos, runFaults, startChaosS
 let system: ChaosSystem | undefined;
 let startedCluster = false;
 
-test.before(async () => {
+test.before(async (t) => {
+  // Brings the cluster up and starts five services on it: minutes on a busy 2-core machine, past ava's 3 min.
+  t.timeout(10 * 60_000);
   if (!(await clusterHealthy())) {
     await stackCluster('up');
     startedCluster = true;
