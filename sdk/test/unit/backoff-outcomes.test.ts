@@ -1,12 +1,12 @@
 import test from 'ava';
-import { backoffDelayMs, defaultRetryPolicy, nextDelayMs, parseRetryAfterMs } from '../src/backoff.ts';
+import { backoffDelayMs, defaultRetryPolicy, nextDelayMs, parseRetryAfterMs } from '../../src/backoff.ts';
 import {
   classifyReceiptAnswer,
   classifyVoteAnswer,
   networkFailureStep,
   type VoteRequestContext,
   voteErrorCodes,
-} from '../src/outcomes.ts';
+} from '../../src/outcomes.ts';
 
 const policy = { retryDelayMsBase: 100, retryDelayMsMax: 5000, attemptsMax: 8, retryBudgetMs: 60_000 };
 
