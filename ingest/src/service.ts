@@ -22,7 +22,7 @@ import { createChallengePolicy } from './abuse/challenge-policy.ts';
 import { createKeyedLimit, createRateLimits } from './abuse/rate-limit.ts';
 import { createIngestApp } from './app.ts';
 import { createTokenRevocations } from './auth/revocations.ts';
-import { createTokenVerifier } from './auth/tokens.ts';
+import { createTokenVerifier, type TokenVerifier } from './auth/tokens.ts';
 import { type IngestConfig, kafkaConnectionTimeoutMs, produceAppendBoundMs, produceRetryTimeMaxMs } from './config.ts';
 import type { IngestContext, VoteFaults } from './context.ts';
 import { createClientAddressResolver } from './http/client-address.ts';
@@ -30,7 +30,7 @@ import { createIngestMetrics, registerIngestGauges } from './metrics.ts';
 import { PollAdmin } from './polls/admin.ts';
 import { PollCatalog } from './polls/catalog.ts';
 import { createVoteGuards } from './votes/admission.ts';
-import { VoteBatcher } from './votes/batcher.ts';
+import { type BatcherLimits, VoteBatcher } from './votes/batcher.ts';
 import { createResettingProducer } from './votes/producer.ts';
 import { createResolver } from './votes/resolution.ts';
 
@@ -74,6 +74,30 @@ const disconnectBoundMs = 5000;
 /** The longest `close()` takes: the drain budget, then the bounded disconnects. For the process's shutdown timer. */
 export function ingestStopBoundMs(config: Pick<IngestConfig, 'shutdownDrainMs'>): number {
   return config.shutdownDrainMs + disconnectBoundMs;
+}
+
+/** The token verifier of this config (JWT_* variables). */
+export function tokenVerifierOf(config: IngestConfig): TokenVerifier {
+  return createTokenVerifier({
+    publicKeyPem: config.jwtPublicKeyPem,
+    jwksUrl: config.jwtJwksUrl,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    clockToleranceS: config.jwtClockToleranceS,
+    maxTokenAgeS: config.jwtMaxTokenAgeS,
+  });
+}
+
+/** The vote batcher's bounds from this config (PRODUCE_* variables). */
+export function batcherLimitsOf(config: IngestConfig): BatcherLimits {
+  return {
+    votesInFlightMax: config.produceVotesInFlightMax,
+    batchMessagesMax: config.produceBatchMessagesMax,
+    lingerMs: config.produceLingerMs,
+    produceTimeoutMs: config.produceTimeoutMs,
+    backoffMs: config.produceBackoffMs,
+    sendsInFlightMax: produceSendsInFlightMax,
+  };
 }
 
 /**
@@ -148,19 +172,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
   probe.unref();
 
   const metrics = createIngestMetrics(registry);
-  const batcher = new VoteBatcher(
-    producer,
-    topics.votes,
-    {
-      votesInFlightMax: config.produceVotesInFlightMax,
-      batchMessagesMax: config.produceBatchMessagesMax,
-      lingerMs: config.produceLingerMs,
-      produceTimeoutMs: config.produceTimeoutMs,
-      backoffMs: config.produceBackoffMs,
-      sendsInFlightMax: produceSendsInFlightMax,
-    },
-    metrics,
-  );
+  const batcher = new VoteBatcher(producer, topics.votes, batcherLimitsOf(config), metrics);
   registerIngestGauges(registry, { inFlight: () => batcher.votesInFlight, polls: () => catalog.size });
 
   const readModels = createReadModels({
@@ -175,14 +187,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
     logger,
     metrics,
     now: Date.now,
-    verifyToken: createTokenVerifier({
-      publicKeyPem: config.jwtPublicKeyPem,
-      jwksUrl: config.jwtJwksUrl,
-      issuer: config.jwtIssuer,
-      audience: config.jwtAudience,
-      clockToleranceS: config.jwtClockToleranceS,
-      maxTokenAgeS: config.jwtMaxTokenAgeS,
-    }),
+    verifyToken: tokenVerifierOf(config),
     revocations: createTokenRevocations(redis, config.redisPrefix, config.tokenRevocationsMax),
     clientAddress: createClientAddressResolver({
       source: config.clientAddressSource,

@@ -18,12 +18,12 @@ import type { Message, ProducerRecord, RecordMetadata } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { createChallengeIssuer } from '../../src/abuse/challenge.ts';
 import { createIngestApp } from '../../src/app.ts';
-import { createTokenVerifier } from '../../src/auth/tokens.ts';
 import { type IngestConfig, loadIngestConfig } from '../../src/config.ts';
 import type { IngestContext } from '../../src/context.ts';
 import { createClientAddressResolver } from '../../src/http/client-address.ts';
 import { createIngestMetrics } from '../../src/metrics.ts';
 import type { CatalogEntry } from '../../src/polls/catalog.ts';
+import { batcherLimitsOf, tokenVerifierOf } from '../../src/service.ts';
 import { mintToken } from '../../src/tools/tokens-dev.ts';
 import type { Admission, GuardKeys, VoteGuards } from '../../src/votes/admission.ts';
 import { VoteBatcher } from '../../src/votes/batcher.ts';
@@ -193,34 +193,14 @@ export async function startVotePath(opts: VotePathOptions = {}) {
   const receipts = new Map<string, Receipt>();
   const registry = new Registry();
   const metrics = createIngestMetrics(registry);
-  const batcher = new VoteBatcher(
-    producer,
-    'votes',
-    {
-      votesInFlightMax: config.produceVotesInFlightMax,
-      batchMessagesMax: config.produceBatchMessagesMax,
-      lingerMs: config.produceLingerMs,
-      produceTimeoutMs: config.produceTimeoutMs,
-      backoffMs: config.produceBackoffMs,
-      sendsInFlightMax: 1,
-    },
-    metrics,
-    clock.now,
-  );
+  const batcher = new VoteBatcher(producer, 'votes', batcherLimitsOf(config), metrics, clock.now);
   const challenges = createChallengeIssuer({ hmacKey, expiresS: config.altchaExpiresS });
   const ctx: IngestContext = {
     config,
     logger: silent,
     metrics,
     now: clock.now,
-    verifyToken: createTokenVerifier({
-      publicKeyPem: config.jwtPublicKeyPem,
-      jwksUrl: config.jwtJwksUrl,
-      issuer: config.jwtIssuer,
-      audience: config.jwtAudience,
-      clockToleranceS: config.jwtClockToleranceS,
-      maxTokenAgeS: config.jwtMaxTokenAgeS,
-    }),
+    verifyToken: tokenVerifierOf(config),
     revocations: {
       isRevoked: async (jti) => revoked.has(jti),
       revoke: async (jti) => revoked.add(jti).size,

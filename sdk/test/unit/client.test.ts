@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { createChallenge, verifySolution } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import test from 'ava';
-import { createVoterClient, subjectOfToken, type VoteProgress } from '../../src/client.ts';
+import { createVoterClient } from '../../src/client.ts';
+import type { VoteProgress } from '../../src/delivery.ts';
+import { subjectOfToken } from '../../src/encoding.ts';
 import { createMemoryStorage } from '../../src/outbox.ts';
 import { sdkVersion } from '../../src/version.ts';
 
