@@ -22,7 +22,13 @@ import { createChallengePolicy } from './abuse/challenge-policy.ts';
 import { createKeyedLimit, createRateLimits } from './abuse/rate-limit.ts';
 import { createIngestApp } from './app.ts';
 import { createTokenRevocations } from './auth/revocations.ts';
-import { createTokenVerifier, type TokenVerifier } from './auth/tokens.ts';
+import {
+  cachedTokenVerifier,
+  createTokenVerifier,
+  type TokenVerifier,
+  verifiedTokenReuseSMax,
+  verifiedTokensMax,
+} from './auth/tokens.ts';
 import { type IngestConfig, kafkaConnectionTimeoutMs, produceAppendBoundMs, produceRetryTimeMaxMs } from './config.ts';
 import type { IngestContext, VoteFaults } from './context.ts';
 import { createClientAddressResolver } from './http/client-address.ts';
@@ -76,9 +82,9 @@ export function ingestStopBoundMs(config: Pick<IngestConfig, 'shutdownDrainMs'>)
   return config.shutdownDrainMs + disconnectBoundMs;
 }
 
-/** The token verifier of this config (JWT_* variables). */
-export function tokenVerifierOf(config: IngestConfig): TokenVerifier {
-  return createTokenVerifier({
+/** The token verifier of this config (JWT_* variables), reusing verifications of a token (auth/tokens.ts). */
+export function tokenVerifierOf(config: IngestConfig, nowMs: () => number = Date.now): TokenVerifier {
+  const verify = createTokenVerifier({
     publicKeyPem: config.jwtPublicKeyPem,
     jwksUrl: config.jwtJwksUrl,
     issuer: config.jwtIssuer,
@@ -86,6 +92,7 @@ export function tokenVerifierOf(config: IngestConfig): TokenVerifier {
     clockToleranceS: config.jwtClockToleranceS,
     maxTokenAgeS: config.jwtMaxTokenAgeS,
   });
+  return cachedTokenVerifier(verify, { entriesMax: verifiedTokensMax, reuseSMax: verifiedTokenReuseSMax, nowMs });
 }
 
 /** The vote batcher's bounds from this config (PRODUCE_* variables). */
