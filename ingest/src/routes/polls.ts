@@ -9,6 +9,8 @@ import type { VoteGuards } from '../votes/admission.ts';
 
 /** Retry-After when the read models (Redis, CQL) cannot answer. */
 const readModelsUnavailableRetryAfterS = 2;
+const readModelsUnavailable = (store: string) =>
+  new ProblemError('unavailable', `the ${store} store is unreachable`, undefined, readModelsUnavailableRetryAfterS);
 
 /** Poll administration (admin scope), the public poll and results reads, and the voter's own receipt. */
 export function registerPollRoutes(app: Express, ctx: IngestContext, json: RequestHandler): void {
@@ -42,12 +44,7 @@ export function registerPollRoutes(app: Express, ctx: IngestContext, json: Reque
       results = await ctx.readModels.getResults(entry.poll.pollId);
     } catch (err) {
       ctx.logger.error({ err }, 'results read failed');
-      throw new ProblemError(
-        'unavailable',
-        'the results store is unreachable',
-        undefined,
-        readModelsUnavailableRetryAfterS,
-      );
+      throw readModelsUnavailable('results');
     }
     if (results === null) {
       // No tally yet: every option at zero, version 0 (any real tally is newer).
@@ -79,12 +76,7 @@ export function registerPollRoutes(app: Express, ctx: IngestContext, json: Reque
       ]);
     } catch (err) {
       ctx.logger.error({ err }, 'receipt read failed');
-      throw new ProblemError(
-        'unavailable',
-        'the receipts store is unreachable',
-        undefined,
-        readModelsUnavailableRetryAfterS,
-      );
+      throw readModelsUnavailable('receipts');
     }
     if (receipt !== null) {
       res.json({ voteId: receipt.voteId, optionId: receipt.optionId, status: receipt.status, reason: receipt.reason });
