@@ -1,7 +1,5 @@
 // The stream service: the stages of the topology this process runs (STREAM_STAGES), and its metrics/health server.
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import {
   brokerLossRetry,
   createCqlClient,
@@ -9,8 +7,10 @@ import {
   createMetricsRegistry,
   type Logger,
   requireTopics,
+  startMetricsServer,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
+import { Partitioners } from 'kafkajs';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import type { StreamConfig } from './config.ts';
@@ -77,14 +77,7 @@ export async function startStream(
     const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
     await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
     await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
-    const catalog = new PollCatalog(
-      kafka,
-      admin,
-      topics.polls,
-      serde,
-      logger.child({ component: 'catalog' }),
-      config.catalogApplyDelayMs,
-    );
+    const catalog = new PollCatalog(kafka, admin, topics.polls, serde, logger.child({ component: 'catalog' }));
     await catalog.start();
     const thread = new StreamThread({
       stage: 'dedupe',
@@ -185,6 +178,7 @@ export async function startStream(
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
     });
     await deadLetterProducer.connect();
     const sink = new CqlTallySink({
@@ -207,36 +201,19 @@ export async function startStream(
   }
 
   const taskStates = (): TaskReport[] => threads.flatMap((t) => t.taskStates());
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(body);
-        },
-        () => {
-          res.writeHead(500);
-          res.end();
-        },
-      );
-    } else if (req.url === '/health' || req.url === '/healthz' || req.url === '/readyz') {
-      // Liveness and readiness alike: this server listens only once the topology has started, and the answer
-      // depends on no broker (a Kafka outage must not get every stream pod restarted). The task states are
-      // information (tests and operators wait on them), not a condition of the status.
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok', stages: config.stages, tasks: taskStates() }));
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.metricsPort, config.metricsHost, () => resolve());
+  // Liveness and readiness alike: this server listens only once the topology has started, and the answer depends
+  // on no broker (a Kafka outage must not get every stream pod restarted). The task states are information
+  // (tests and operators wait on them), not a condition of the status.
+  const alive = () => [200, { status: 'ok', stages: config.stages, tasks: taskStates() }] as const;
+  const metricsServer = await startMetricsServer({
+    registry,
+    port: config.metricsPort,
+    host: config.metricsHost,
+    probes: { '/health': alive, '/healthz': alive, '/readyz': alive },
   });
   closers.push(
-    () => new Promise<void>((r) => server.close(() => r())),
+    () => metricsServer.close(),
     () => admin.disconnect(),
   );
-  return { metricsPort: (server.address() as AddressInfo).port, taskStates, closers };
+  return { metricsPort: metricsServer.port, taskStates, closers };
 }

@@ -1,6 +1,7 @@
 // The changelog codecs of the topology's state stores: one place for each store's keys and values on disk.
 // The formats are those the stores have always written (existing changelogs restore unchanged); what is new is
 // that reads are checked (ChangelogCorruptError, fatal) instead of trusted.
+import { voteKey } from '@votestream/runtime';
 import { isCounts, isRecord, isSafeInt, jsonCodec, runtimeKeyPrefix, type ValueCodec } from '../runtime/changelog.ts';
 import { ChangelogCorruptError } from '../runtime/errors.ts';
 import type { WindowState } from './tally-state.ts';
@@ -26,7 +27,7 @@ const isWindowState = (v: unknown): v is WindowState => isRecord(v) && isCounts(
 // ---- dedupe store (stage 1): key pollId/voterId -> the voteId of the voter's counted vote (UTF-8) ----
 
 export const dedupeStore = {
-  key: (pollId: string, voterId: string): string => `${pollId}/${voterId}`,
+  key: voteKey,
   decodeKey(key: string): { pollId: string; voterId: string } {
     const slash = key.indexOf('/');
     if (slash <= 0)

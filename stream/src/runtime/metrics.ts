@@ -7,7 +7,6 @@ export class StreamMetrics {
   readonly commits: Counter;
   readonly commitFailures: Counter;
   readonly commitSeconds: Histogram;
-  readonly sendGaps: Counter;
   readonly restores: Counter;
   readonly restoredRecords: Counter;
   readonly tasks: Gauge;
@@ -50,16 +49,6 @@ export class StreamMetrics {
           help: 'Time of one transaction (send outputs, changelog, offsets, commit)',
           labelNames: ['stage'],
           buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-          registers,
-        }),
-    );
-    this.sendGaps = get(
-      'stream_send_gaps_total',
-      () =>
-        new Counter({
-          name: 'stream_send_gaps_total',
-          help: 'Partitions a transactional send resolved without writing, found by their missing acknowledgement and sent again',
-          labelNames: ['stage'],
           registers,
         }),
     );

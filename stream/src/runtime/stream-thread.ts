@@ -189,7 +189,6 @@ export class StreamThread {
     try {
       rebalancing = await task.processBatch({
         messages: batch.messages,
-        offsetLag: batch.offsetLag(),
         resolveOffset,
         heartbeat,
         ...(barrier && barrierHighs
@@ -220,17 +219,19 @@ export class StreamThread {
   private punctuateAll(): void {
     if (this.stopping) return;
     const now = this.clock();
+    // One read of the input's end offsets per round, shared by the tasks that need it, and only if one does.
+    let endOffsets: Promise<PartitionOffsets[]> | undefined;
+    const ends = () => {
+      endOffsets ??= topicOffsets(this.o.admin, this.o.inputTopic);
+      return endOffsets;
+    };
     for (const task of this.tasks.running()) {
       task
-        .punctuate(now, (nextOffset) => this.reachedEnd(task.partition, nextOffset))
+        .punctuate(now, async (nextOffset) => {
+          const p = (await ends()).find((x) => x.partition === task.partition);
+          return p !== undefined && p.high <= (nextOffset < 0n ? p.low : nextOffset);
+        })
         .catch((err: unknown) => this.tasks.failed(task.partition, err));
     }
-  }
-
-  /** For a task that has not fetched anything yet: is its input partition empty past its committed position? */
-  private async reachedEnd(partition: number, nextOffset: bigint): Promise<boolean> {
-    const p = (await topicOffsets(this.o.admin, this.o.inputTopic)).find((x) => x.partition === partition);
-    if (!p) return false;
-    return p.high <= (nextOffset < 0n ? p.low : nextOffset);
   }
 }

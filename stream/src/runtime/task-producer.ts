@@ -1,23 +1,24 @@
 import type { Logger } from '@votestream/runtime';
-import type { Admin, Kafka, Producer, TopicMessages, Transaction } from 'kafkajs';
-import { placeOnPartitions, type RecordCollector, unacknowledged } from './collector.ts';
+import type { Admin, Kafka, Producer, Transaction } from 'kafkajs';
+import type { PartitionBatch, RecordCollector } from './collector.ts';
 import type { StreamMetrics } from './metrics.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
 
 const commitTimeoutMs = 30_000;
-/** Records per produce request of a commit (see commit()); a commit sends ceil(records / this) requests. */
+/** Records per produce request of a commit (see commit()): one request per partition per this many records. */
 export const sendBatchRecordsMax = 1000;
-/** Sends of one slice in one transaction while KafkaJS leaves partitions unwritten (see unacknowledged()). */
-const sendAttemptsMax = 5;
 
-/** Partition counts of output topics, read once per topic per stage (partitions are never removed). */
+/**
+ * Partition counts of output topics, read once per topic per stage: partitions are never removed, and adding
+ * partitions to a keyed topic moves keys (never done in place: docs/architecture.md §7).
+ */
 export class PartitionCounts {
   private readonly countOf = new Map<string, number>();
   constructor(private readonly admin: Admin) {}
 
-  async of(slice: TopicMessages[]): Promise<Map<string, number>> {
+  async of(topics: readonly string[]): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
-    for (const { topic } of slice) {
+    for (const topic of topics) {
       let n = this.countOf.get(topic);
       if (n === undefined) {
         n = (await this.admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length ?? 0;
@@ -84,9 +85,11 @@ export class TaskProducer {
     const end = o.metrics.commitSeconds.startTimer({ stage: o.stage });
     const txn = await this.producer.transaction();
     try {
-      // Several produce requests, all inside this one transaction: KafkaJS groups a sendBatch's records per
-      // partition in O(n²) of the records per partition, so one request per sendBatchRecordsMax records.
-      for (const slice of out.topicMessageSlices(sendBatchRecordsMax)) await this.sendAll(txn, slice);
+      // One produce request per partition (see PartitionBatch: KafkaJS loses or repeats records of a send that
+      // spans brokers when one fails) and per sendBatchRecordsMax records (KafkaJS groups a send's records in
+      // O(n²) of the records per partition); partitions in parallel, a partition's requests in order.
+      const batches = out.partitionBatches(await o.partitionCounts.of(out.topics()), sendBatchRecordsMax);
+      await Promise.all(batches.map((partitionBatches) => this.sendInOrder(txn, partitionBatches)));
       if (nextOffset !== undefined) {
         await txn.sendOffsets({
           consumerGroupId: o.groupId,
@@ -106,27 +109,12 @@ export class TaskProducer {
     o.metrics.commits.inc({ stage: o.stage });
   }
 
-  /**
-   * Sends a slice inside the transaction and checks that every partition of it was acknowledged: KafkaJS can
-   * resolve a send that spans brokers without writing some partitions when a broker fails mid-send (see
-   * unacknowledged()); those are sent again, and after sendAttemptsMax the commit fails (the transaction aborts).
-   */
-  private async sendAll(txn: Transaction, slice: TopicMessages[]): Promise<void> {
-    let pending = placeOnPartitions(slice, await this.o.partitionCounts.of(slice));
-    for (let attempt = 1; ; attempt++) {
-      const acked = await txn.sendBatch({ topicMessages: pending, acks: -1, timeout: commitTimeoutMs });
-      pending = unacknowledged(pending, acked);
-      if (pending.length === 0) return;
-      const partitions = pending.flatMap(({ topic, messages }) => [
-        ...new Set(messages.map((m) => `${topic}/${m.partition}`)),
-      ]);
-      this.o.metrics.sendGaps.inc({ stage: this.o.stage }, partitions.length);
-      this.o.logger.warn(
-        { partition: this.o.partition, attempt, partitions },
-        'send resolved without writing these partitions',
-      );
-      if (attempt >= sendAttemptsMax)
-        throw new Error(`partitions left unwritten after ${attempt} sends: ${partitions.join(', ')}`);
+  /** One partition's batches, one produce request each, in order; each must come back acknowledged. */
+  private async sendInOrder(txn: Transaction, batches: PartitionBatch[]): Promise<void> {
+    for (const { topic, partition, messages } of batches) {
+      const acked = await txn.send({ topic, messages, acks: -1, timeout: commitTimeoutMs });
+      if (!acked.some((r) => r.topicName === topic && r.partition === partition))
+        throw new Error(`the send to ${topic}/${partition} resolved without its acknowledgement`);
     }
   }
 }

@@ -43,8 +43,6 @@ export interface TaskTransactions {
 /** One fetched batch of the task's input partition, with KafkaJS's callbacks for it. */
 export interface TaskBatch {
   messages: readonly KafkaMessage[];
-  /** Records behind the batch's last one on the partition ('0': the batch reached the end). */
-  offsetLag: string;
   resolveOffset(offset: string): void;
   heartbeat(): Promise<void>;
   /** Resolves once the side state the processor reads has caught up (the read barrier); absent: none. */
@@ -59,8 +57,6 @@ export class StreamTask {
   private current: TaskState = 'created';
   /** Next input offset to process: everything before it is in the committed state. -1: nothing committed yet. */
   private nextOffset = -1n;
-  /** True when the last fetched batch reached the partition's end. */
-  private caughtUp = false;
   private lastRecordAtMs: number;
   /** Serialises batches and punctuations of the task: one transaction at a time. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -192,26 +188,25 @@ export class StreamTask {
         const last = batch.messages[batch.messages.length - 1];
         if (last) batch.resolveOffset(last.offset); // already in the committed state (a previous owner did them)
       }
-      this.caughtUp = batch.offsetLag === '0';
       this.lastRecordAtMs = ctx.clock();
       return rebalancing;
     });
   }
 
   /**
-   * Processing-time callback: the processor may advance its watermark (when the task is idle: consumed to the
-   * end and no record for idleTimeoutMs), emit final partials and evict windows; what it sends is committed.
-   * `reachedEnd` tells whether an input partition this task has not fetched from yet is empty past its position.
+   * Processing-time callback: the processor may advance its watermark (when the task is idle), emit final
+   * partials and evict windows; what it sends is committed. Idle (the processor may advance its watermark on the
+   * clock, and so finalise polls) only if no record came for idleTimeoutMs and the input partition is at its end
+   * now, read after `nowMs` (`reachedEnd`: are the partition's end offsets at or below the given position?):
+   * every record appended before `nowMs` is then processed. The lag seen at the last fetch is not enough: a
+   * consumer that stopped fetching for a while (a broker failure, a slow rebalance) still looked caught up, and a
+   * poll was finalised before votes acknowledged before its close were processed (found by the broker-fault test).
    */
   punctuate(nowMs: number, reachedEnd: (nextOffset: bigint) => Promise<boolean>): Promise<void> {
     this.expect('punctuate', 'running', 'closing');
     return this.run(async () => {
       if (this.current !== 'running') return;
-      const { idleTimeoutMs } = this.ctx.config;
-      if (!this.caughtUp && this.ctx.clock() - this.lastRecordAtMs >= idleTimeoutMs) {
-        this.caughtUp = await reachedEnd(this.nextOffset);
-      }
-      const idle = this.caughtUp && nowMs - this.lastRecordAtMs >= idleTimeoutMs;
+      const idle = nowMs - this.lastRecordAtMs >= this.ctx.config.idleTimeoutMs && (await reachedEnd(this.nextOffset));
       const out = new RecordCollector();
       this.processor.punctuate(nowMs, idle, out);
       if (out.size > 0) await this.commit(out, undefined);

@@ -104,14 +104,16 @@ export class TaskDriver {
         const failure = this.failNextCommit;
         this.failNextCommit = undefined;
         if (failure) throw failure; // aborted: none of `out` is committed
-        for (const slice of out.topicMessageSlices(Number.MAX_SAFE_INTEGER)) {
-          for (const { topic, messages } of slice) {
+        // Output topics have one partition here (commit order kept); changelog records keep their explicit partition.
+        const counts = new Map(out.topics().map((topic) => [topic, 1]));
+        for (const batches of out.partitionBatches(counts, Number.MAX_SAFE_INTEGER)) {
+          for (const { topic, partition, messages } of batches) {
             for (const m of messages) {
               const headers: Record<string, string> = {};
               for (const [k, v] of Object.entries(m.headers ?? {})) if (v !== undefined) headers[k] = String(v);
               this.committed.push({
                 topic,
-                partition: m.partition ?? undefined,
+                partition,
                 key: m.key === null || m.key === undefined ? null : String(m.key),
                 value: m.value === null || m.value === undefined ? null : Buffer.from(m.value),
                 headers,
@@ -162,13 +164,12 @@ export class TaskDriver {
     });
     await this.task.processBatch({
       messages,
-      offsetLag: '0',
       resolveOffset: () => {},
       heartbeat: async () => {},
     });
   }
 
-  /** One punctuation at the clock's time; `idle` is derived by the task from its last record and the clock. */
+  /** One punctuation at the clock's time; the input is always at its end here, so idle = no record for idleTimeoutMs. */
   punctuate(): Promise<void> {
     return this.task.punctuate(this.o.clock.now(), async () => true);
   }

@@ -1,70 +1,65 @@
-// The pure part of a commit's send (stream/src/runtime/collector.ts): records placed on partitions as the producer
-// would place them, and the partitions a send resolved without acknowledging, which are sent again.
+// The pure part of a commit's send (stream/src/runtime/collector.ts): records grouped per partition, placed as the
+// producer's default partitioner places them, in send order, cut into produce requests of at most `max` records.
 import { createRequire } from 'node:module';
 import test from 'ava';
-import type { RecordMetadata } from 'kafkajs';
-import { placeOnPartitions, RecordCollector, unacknowledged } from '../../src/runtime/collector.ts';
+import { RecordCollector } from '../../src/runtime/collector.ts';
 
 const require = createRequire(import.meta.url);
 const kafkajsMurmur2 = require('kafkajs/src/producer/partitioners/default/murmur2.js') as (key: Buffer) => number;
+const partitionOf = (key: string, count: number) => (kafkajsMurmur2(Buffer.from(key)) & 0x7fffffff) % count;
 
-const ack = (topicName: string, partition: number): RecordMetadata => ({ topicName, partition, errorCode: 0 });
+const counts = new Map([
+  ['decisions', 4],
+  ['changelog', 4],
+]);
 
-test('records are placed as the default partitioner places them; an explicit partition stays', (t) => {
+test('one group per partition, placed as the default partitioner places keys; an explicit partition stays', (t) => {
   const out = new RecordCollector();
-  const keys = ['poll-1/voter-1', 'poll-1/voter-2', 'poll-2/voter-1', 'x'];
-  for (const key of keys) out.send('decisions', key, Buffer.from('v'));
+  const keys = Array.from({ length: 40 }, (_, i) => `poll-${i % 3}/voter-${i}`);
+  for (const key of keys) out.send('decisions', key, Buffer.from(key));
   out.send('changelog', 'position', null, 3);
-  const [slice] = out.topicMessageSlices(100);
-  const placed = placeOnPartitions(
-    slice ?? [],
-    new Map([
-      ['decisions', 12],
-      ['changelog', 12],
-    ]),
-  );
+  const groups = out.partitionBatches(counts, 1000);
+  const want = new Map<string, string[]>();
+  for (const key of keys) {
+    const id = `decisions/${partitionOf(key, 4)}`;
+    want.set(id, [...(want.get(id) ?? []), key]);
+  }
+  want.set('changelog/3', ['position']);
   t.deepEqual(
-    placed.map(({ topic, messages }) => ({ topic, partitions: messages.map((m) => m.partition) })),
-    [
-      { topic: 'decisions', partitions: keys.map((k) => (kafkajsMurmur2(Buffer.from(k)) & 0x7fffffff) % 12) },
-      { topic: 'changelog', partitions: [3] },
-    ],
+    new Map(
+      groups.map((batches) => {
+        t.is(batches.length, 1);
+        const [b] = batches;
+        if (!b) throw new Error('empty group');
+        for (const m of b.messages) t.is(m.partition, b.partition);
+        return [`${b.topic}/${b.partition}`, b.messages.map((m) => String(m.key))];
+      }),
+    ),
+    want,
   );
-  t.throws(() => placeOnPartitions(slice ?? [], new Map([['decisions', 12]])), {
-    message: 'no partition count for topic changelog',
-  });
+  t.deepEqual(out.topics(), ['decisions', 'changelog']);
 });
 
-test('a partition without an acknowledgement is sent again with all its records, in order', (t) => {
-  const sent = [
-    {
-      topic: 'decisions',
-      messages: [
-        { key: 'a', value: null, partition: 0 },
-        { key: 'b', value: null, partition: 1 },
-        { key: 'c', value: null, partition: 0 },
-        { key: 'd', value: null, partition: 2 },
-      ],
-    },
-    { topic: 'changelog', messages: [{ key: 'e', value: null, partition: 1 }] },
-  ];
-  // As KafkaJS 2.2.4 resolves after a broker failure: partition 0 of decisions moved to a broker that had
-  // already answered, so it is missing from the acknowledgements.
-  t.deepEqual(unacknowledged(sent, [ack('decisions', 1), ack('decisions', 2), ack('changelog', 1)]), [
-    {
-      topic: 'decisions',
-      messages: [
-        { key: 'a', value: null, partition: 0 },
-        { key: 'c', value: null, partition: 0 },
-      ],
-    },
-  ]);
-  // Same partition number, other topic: not an acknowledgement of it.
-  t.deepEqual(unacknowledged(sent, [ack('decisions', 0), ack('decisions', 1), ack('decisions', 2)]), [
-    { topic: 'changelog', messages: [{ key: 'e', value: null, partition: 1 }] },
-  ]);
+test('a partition with more than max records is cut into requests in send order', (t) => {
+  const out = new RecordCollector();
+  for (let i = 0; i < 7; i++) out.send('changelog', `k${i}`, null, 1);
+  out.send('changelog', 'other', null, 2);
+  const groups = out.partitionBatches(counts, 3);
   t.deepEqual(
-    unacknowledged(sent, [ack('decisions', 0), ack('decisions', 1), ack('decisions', 2), ack('changelog', 1)]),
-    [],
+    groups.map((batches) => batches.map((b) => [b.partition, b.messages.map((m) => m.key)])),
+    [
+      [
+        [1, ['k0', 'k1', 'k2']],
+        [1, ['k3', 'k4', 'k5']],
+        [1, ['k6']],
+      ],
+      [[2, ['other']]],
+    ],
   );
+});
+
+test('a topic without a partition count, or a record with neither key nor partition, is refused', (t) => {
+  const out = new RecordCollector();
+  out.send('elsewhere', 'k', null);
+  t.throws(() => out.partitionBatches(counts, 10), { message: 'no partition count for topic elsewhere' });
 });
