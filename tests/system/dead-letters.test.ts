@@ -4,21 +4,24 @@
 // `dead-letters` once per consumer that met it, with its source topic/partition/offset, reason and consumer in
 // headers; the valid votes around them are counted exactly once (results API, CQL, receipts); nothing restarts.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, type RunningVotestream, startVotestream } from '@votestream/devstack';
-import { readReceipts } from '@votestream/read-models';
 import {
-  applyCqlMigrations,
-  createCqlClient,
-  createKafka,
-  createLogger,
-  deadLetterHeaders,
-  topicNames,
-} from '@votestream/runtime';
+  createPoll,
+  devPrivateKeyPem,
+  devToken,
+  eventually,
+  freePort,
+  migrateKeyspace,
+  type RunningVotestream,
+  repoRoot,
+  stack,
+  startVotestream,
+  uniqueId,
+} from '@votestream/devstack';
+import { readReceipts } from '@votestream/read-models';
+import { createCqlClient, createKafka, createLogger, deadLetterHeaders, topicNames } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
-import { createPollVia, eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const VALID_VOTES = 12;
 
@@ -30,13 +33,13 @@ test('poison records in every consumed topic are dead-lettered with their source
   const keyspace = `ks_${id}`;
   const pollId = `poll-${id}`;
   const app = `${id}-stream`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+  const privateKeyPem = devPrivateKeyPem();
   const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
   t.teardown(async () => {
     await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
     await cql.shutdown();
   });
-  await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+  await migrateKeyspace(keyspace);
   const streamMetricsPort = await freePort();
   const system: RunningVotestream = await startVotestream({
     prefix,
@@ -58,7 +61,7 @@ test('poison records in every consumed topic are dead-lettered with their source
     });
   }
   const api = system.apiUrl;
-  await createPollVia(api, privateKeyPem, pollId, ['north', 'south']);
+  await createPoll(api, await devToken(`${pollId}-admin`, { admin: true }), { pollId, options: ['north', 'south'] });
 
   const logger = createLogger('dead-letters-test', 'warn');
   const kafka = createKafka({ clientId: 'dead-letters-test', brokers: stack.kafkaBrokers, logger });

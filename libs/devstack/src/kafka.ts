@@ -1,0 +1,75 @@
+import {
+  createKafka,
+  createLogger,
+  ensureTopics,
+  pipelineTopicSpecs,
+  readTopicToEnd,
+  type Topics,
+  topicNames,
+} from '@votestream/runtime';
+import { stack } from './stack.ts';
+
+const silent = createLogger('devstack', 'silent');
+
+type Kafka = ReturnType<typeof createKafka>;
+type Admin = ReturnType<Kafka['admin']>;
+
+/** A KafkaJS client on the stack's brokers (or `brokers`), logging nothing. */
+export function stackKafka(clientId = 'devstack', brokers = stack.kafkaBrokers): Kafka {
+  return createKafka({ clientId, brokers, logger: silent });
+}
+
+/** Runs `fn` with a connected admin client on the stack, disconnected afterwards. */
+export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = stackKafka('devstack-admin').admin();
+  await admin.connect();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Creates the pipeline's topics under `prefix` (auto-creation is off), as `pipelineTopicSpecs` defines them, or
+ * only the `only` ones (e.g. ingest's votes and polls); resolves once every partition has a leader. Returns
+ * their deletion, for the test's teardown.
+ */
+export async function createTopics(
+  prefix: string,
+  opts: { votePartitions?: number; tallyPartitions?: number; only?: (keyof Topics)[] } = {},
+): Promise<() => Promise<void>> {
+  const names = topicNames(prefix);
+  const wanted = opts.only ? new Set(opts.only.map((k) => names[k])) : undefined;
+  const specs = pipelineTopicSpecs(prefix, opts).filter((s) => !wanted || wanted.has(s.topic));
+  await withAdmin((admin) => ensureTopics(admin, specs));
+  return () => withAdmin((admin) => admin.deleteTopics({ topics: specs.map((s) => s.topic) })).catch(() => undefined);
+}
+
+/**
+ * Every record of `topic`, decoded, read_committed from the beginning to the end offsets it has when this is
+ * called: a check that "nothing else was produced" sees everything written before it. Fails if the end is not
+ * reached within `timeoutMs` (never returns partial data).
+ */
+export async function readTopic<T>(
+  topic: string,
+  decode: (value: Buffer) => Promise<T> | T,
+  timeoutMs = 60_000,
+): Promise<T[]> {
+  const records: T[] = [];
+  const pending: Promise<void>[] = [];
+  await readTopicToEnd(
+    stackKafka('devstack-reader'),
+    topic,
+    (_partition, message) => {
+      if (message.value) {
+        const at = records.length;
+        records.push(undefined as T);
+        pending.push(Promise.resolve(decode(message.value)).then((v) => void (records[at] = v)));
+      }
+    },
+    { timeoutMs, groupIdPrefix: 'devstack-reader' },
+  );
+  await Promise.all(pending);
+  return records;
+}
