@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
   createPoll,
-  devPrivateKeyPem,
   devToken,
   eventually,
   freePort,
@@ -33,7 +32,6 @@ test('poison records in every consumed topic are dead-lettered with their source
   const keyspace = `ks_${id}`;
   const pollId = `poll-${id}`;
   const app = `${id}-stream`;
-  const privateKeyPem = devPrivateKeyPem();
   const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
   t.teardown(async () => {
     await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);

@@ -57,19 +57,13 @@ export async function readTopic<T>(
   timeoutMs = 60_000,
 ): Promise<T[]> {
   const records: T[] = [];
-  const pending: Promise<void>[] = [];
   await readTopicToEnd(
     stackKafka('devstack-reader'),
     topic,
-    (_partition, message) => {
-      if (message.value) {
-        const at = records.length;
-        records.push(undefined as T);
-        pending.push(Promise.resolve(decode(message.value)).then((v) => void (records[at] = v)));
-      }
+    async (_partition, message) => {
+      if (message.value) records.push(await decode(message.value));
     },
     { timeoutMs, groupIdPrefix: 'devstack-reader' },
   );
-  await Promise.all(pending);
   return records;
 }
