@@ -4,10 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { createPoll } from '@votestream/devstack';
 import anyTest, { type TestFn } from 'ava';
 import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, startIngest } from '../src/index.ts';
-import { ballot, createPoll, forgedChallenge, silent, solvedChallenge, tcpProxy, testEnv, vote } from './helpers.ts';
+import { ballot, forgedChallenge, silent, solvedChallenge, tcpProxy, testEnv, vote } from './helpers.ts';
 
 interface Answer {
   status: number;

@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { createPoll, readTopic } from '@votestream/devstack';
 import { createKafka } from '@votestream/runtime';
 import { createAvroSerde, type PollEvent, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
 import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, mintToken, startIngest } from '../src/index.ts';
-import { ballot, createPoll, readTopic, silent, type TestEnv, testEnv, type VoteOptions, vote } from './helpers.ts';
+import { ballot, silent, type TestEnv, testEnv, type VoteOptions, vote } from './helpers.ts';
 
 /**
  * Issue 17, against a running ingest on the real stack (Kafka, registry, Redis, CQL): each test is the attack
