@@ -12,6 +12,7 @@ import {
   devToken,
   eventually,
   freePort,
+  groupCommitted,
   migrateKeyspace,
   type RunningVotestream,
   repoRoot,
@@ -23,7 +24,7 @@ import {
 } from '@votestream/devstack';
 import { mintToken, voteIdOf } from '@votestream/ingest';
 import { readReceipts } from '@votestream/read-models';
-import { createCqlClient } from '@votestream/runtime';
+import { createCqlClient, topicNames } from '@votestream/runtime';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import test from 'ava';
 
@@ -204,8 +205,12 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
     return r.total >= 3 ? r : undefined;
   });
   t.deepEqual(results.totals, { north: 2, south: 1 });
-  // Results settle: wait a moment longer and check nothing else is counted (a resend counted twice would show).
-  await sleep(3000);
+  // Results settle: every stage has committed everything written to its input (a resend counted twice would
+  // show now), then nothing else is counted.
+  const topics = topicNames(`${id}.`);
+  await groupCommitted(`${id}-stream-dedupe`, topics.votes);
+  await groupCommitted(`${id}-stream-tally`, topics.tallyPartials, { transactional: true });
+  await groupCommitted(`${id}-projections-tallies`, topics.tallies, { transactional: true });
   const again = (await (await fetch(`${api}/v1/polls/${pollId}/results`)).json()) as { total: number };
   t.is(again.total, 3);
 });

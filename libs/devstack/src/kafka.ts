@@ -7,7 +7,7 @@ import {
   type Topics,
   topicNames,
 } from '@votestream/runtime';
-import { stack } from './stack.ts';
+import { eventually, stack } from './stack.ts';
 
 const silent = createLogger('devstack', 'silent');
 
@@ -66,4 +66,38 @@ export async function readTopic<T>(
     { timeoutMs, groupIdPrefix: 'devstack-reader' },
   );
   return records;
+}
+
+/**
+ * Waits until consumer group `groupId` has committed, on every partition of `topic`, an offset at or beyond
+ * `upTo` (per partition; default: the topic's end offsets now, so "everything written so far is processed").
+ * A topic written only in transactions ends in a commit (or abort) marker that no consumer processes, so with
+ * `transactional` an end offset counts as reached one short of itself. Once it holds, whatever the group
+ * produces for those records (outputs, dead letters) is written: the condition to wait on before checking
+ * that nothing more arrives, instead of a fixed sleep.
+ */
+export async function groupCommitted(
+  groupId: string,
+  topic: string,
+  opts: { upTo?: Map<number, bigint>; transactional?: boolean; timeoutMs?: number } = {},
+): Promise<void> {
+  await withAdmin(async (admin) => {
+    const upTo =
+      opts.upTo ??
+      new Map(
+        (await admin.fetchTopicOffsets(topic))
+          .filter((o) => BigInt(o.high) > BigInt(o.low))
+          .map((o) => [o.partition, BigInt(o.high) - (opts.transactional ? 1n : 0n)]),
+      );
+    await eventually(
+      `consumer group ${groupId} to commit ${topic} up to ${[...upTo].map(([p, o]) => `${p}@${o}`).join(', ')}`,
+      async () => {
+        const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+        return [...upTo].every(([p, o]) => (at.get(p) ?? -1n) >= o) ? true : undefined;
+      },
+      opts.timeoutMs ?? 90_000,
+      250,
+    );
+  });
 }
