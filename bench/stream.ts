@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import {
   createTopics,
   eventually,
+  makeVote,
   repoRoot,
   type ServiceProcess,
   stack,
@@ -27,7 +28,7 @@ import {
   uniqueId,
 } from '@votestream/devstack';
 import { createKafka, createLogger } from '@votestream/runtime';
-import { createAvroSerde, type VoteCast } from '@votestream/schemas';
+import { createAvroSerde } from '@votestream/schemas';
 import { type Consumer, Partitioners } from 'kafkajs';
 import { fingerprintOf, VoterTable } from '../stream/src/index.ts';
 
@@ -233,24 +234,7 @@ const produce = async (phase: Phase, count: number, batchSize: number): Promise<
     for (let j = i; j < Math.min(count, i + batchSize); j++) {
       const p = j % partitions;
       const pollId = pollIdOf(phase, p);
-      const v: VoteCast = {
-        voteId: randomUUID(),
-        pollId,
-        optionId: j % 3 ? 'a' : 'b',
-        voterId: nextVoter(pollId, p),
-        idempotencyKey: randomUUID(),
-        castAt: null,
-        receivedAt: ts,
-        evidence: {
-          challenge: 'NOT_REQUIRED',
-          challengeId: null,
-          tokenId: null,
-          networkPrefix: '127.0.0.0/24',
-          userAgent: null,
-          deviceId: null,
-          attestation: null,
-        },
-      };
+      const v = makeVote(pollId, nextVoter(pollId, p), j % 3 ? 'a' : 'b', ts);
       messages.push({ key: `${pollId}/${v.voterId}`, value: encodeVote(v), timestamp: String(ts) });
       const list = appended.get(pollId) ?? [];
       list.push(ts);

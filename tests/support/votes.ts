@@ -2,7 +2,7 @@
 // HTTP with a solved proof of work, wait for the tally in the results API and on the retained MQTT totals topic.
 // Real services only. Polls are created with the kit's createPoll (@votestream/devstack).
 import { randomUUID } from 'node:crypto';
-import { eventually, uniqueId } from '@votestream/devstack';
+import { eventually, isolatedEnv, uniqueId } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import mqtt from 'mqtt';
@@ -10,9 +10,7 @@ import mqtt from 'mqtt';
 /** Settings that keep one test's system apart from every other run on the shared stack (plus a cheap proof of work). */
 export function isolatedSystemEnv(id: string): Record<string, string> {
   return {
-    REDIS_PREFIX: `${id}:`,
-    STREAM_APPLICATION_ID: `${id}-stream`,
-    PROJECTIONS_GROUP_ID: `${id}-projections`,
+    ...isolatedEnv(id),
     ALTCHA_MAX_NUMBER: '1000',
     STREAM_GRACE_MS: '1000',
   };

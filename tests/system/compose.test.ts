@@ -240,7 +240,11 @@ test('each votestream service of the compose file starts with exactly its compos
   }
   const apiUrl = `http://127.0.0.1:${envs.ingest!.env.INGEST_PORT}`;
   const privateKeyPem = devPrivateKeyPem();
-  await createPoll(apiUrl, await devToken(`${pollId}-admin`, { admin: true }), { pollId, options: ['red', 'blue'] });
+  await createPoll(apiUrl, await devToken(`${pollId}-admin`, { admin: true }), {
+    pollId,
+    title: `Poll ${pollId}`,
+    options: ['red', 'blue'],
+  });
   for (const [i, option] of ['red', 'blue', 'red'].entries()) {
     const vote = await castVote(apiUrl, privateKeyPem, pollId, `${id}-voter-${i}`, option);
     t.is(vote.status, 202, JSON.stringify(vote.body));

@@ -11,6 +11,8 @@ import {
   eventually,
   freePort,
   groupCommitted,
+  isolatedEnv,
+  makeVote,
   migrateKeyspace,
   type RunningVotestream,
   repoRoot,
@@ -27,7 +29,7 @@ import {
   readTopicToEnd,
   topicNames,
 } from '@votestream/runtime';
-import { createAvroSerde, type VoteCast } from '@votestream/schemas';
+import { createAvroSerde } from '@votestream/schemas';
 import test from 'ava';
 import type { KafkaMessage } from 'kafkajs';
 
@@ -53,10 +55,7 @@ test('poison records in every consumed topic are dead-lettered with their source
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: streamMetricsPort },
     logDir: join(repoRoot, 'test-results/dead-letters-logs'),
     env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: app,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
+      ...isolatedEnv(id),
       STREAM_GRACE_MS: '1000',
     },
   });
@@ -89,24 +88,7 @@ test('poison records in every consumed topic are dead-lettered with their source
   const expectedVotes = new Map<string, { voteId: string; optionId: string }>();
   const vote = async (i: number) => {
     const voterId = `${id}-voter-${i}`;
-    const v: VoteCast = {
-      voteId: randomUUID(),
-      pollId,
-      optionId: i % 3 === 0 ? 'south' : 'north',
-      voterId,
-      idempotencyKey: randomUUID(),
-      castAt: null,
-      receivedAt: Date.now(),
-      evidence: {
-        challenge: 'NOT_REQUIRED',
-        challengeId: null,
-        tokenId: null,
-        networkPrefix: '127.0.0.0/24',
-        userAgent: null,
-        deviceId: null,
-        attestation: null,
-      },
-    };
+    const v = makeVote(pollId, voterId, i % 3 === 0 ? 'south' : 'north');
     await put(topics.votes, `${pollId}/${voterId}`, encodeVote(v));
     expectedVotes.set(voterId, { voteId: v.voteId, optionId: v.optionId });
   };

@@ -93,6 +93,7 @@ try { require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'x'
 
   await createPoll(system.apiUrl, await devToken(`${pollId}-admin`, { admin: true }), {
     pollId,
+    title: `Poll ${pollId}`,
     options: ['yes', 'no'],
   });
   const voters = 12;

@@ -110,10 +110,14 @@ test('the packed SDK installs in a scratch project, type-checks, votes from Node
     prefix: `${id}.`,
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, `test-results/sdk-package-${id}`),
-    env: { CQL_KEYSPACE: keyspace, ...isolatedSystemEnv(id) },
+    env: isolatedSystemEnv(id),
   });
   t.teardown(() => system.stop());
-  await createPoll(system.apiUrl, await devToken(`${pollId}-admin`, { admin: true }), { pollId, options: ['a', 'b'] });
+  await createPoll(system.apiUrl, await devToken(`${pollId}-admin`, { admin: true }), {
+    pollId,
+    title: `Poll ${pollId}`,
+    options: ['a', 'b'],
+  });
   writeFileSync(join(app, 'vote.mjs'), consumerMjs);
   const nodeToken = await mintToken({ privateKeyPem, sub: `${id}-node-voter` });
   const { stdout } = await run(process.execPath, ['vote.mjs', system.apiUrl, nodeToken, pollId, 'a'], { cwd: app });

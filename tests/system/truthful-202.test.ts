@@ -13,6 +13,7 @@ import {
   eventually,
   freePort,
   groupCommitted,
+  isolatedEnv,
   migrateKeyspace,
   type RunningVotestream,
   repoRoot,
@@ -48,10 +49,7 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, 'test-results/truthful-202-logs'),
     env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: `${id}-stream`,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
+      ...isolatedEnv(id),
       ALTCHA_MAX_NUMBER: '1000',
       STREAM_GRACE_MS: '1000',
       // A short lease (the shortest these Kafka settings allow: 2 x (3 s connect + 2 s request) + 1 s + 2 s).

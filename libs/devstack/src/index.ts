@@ -4,6 +4,7 @@ export * from './cql.ts';
 export * from './fleet.ts';
 export * from './kafka.ts';
 export * from './process.ts';
+export * from './records.ts';
 export * from './recount.ts';
 export * from './services.ts';
 export * from './stack.ts';

@@ -67,3 +67,16 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/**
+ * The settings that keep one run's services apart from every other run on the shared stack: its CQL keyspace,
+ * Redis key prefix and consumer groups (the topic prefix is startVotestream's or startFleet's `prefix`).
+ */
+export function isolatedEnv(id: string, keyspace = `ks_${id}`): Record<string, string> {
+  return {
+    CQL_KEYSPACE: keyspace,
+    REDIS_PREFIX: `${id}:`,
+    STREAM_APPLICATION_ID: `${id}-stream`,
+    PROJECTIONS_GROUP_ID: `${id}-projections`,
+  };
+}
