@@ -79,14 +79,7 @@ const inFlight = new Set<Promise<void>>();
 const live = await mqtt.connectAsync('mqtt://127.0.0.1:1883', { reconnectPeriod: 1000 });
 try {
   const admin = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
-  await createPoll(api, admin, {
-    pollId,
-    title: 'failover',
-    options: [
-      { id: 'a', label: 'A' },
-      { id: 'b', label: 'B' },
-    ],
-  });
+  await createPoll(api, admin, { pollId, title: 'failover' });
   live.on('message', (_t, payload) => {
     if (payload.length === 0) return;
     const { total } = JSON.parse(payload.toString()) as { total: number };

@@ -147,14 +147,7 @@ try {
   children.push(ingest);
   const adminToken = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
   const pollId = `bench-${randomBytes(4).toString('hex')}`;
-  await createPoll(url, adminToken, {
-    pollId,
-    title: 'bench',
-    options: [
-      { id: 'a', label: 'A' },
-      { id: 'b', label: 'B' },
-    ],
-  });
+  await createPoll(url, adminToken, { pollId, title: 'bench' });
   process.stderr.write(`preparing ${votes} voters (tokens + solved challenges)...\n`);
   const ballots: { token: string; altcha: string }[] = [];
   for (let i = 0; i < votes; i++) {

@@ -95,15 +95,11 @@ const system = await startVotestream({
 try {
   const pollId = `poll-${id}`;
   const admin = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
-  const options = [
-    { id: 'a', label: 'A' },
-    { id: 'b', label: 'B' },
-  ];
-  await createPoll(system.apiUrl, admin, { pollId, title: 'bench', options });
+  await createPoll(system.apiUrl, admin, { pollId, title: 'bench' });
 
   // Warm-up, not measured: 5 s of the same load on its own poll (JIT, first transactions, consumer fetch sessions).
   const warmPoll = `${pollId}-warm`;
-  await createPoll(system.apiUrl, admin, { pollId: warmPoll, title: 'warm-up', options });
+  await createPoll(system.apiUrl, admin, { pollId: warmPoll, title: 'warm-up' });
   const warmVotes: Promise<number>[] = [];
   for (let i = 0; i < rate * 5; i++) {
     const token = await mintToken({ privateKeyPem, sub: `${id}-warm${i}` });
