@@ -30,9 +30,16 @@ interface Unit {
 }
 
 const units: Unit[] = [
-  ...['libs/runtime', 'libs/read-models', 'libs/devstack', 'schemas', 'ingest', 'stream', 'projections'].map(
-    (pkg): Unit => ({ from: `${pkg}/src`, to: `${pkg}/dist`, clean: true }),
-  ),
+  ...[
+    'libs/runtime',
+    'libs/read-models',
+    'libs/poll-catalog',
+    'libs/devstack',
+    'schemas',
+    'ingest',
+    'stream',
+    'projections',
+  ].map((pkg): Unit => ({ from: `${pkg}/src`, to: `${pkg}/dist`, clean: true })),
   { from: 'schemas/generated', to: 'schemas/generated', clean: false },
   { from: 'scripts', to: 'dist', only: ['healthcheck.ts', 'migrate.ts', 'topics.ts'], clean: true },
 ];

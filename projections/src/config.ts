@@ -44,6 +44,15 @@ export interface ProjectionsConfig extends CommonConfig {
   heartbeatIntervalMs: number;
   /** Longest a rebalance waits for every member to rejoin; a member that has not rejoined by then is dropped. */
   rebalanceTimeoutMs: number;
+  /**
+   * A partition the group has never committed an offset for is read from its beginning (auto.offset.reset =
+   * earliest), not from its end: an instance that receives it in a rebalance after another instance died before
+   * its first commit must not skip the decisions and tallies written meanwhile (found by the chaos run: receipts
+   * missing). Both projections are idempotent, so a re-read costs time, never correctness.
+   */
+  fromBeginning: boolean;
+  /** Prefix of the schema registry subjects ('' in deployments; tests isolate themselves with it). */
+  schemaSubjectPrefix: string;
 }
 
 /** `'none'`, `'self'` or space-separated https origins: nothing that could break out of the CSP header. */
@@ -81,6 +90,8 @@ export function loadProjectionsConfig(env: Record<string, string | undefined> = 
     mqttReconnectDelayMsMax: r.int('MQTT_RECONNECT_DELAY_MS_MAX', 10_000, { min: 10 }),
     fetchBytesPerPartitionMax: r.int('FETCH_BYTES_PER_PARTITION_MAX', 1024 * 1024, { min: 1024 }),
     ...consumerTimeouts(r),
+    fromBeginning: r.bool('PROJECTIONS_FROM_BEGINNING', true),
+    schemaSubjectPrefix: r.string('SCHEMA_SUBJECT_PREFIX', ''),
   };
 }
 

@@ -7,11 +7,11 @@ const config = loadProjectionsConfig();
 const logger = createLogger('projections', config.logLevel);
 const projections = await startProjections(config, {
   logger,
-  // A partition the group has never committed an offset for is read from its beginning (auto.offset.reset =
-  // earliest), not from its end: an instance that receives it in a rebalance after another instance died
-  // before its first commit must not skip the decisions and tallies written meanwhile (found by the chaos run:
-  // receipts missing). Both projections are idempotent, so a re-read costs time, never correctness.
-  fromBeginning: process.env.PROJECTIONS_FROM_BEGINNING !== 'false',
-  ...(process.env.SCHEMA_SUBJECT_PREFIX ? { subjectPrefix: process.env.SCHEMA_SUBJECT_PREFIX } : {}),
+  fromBeginning: config.fromBeginning,
+  onFatal: (err) => {
+    logger.fatal({ err }, 'a projector consumer stopped for good: exiting for the supervisor to restart us');
+    process.exit(1);
+  },
+  ...(config.schemaSubjectPrefix !== '' ? { subjectPrefix: config.schemaSubjectPrefix } : {}),
 });
 onShutdown(logger, [() => projections.close()]);

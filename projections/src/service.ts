@@ -15,6 +15,7 @@ import {
   topicNames,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
+import { Partitioners } from 'kafkajs';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { ProjectionsConfig } from './config.ts';
 import { createHttpServer } from './http/server.ts';
@@ -38,7 +39,17 @@ export interface Projections {
  */
 export async function startProjections(
   config: ProjectionsConfig,
-  opts: { fromBeginning?: boolean; logger?: Logger; subjectPrefix?: string } = {},
+  opts: {
+    fromBeginning?: boolean;
+    logger?: Logger;
+    subjectPrefix?: string;
+    /**
+     * A projector consumer stopped for good (KafkaJS does not restart a consumer after a non-retriable error,
+     * e.g. UNKNOWN_MEMBER_ID on an offset commit while a broker restarts): nothing would be projected again,
+     * so main.ts ends the process and the supervisor restarts it (both projections are idempotent replays).
+     */
+    onFatal?: (err: unknown) => void;
+  } = {},
 ): Promise<Projections> {
   const logger = opts.logger ?? createLogger('projections', config.logLevel);
   const registry = createMetricsRegistry('projections');
@@ -164,6 +175,7 @@ export async function startProjections(
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
   });
   await deadLetterProducer.connect();
   const deadLettered = <T>(consumer: string, decode: (buf: Buffer) => Promise<T>) =>
@@ -208,7 +220,10 @@ export async function startProjections(
   for (const c of [tallyConsumer, receiptConsumer]) {
     c.on(c.events.CRASH, ({ payload }) => {
       logger.error({ err: payload.error, restart: payload.restart }, 'projector consumer crashed');
-      if (!payload.restart) consuming = false;
+      if (!payload.restart) {
+        consuming = false;
+        opts.onFatal?.(payload.error);
+      }
     });
   }
   await tallyProjector.start(opts.fromBeginning ?? false);

@@ -56,8 +56,6 @@ export interface StreamConfig extends CommonConfig {
    * end offsets read after the batch was fetched; past it the batch's transaction fails (never processed without).
    */
   catalogBarrierTimeoutMs: number;
-  /** Fault injection (tests only; 0 in production): the poll catalog applies each fetched batch this much later. */
-  catalogApplyDelayMs: number;
   /** Lifetime of a poll's analytics salt (CQL TTL); longer than the raw topics' retention, see docs/trust.md. */
   analyticsSaltTtlS: number;
   /**
@@ -108,7 +106,6 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     changelogReplicationFactor: r.int('STREAM_CHANGELOG_REPLICATION', 1, { min: 1, max: 5 }),
     metricsHost: r.string('STREAM_METRICS_HOST', '0.0.0.0'),
     catalogBarrierTimeoutMs: r.int('STREAM_CATALOG_BARRIER_TIMEOUT_MS', 15_000, { min: 100, max: 300_000 }),
-    catalogApplyDelayMs: r.int('STREAM_CATALOG_APPLY_DELAY_MS', 0, { min: 0, max: 10_000 }),
     analyticsSaltTtlS: r.int('ANALYTICS_SALT_TTL_S', 4 * 86_400, { min: 3600, max: 90 * 86_400 }),
     ...(auditKeyPath !== undefined
       ? { auditSigningKeyPem: readConfigFile('AUDIT_SIGNING_KEY_FILE', auditKeyPath) }

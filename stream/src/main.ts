@@ -1,7 +1,6 @@
 // The stream processors: `node --import tsx stream/src/main.ts`. STREAM_STAGES selects the stages this
 // process runs (default all: dedupe, tally, sink); metrics on STREAM_METRICS_PORT (default 9470).
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { createServer } from 'node:http';
 import {
   brokerLossRetry,
   createCqlClient,
@@ -10,8 +9,10 @@ import {
   createMetricsRegistry,
   onShutdown,
   requireTopics,
+  startMetricsServer,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
+import { Partitioners } from 'kafkajs';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import { loadStreamConfig } from './config.ts';
@@ -59,14 +60,7 @@ if (config.stages.includes('dedupe')) {
   const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
   await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
   await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
-  const catalog = new PollCatalog(
-    kafka,
-    admin,
-    topics.polls,
-    serde,
-    logger.child({ component: 'catalog' }),
-    config.catalogApplyDelayMs,
-  );
+  const catalog = new PollCatalog(kafka, admin, topics.polls, serde, logger.child({ component: 'catalog' }));
   await catalog.start();
   const thread = new StreamThread({
     stage: 'dedupe',
@@ -162,6 +156,7 @@ if (config.stages.includes('sink')) {
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
   });
   await deadLetterProducer.connect();
   const sink = new CqlTallySink({
@@ -183,31 +178,17 @@ if (config.stages.includes('sink')) {
   );
 }
 
-const server = createServer((req, res) => {
-  if (req.url === '/metrics') {
-    registry.metrics().then(
-      (body) => {
-        res.writeHead(200, { 'content-type': registry.contentType });
-        res.end(body);
-      },
-      () => {
-        res.writeHead(500);
-        res.end();
-      },
-    );
-  } else if (req.url === '/health' || req.url === '/healthz' || req.url === '/readyz') {
-    // Liveness and readiness alike: this server listens only once the topology has started, and the answer
-    // depends on no broker (a Kafka outage must not get every stream pod restarted).
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'ok', stages: config.stages }));
-  } else {
-    res.writeHead(404);
-    res.end();
-  }
+// Liveness and readiness alike: this server listens only once the topology has started, and the answer depends
+// on no broker (a Kafka outage must not get every stream pod restarted).
+const alive = () => [200, { status: 'ok', stages: config.stages }] as const;
+const metricsServer = await startMetricsServer({
+  registry,
+  port: config.metricsPort,
+  host: config.metricsHost,
+  probes: { '/health': alive, '/healthz': alive, '/readyz': alive },
 });
-server.listen(config.metricsPort, config.metricsHost);
 closers.push(
-  () => new Promise<void>((r) => server.close(() => r())),
+  () => metricsServer.close(),
   () => admin.disconnect(),
 );
 onShutdown(logger, closers);

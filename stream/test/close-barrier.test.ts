@@ -44,7 +44,7 @@ test('votes stamped at or after closedAt are POLL_CLOSED even right behind the C
     STREAM_IDLE_TIMEOUT_MS: '2000',
     // Fault injection: the catalog applies each polls batch this much later (a slow catalog fetch, a GC pause),
     // so a vote batch fetched right after the CLOSED event is ready before the catalog would know the close.
-    STREAM_CATALOG_APPLY_DELAY_MS: String(catalogDelayMs),
+    STREAM_TEST_CATALOG_APPLY_DELAY_MS: String(catalogDelayMs),
   });
   await eventually(
     'processor owns every votes partition',

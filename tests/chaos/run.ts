@@ -15,6 +15,7 @@ import {
   type Fleet,
   leaderOf,
   repoRoot,
+  runRecount,
   stackCluster,
   startFleet,
   transactionCoordinatorOf,
@@ -22,6 +23,7 @@ import {
 } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { applyCqlMigrations, type CqlClient, createCqlClient, topicNames } from '@votestream/runtime';
+import type { RecountReport } from '@votestream/stream';
 import mqtt from 'mqtt';
 import { type AuditReport, audit } from './audit.ts';
 import { VoterLoad } from './voters.ts';
@@ -78,6 +80,11 @@ export interface ChaosResult {
   /** Service processes that exited on their own during the run (restarted by the supervisor). */
   crashes: string[];
   audit: AuditReport;
+  /**
+   * `npm run recount` on the poll after the audit (issue 15): the votes log replayed by the dedupe rules against
+   * the decisions, CQL, the results API and the retained MQTT message. Exit code 0: all agree and are final.
+   */
+  recount: { code: number | null; report: RecountReport };
   skippedVoters: number;
   runMs: number;
 }
@@ -344,8 +351,12 @@ export async function runFaults(system: ChaosSystem, o: FaultRunOptions): Promis
       convergeTimeoutMs: o.convergeTimeoutMs,
       receiptSample: 100,
     });
+    o.log('recounting the poll from the votes log (npm run recount)');
+    const recounted = await runRecount(f.env, pollId, ['--results-url', api(), '--mqtt-url', mqttUrl]);
+    const recount = { code: recounted.code, report: recounted.report as RecountReport };
+    if (recount.code !== 0) o.log(`recount exit ${recount.code}: ${recounted.stderr}`);
     const crashes = f.crashes.filter((c) => c.at >= t0).map((c) => `${c.name} (exit ${c.exit})`);
-    return { faults, crashes, audit: report, skippedVoters: v.skipped, runMs: performance.now() - t0 };
+    return { faults, crashes, audit: report, recount, skippedVoters: v.skipped, runMs: performance.now() - t0 };
   } finally {
     for (const node of paused) await stackCluster('cont', String(node)).catch(() => undefined);
     for (const node of down) await stackCluster('start', String(node)).catch(() => undefined);
@@ -396,6 +407,9 @@ export function formatChaos(r: ChaosResult): string {
     `  decisions without their ballot receipt      ${a.receiptsMissing}`,
     `  votes/me not naming the counted vote        ${a.receiptMismatches} (of ${a.receiptsChecked} sampled)`,
     `  results = CQL = MQTT = decisions, final     ${a.agree ? 'yes' : 'NO'}`,
+    `  recount from the votes log agrees, final    ${r.recount.code === 0 ? 'yes' : `NO (exit ${r.recount.code})`}`,
+    `    ${r.recount.report.sources.map((x) => `${x.source} ${JSON.stringify(x.totals)}`).join('; ')}`,
+    `    verdicts ${JSON.stringify(r.recount.report.recount.verdicts)}${r.recount.report.disagreements.length ? `; disagreements ${JSON.stringify(r.recount.report.disagreements)}` : ''}${r.recount.report.notFinal.length ? `; not final ${r.recount.report.notFinal.join(', ')}` : ''}`,
     '',
     `decision records repeated in vote-decisions (same vote, same decision; not counted twice): ${a.duplicateDecisionRecords}`,
   );
@@ -413,6 +427,7 @@ export function chaosCorrect(r: ChaosResult): boolean {
     a.refusedCounted === 0 &&
     a.receiptsMissing === 0 &&
     a.receiptMismatches === 0 &&
-    a.agree
+    a.agree &&
+    r.recount.code === 0
   );
 }

@@ -1,6 +1,12 @@
-/** The v1 HTTP contract, served at GET /openapi.json. Keep in step with app.ts and problem.ts. */
+import { idPattern } from '@votestream/schemas';
+import { type ProblemCode, problemCodes } from './problem.ts';
 
-const problem = (codes: string[], description: string) => ({
+/**
+ * The v1 HTTP contract, served at GET /openapi.json. Keep in step with the routes. Problem codes come from
+ * problem.ts (typed here; ingest/test/problem-contract.test.ts checks each response's status against the table).
+ */
+
+const problem = (codes: ProblemCode[], description: string) => ({
   description: `${description} Codes: ${codes.join(', ')}.`,
   content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
 });
@@ -25,7 +31,7 @@ export const openApiDocument = {
       },
     },
     schemas: {
-      Id: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' },
+      Id: { type: 'string', pattern: idPattern.source },
       Problem: {
         type: 'object',
         required: ['type', 'title', 'status', 'code'],
@@ -35,32 +41,8 @@ export const openApiDocument = {
           status: { type: 'integer' },
           code: {
             type: 'string',
-            enum: [
-              'invalid_body',
-              'unknown_option',
-              'unauthenticated',
-              'forbidden',
-              'challenge_required',
-              'challenge_failed',
-              'poll_not_found',
-              'no_vote',
-              'not_found',
-              'poll_exists',
-              'poll_limit_reached',
-              'revocation_list_full',
-              'already_voted',
-              'poll_not_open',
-              'poll_closed',
-              'idempotency_key_reused',
-              'rate_limited',
-              'unavailable',
-              'internal',
-              'invalid_path',
-              'unsupported_encoding',
-              'bad_request',
-              'request_timeout',
-              'headers_too_large',
-            ],
+            // Generated from problem.ts, the one table of codes (the SDK's outcome codes are tested against both).
+            enum: problemCodes,
           },
           detail: { type: 'string' },
           voteId: { type: 'string', format: 'uuid', description: 'With already_voted: the voter’s existing vote.' },

@@ -1,11 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { RedisClient } from '@votestream/runtime';
-import type { PollDefinition, PollEvent, PollEventType } from '@votestream/schemas';
+import { idPattern, idSyntax, type PollDefinition, type PollEvent, type PollEventType } from '@votestream/schemas';
 import type { Producer } from 'kafkajs';
 import { ProblemError } from '../http/problem.ts';
-import { type PollCatalog, pollStatus } from './catalog.ts';
+import { closeTimeOf, type PollCatalog, pollStatus } from './catalog.ts';
 
-export const idPattern = /^[a-z0-9-]{1,64}$/;
 const optionsMin = 2;
 const optionsMax = 64;
 const textCharsMax = 200;
@@ -20,13 +19,13 @@ export interface PollView {
 }
 
 export function pollView(poll: PollDefinition, now: number): PollView {
-  const ends = Math.min(poll.closesAt ?? Number.POSITIVE_INFINITY, poll.closedAt ?? Number.POSITIVE_INFINITY);
+  const ends = closeTimeOf(poll);
   return {
     pollId: poll.pollId,
     title: poll.title,
     options: poll.options.map((o) => ({ id: o.id, label: o.label })),
     opensAt: new Date(poll.opensAt).toISOString(),
-    closesAt: Number.isFinite(ends) ? new Date(ends).toISOString() : null,
+    closesAt: ends === null ? null : new Date(ends).toISOString(),
     status: pollStatus(poll, now),
   };
 }
@@ -48,7 +47,7 @@ export function parseCreatePoll(body: unknown, now: number): PollDefinition {
     if (!['pollId', 'title', 'options', 'opensAt', 'closesAt'].includes(k)) throw invalid(`unknown field ${k}`);
   }
   const pollId = b.pollId === undefined ? `p-${randomBytes(8).toString('hex')}` : b.pollId;
-  if (typeof pollId !== 'string' || !idPattern.test(pollId)) throw invalid('pollId must match [a-z0-9-]{1,64}');
+  if (typeof pollId !== 'string' || !idPattern.test(pollId)) throw invalid(`pollId must match ${idSyntax}`);
   if (typeof b.title !== 'string' || b.title.trim() === '' || b.title.length > textCharsMax) {
     throw invalid(`title must be a non-empty string of at most ${textCharsMax} characters`);
   }
@@ -60,7 +59,7 @@ export function parseCreatePoll(body: unknown, now: number): PollDefinition {
     if (typeof o !== 'object' || o === null || Array.isArray(o)) throw invalid(`options[${i}] must be an object`);
     const { id, label, ...rest } = o as Record<string, unknown>;
     if (Object.keys(rest).length > 0) throw invalid(`options[${i}] has unknown field ${Object.keys(rest)[0]}`);
-    if (typeof id !== 'string' || !idPattern.test(id)) throw invalid(`options[${i}].id must match [a-z0-9-]{1,64}`);
+    if (typeof id !== 'string' || !idPattern.test(id)) throw invalid(`options[${i}].id must match ${idSyntax}`);
     if (seen.has(id)) throw invalid(`options[${i}].id ${id} is not unique`);
     seen.add(id);
     if (typeof label !== 'string' || label.trim() === '' || label.length > textCharsMax) {

@@ -1,4 +1,4 @@
-import type { RedisClient } from '@votestream/runtime';
+import { type RedisClient, voteKey } from '@votestream/runtime';
 
 /**
  * The vote's fast guards in Redis. The stream processor's dedupe is the authoritative one-vote-per-voter
@@ -215,13 +215,13 @@ export function createVoteGuards(
     redis.defineCommand('vsCompareAndSet', { numberOfKeys: 1, lua: compareAndSetLua });
   }
   const challengeKey = (id: string) => `${prefix}altcha:${id}`;
-  const votedKey = (pollId: string, voterId: string) => `${prefix}voted:{${pollId}/${voterId}}`;
+  const votedKey = (pollId: string, voterId: string) => `${prefix}voted:{${voteKey(pollId, voterId)}}`;
   const releaseChallenge = async (challengeId: string, voteId: string) => {
     await r.vsCompareAndSet(challengeKey(challengeId), voteId, '', 0);
   };
   return {
     keys(pollId, voterId, idempotencyKey) {
-      const tag = `{${pollId}/${voterId}}`;
+      const tag = `{${voteKey(pollId, voterId)}}`;
       return {
         voted: `${prefix}voted:${tag}`,
         idem: `${prefix}idem:${tag}:${idempotencyKey}`,

@@ -26,7 +26,9 @@ export async function createResettingProducer(
   config: ProducerConfig,
   logger: Logger,
 ): Promise<SendOnlyProducer & { readonly resets: number }> {
-  let current = kafka.producer(config);
+  // The partitioner is passed explicitly (KafkaJS warns when it is left out): the one `send` below computes too.
+  const producerConfig: ProducerConfig = { ...config, createPartitioner: Partitioners.DefaultPartitioner };
+  let current = kafka.producer(producerConfig);
   await current.connect();
   let replacing: Promise<void> | undefined;
   let resets = 0;
@@ -34,7 +36,7 @@ export async function createResettingProducer(
   const replace = (failed: Producer) => {
     if (replacing || failed !== current || closed) return;
     replacing = (async () => {
-      const next = kafka.producer(config);
+      const next = kafka.producer(producerConfig);
       // Bounded by the client's retry settings; if Kafka is unreachable the next send fails and tries again.
       try {
         await next.connect();

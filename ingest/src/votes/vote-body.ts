@@ -1,3 +1,5 @@
+import { idSyntax, isId } from '@votestream/schemas';
+
 /**
  * The vote body `{ optionId, castAt? }`, checked by a hand-written validator: no schema interpretation
  * per request, no allocation beyond the result. Unknown fields and wrong types are refused.
@@ -8,7 +10,6 @@ export interface VoteBody {
   castAt: number | null;
 }
 
-const idPattern = /^[a-z0-9-]{1,64}$/;
 const idempotencyKeyPattern = /^[\x21-\x7e]{8,128}$/;
 
 /** Returns the body or a reason it is invalid. */
@@ -22,7 +23,7 @@ export function parseVoteBody(body: unknown): VoteBody | string {
     else return `unknown field ${key.slice(0, 64)}`;
   }
   if (typeof optionId !== 'string') return 'optionId must be a string';
-  if (!idPattern.test(optionId)) return 'optionId must match [a-z0-9-]{1,64}';
+  if (!isId(optionId)) return `optionId must match ${idSyntax}`;
   if (castAt !== null && (typeof castAt !== 'number' || !Number.isSafeInteger(castAt) || castAt < 0)) {
     return 'castAt must be epoch milliseconds (a non-negative integer) or null';
   }
@@ -34,5 +35,5 @@ export function isIdempotencyKey(value: unknown): value is string {
 }
 
 export function isPollId(value: string): boolean {
-  return idPattern.test(value);
+  return isId(value);
 }

@@ -1,5 +1,6 @@
 import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
+import { sharedMetric } from './metrics.ts';
 
 /**
  * Dead letters: a record a consumer cannot decode (garbage bytes, an unknown or unreadable schema id, a tombstone
@@ -63,14 +64,16 @@ export function deadLetterRecord(source: DeadLetterSource, reason: DeadLetterRea
 /** `<service>_dead_letter_total{topic, reason}`: records sent to the dead-letter topic, by source topic. */
 export function deadLetterCounter(registry: Registry, service: string): Counter<'topic' | 'reason'> {
   const name = `${service}_dead_letter_total`;
-  return (
-    (registry.getSingleMetric(name) as Counter<'topic' | 'reason'> | undefined) ??
-    new Counter({
-      name,
-      help: 'Records a consumer could not decode, copied to the dead-letter topic, by source topic and reason',
-      labelNames: ['topic', 'reason'],
-      registers: [registry],
-    })
+  return sharedMetric(
+    registry,
+    name,
+    () =>
+      new Counter({
+        name,
+        help: 'Records a consumer could not decode, copied to the dead-letter topic, by source topic and reason',
+        labelNames: ['topic', 'reason'],
+        registers: [registry],
+      }),
   );
 }
 

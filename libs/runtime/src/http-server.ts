@@ -82,17 +82,27 @@ export async function listen(server: Server, port: number, host: string): Promis
 /**
  * Prometheus `/metrics` on its own port, never the public API port: the figures (request counts by outcome, queue
  * depths) help an attacker time a flood, and the scrape is not something a voter's request should reach. Only
- * `GET /metrics`; everything else is 404. Bounded like the public server (few connections: it serves scrapers).
+ * `GET /metrics` and the `probes` given (a service without a public HTTP port answers its `/healthz` and `/readyz`
+ * here); everything else is 404. Bounded like the public server (few connections: it serves scrapers).
  */
 export async function startMetricsServer(opts: {
   registry: Registry;
   port: number;
   host: string;
+  /** Extra `GET` paths answered with JSON: path -> [status, body]. */
+  probes?: Record<string, () => readonly [status: number, body: unknown]>;
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const server = createLimitedServer(
     { requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, keepAliveTimeoutMs: 4_000, connectionsMax: 64 },
     (req, res) => {
       res.setHeader('X-Content-Type-Options', 'nosniff');
+      const probe = req.method === 'GET' && req.url !== undefined ? opts.probes?.[req.url] : undefined;
+      if (probe !== undefined) {
+        const [status, body] = probe();
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+        return;
+      }
       if (req.method !== 'GET' || (req.url !== '/metrics' && !req.url?.startsWith('/metrics?'))) {
         res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
         res.end('not found\n');

@@ -2,8 +2,6 @@ import { type ISocketFactory, Kafka, type KafkaConfig, type LogEntry, logLevel, 
 import type { KafkaSecurity } from './config.ts';
 import type { Logger } from './logger.ts';
 
-process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
-
 const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
   [logLevel.WARN]: 'warn',

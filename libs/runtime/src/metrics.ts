@@ -1,5 +1,5 @@
 import type { Consumer } from 'kafkajs';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
 
 /** One Prometheus registry per process, with Node's default metrics; services add their own. */
 export function createMetricsRegistry(serviceName: string): Registry {
@@ -7,6 +7,14 @@ export function createMetricsRegistry(serviceName: string): Registry {
   registry.setDefaultLabels({ service: serviceName });
   collectDefaultMetrics({ register: registry });
   return registry;
+}
+
+/**
+ * The metric called `name` in `registry`, made by `make` the first time: the tasks, consumers and processors of one
+ * process share one metric (prom-client refuses a second registration of a name).
+ */
+export function sharedMetric<T extends Metric>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
 /**
@@ -23,9 +31,11 @@ export function exportConsumerLag(
   opts: { name: string; help: string; labels: Record<string, string> },
 ): void {
   const labelNames = [...Object.keys(opts.labels), 'topic', 'partition'];
-  const gauge =
-    (registry.getSingleMetric(opts.name) as Gauge | undefined) ??
-    new Gauge({ name: opts.name, help: opts.help, labelNames, registers: [registry] });
+  const gauge = sharedMetric(
+    registry,
+    opts.name,
+    () => new Gauge({ name: opts.name, help: opts.help, labelNames, registers: [registry] }),
+  );
   const reported = new Map<string, Record<string, string>>();
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
     const labels = { ...opts.labels, topic: payload.topic, partition: String(payload.partition) };

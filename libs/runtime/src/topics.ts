@@ -38,7 +38,10 @@ export function topicNames(prefix: string): Topics {
   };
 }
 
-/** Key of a vote and of its decision: one voter's votes in one poll always share a partition. */
+/**
+ * Key of a vote and of its decision (and of the dedupe changelog and the Redis admission hash tag): one voter's
+ * votes in one poll always share a partition (and a Redis cluster slot).
+ */
 export function voteKey(pollId: string, voterId: string): string {
   return `${pollId}/${voterId}`;
 }

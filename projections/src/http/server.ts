@@ -10,10 +10,9 @@ import {
   listen,
   requestErrorCode,
 } from '@votestream/runtime';
+import { idSyntax, isId } from '@votestream/schemas';
 import express from 'express';
 import { livePage } from './live-page.ts';
-
-const pollIdPattern = /^[a-z0-9-]{1,64}$/;
 
 /** RFC 9457 problem details, with the same `type`/`code` scheme as the vote API. */
 function sendProblem(res: express.Response, status: number, code: string, detail: string): void {
@@ -84,8 +83,7 @@ export function createHttpServer(opts: {
   });
   app.get('/live/:pollId', (req, res) => {
     const { pollId } = req.params;
-    if (!pollIdPattern.test(pollId))
-      return void sendProblem(res, 400, 'invalid_poll_id', 'poll ids are [a-z0-9-]{1,64}');
+    if (!isId(pollId)) return void sendProblem(res, 400, 'invalid_poll_id', `poll ids are ${idSyntax}`);
     // A fresh nonce per response (128 bits): a script injected into the page cannot guess it.
     const nonce = randomBytes(16).toString('base64');
     res

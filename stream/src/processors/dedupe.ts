@@ -1,4 +1,4 @@
-import { invariant, type Logger } from '@votestream/runtime';
+import { invariant, type Logger, sharedMetric, voteKey } from '@votestream/runtime';
 import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
@@ -62,14 +62,16 @@ export interface DedupeContext {
 }
 
 function decisionsCounter(registry: Registry): Counter {
-  return (
-    (registry.getSingleMetric('stream_vote_decisions_total') as Counter | undefined) ??
-    new Counter({
-      name: 'stream_vote_decisions_total',
-      help: 'Vote decisions committed by the dedupe stage, by outcome (COUNTED, REJECTED; RESENT: the counted vote again, no decision) and reason',
-      labelNames: ['outcome', 'reason', 'late'],
-      registers: [registry],
-    })
+  return sharedMetric(
+    registry,
+    'stream_vote_decisions_total',
+    () =>
+      new Counter({
+        name: 'stream_vote_decisions_total',
+        help: 'Vote decisions committed by the dedupe stage, by outcome (COUNTED, REJECTED; RESENT: the counted vote again, no decision) and reason',
+        labelNames: ['outcome', 'reason', 'late'],
+        registers: [registry],
+      }),
   );
 }
 
@@ -103,17 +105,6 @@ export class DedupeProcessor implements TaskProcessor {
     this.encodeTally = ctx.serde.encoder('TallyUpdate', { validate: false });
     this.encodeAnalytics = ctx.serde.encoder('VoteAnalytics', { validate: false });
     this.decisions = decisionsCounter(ctx.registry);
-  }
-
-  /** Remembered voters and the bytes their tables use, for the memory-per-voter measurement. */
-  dedupeStoreStats(): { voters: number; bytes: number } {
-    let voters = 0;
-    let bytes = 0;
-    for (const t of this.voters.values()) {
-      voters += t.size;
-      bytes += t.bytes;
-    }
-    return { voters, bytes };
   }
 
   restore({ topic, key, value }: ChangelogRecord): void {
@@ -202,7 +193,12 @@ export class DedupeProcessor implements TaskProcessor {
           else reason = 'DUPLICATE';
         } else {
           table.insert(fp, vote.voteId);
-          out.send(topics.dedupeChangelog, `${vote.pollId}/${vote.voterId}`, Buffer.from(vote.voteId), this.partition);
+          out.send(
+            topics.dedupeChangelog,
+            voteKey(vote.pollId, vote.voterId),
+            Buffer.from(vote.voteId),
+            this.partition,
+          );
           this.count(vote.pollId, vote.optionId, windowStart, late);
         }
       }
@@ -234,7 +230,7 @@ export class DedupeProcessor implements TaskProcessor {
       }
       out.send(
         topics.voteDecisions,
-        m.key ? m.key.toString() : `${vote.pollId}/${vote.voterId}`,
+        m.key ? m.key.toString() : voteKey(vote.pollId, vote.voterId),
         this.encodeDecision(decision),
       );
       // The same decision without the voter's identity, in the same transaction: exactly one per decision.

@@ -1,5 +1,6 @@
 import { deadLetterReasonOf, deadLetterRecord } from '@votestream/runtime';
-import type { KafkaMessage, Message, TopicMessages } from 'kafkajs';
+import type { KafkaMessage, Message } from 'kafkajs';
+import { keyPartition } from './partitioner.ts';
 
 /** Where a task's poison records go: the dead-letter topic, in the same transaction as its other output. */
 export interface DeadLetterRoute {
@@ -51,25 +52,60 @@ export class RecordCollector {
     return this.count;
   }
 
-  /** The records in send order, grouped by topic, cut into slices of at most `max` records each. */
-  topicMessageSlices(max: number): TopicMessages[][] {
-    const slices: TopicMessages[][] = [];
-    let slice: TopicMessages[] = [];
-    let n = 0;
+  /** The topics this commit writes to. */
+  topics(): string[] {
+    return [...this.byTopic.keys()];
+  }
+
+  /**
+   * The records grouped per partition (a keyed record on the partition the producer's default partitioner would
+   * pick among the topic's `partitions`; an explicit partition stays), each group in send order and cut into
+   * batches of at most `max` records. A commit sends each batch as a produce request of its own: see
+   * PartitionBatch.
+   */
+  partitionBatches(partitions: ReadonlyMap<string, number>, max: number): PartitionBatch[][] {
+    const groups = new Map<string, PartitionBatch[]>();
     for (const [topic, messages] of this.byTopic) {
-      for (let from = 0; from < messages.length; ) {
-        const take = Math.min(max - n, messages.length - from);
-        slice.push({ topic, messages: messages.slice(from, from + take) });
-        from += take;
-        n += take;
-        if (n === max) {
-          slices.push(slice);
-          slice = [];
-          n = 0;
+      const count = partitions.get(topic);
+      if (count === undefined || count <= 0) throw new Error(`no partition count for topic ${topic}`);
+      for (const m of messages) {
+        let partition = m.partition;
+        if (partition === undefined || partition === null) {
+          if (m.key === null || m.key === undefined)
+            throw new Error(`a record for ${topic} has neither key nor partition`);
+          partition = keyPartition(m.key, count);
         }
+        const id = `${partition}/${topic}`;
+        let batches = groups.get(id);
+        if (!batches) {
+          batches = [];
+          groups.set(id, batches);
+        }
+        let last = batches[batches.length - 1];
+        if (!last || last.messages.length >= max) {
+          last = { topic, partition, messages: [] };
+          batches.push(last);
+        }
+        last.messages.push(m.partition === partition ? m : { ...m, partition });
       }
     }
-    if (n > 0) slices.push(slice);
-    return slices;
+    return [...groups.values()];
   }
+}
+
+/**
+ * Records of one partition of one topic: what one produce request of a commit carries.
+ *
+ * KafkaJS 2.2.4 mishandles a send that spans several brokers when one of them fails: the retry re-reads the
+ * leaders but sends only to brokers that have not answered yet, so the records of a partition whose new leader
+ * had already answered are dropped, and the records of an answered partition whose leadership moved to a broker
+ * that has not answered are sent again with new sequence numbers (producer/sendMessages.js,
+ * `brokersWithoutResponse`). Inside a transaction the first commits a dedupe changelog entry without its
+ * decision (a vote never counted: the broker-fault test lost 50 of 803 acknowledged votes), the second a
+ * decision twice. A send of one partition has one leader at a time, so neither can happen.
+ */
+export interface PartitionBatch {
+  topic: string;
+  partition: number;
+  messages: Message[];
 }

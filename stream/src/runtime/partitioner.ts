@@ -47,7 +47,12 @@ export const fastDefaultPartitioner: ICustomPartitioner = () => {
     if (message.partition !== null && message.partition !== undefined) return message.partition;
     const key = message.key;
     if (key === null || key === undefined) return fallback(args);
-    const data = typeof key === 'string' ? Buffer.from(key) : key;
-    return (murmur2(data) & 0x7fffffff) % args.partitionMetadata.length;
+    return keyPartition(key, args.partitionMetadata.length);
   };
 };
+
+/** The default partitioner's partition for a key among `count` partitions: toPositive(murmur2(key)) % count. */
+export function keyPartition(key: string | Buffer, count: number): number {
+  const data = typeof key === 'string' ? Buffer.from(key) : key;
+  return (murmur2(data) & 0x7fffffff) % count;
+}

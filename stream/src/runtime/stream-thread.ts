@@ -1,8 +1,8 @@
 import { deadLetterCounter, exportConsumerLag, InvariantError, invariant, type Logger } from '@votestream/runtime';
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer, Transaction } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
-import { type DeadLetterRoute, RecordCollector } from './collector.ts';
+import { type DeadLetterRoute, type PartitionBatch, RecordCollector } from './collector.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
 import type { ProcessorFactory, TaskProcessor } from './processor.ts';
@@ -12,7 +12,7 @@ import { restoreChangelogPartition } from './restore.ts';
 export const positionKey = '\u0000position';
 const commitTimeoutMs = 30_000;
 const failureBackoffMsMax = 5000;
-/** Records per produce request of a commit (see commit()); a commit sends ceil(records / this) requests. */
+/** Records per produce request of a commit (see commit()): one request per partition per this many records. */
 export const sendBatchRecordsMax = 1000;
 
 export interface StreamThreadOptions {
@@ -55,7 +55,6 @@ interface Task {
   /** Next input offset to process: everything before it is in the committed state. -1: nothing committed yet. */
   nextOffset: bigint;
   /** True when the last fetched batch reached the partition's end. */
-  caughtUp: boolean;
   lastRecordAtMs: number;
   /** Serialises batches and punctuations of the task: one transaction at a time. */
   queue: Promise<unknown>;
@@ -170,6 +169,7 @@ export class StreamThread {
   /** performance.now() of the latest fetch response (KafkaJS emits FETCH before handing out its batches). */
   private lastFetchAt = 0;
   /** The latest end-offsets read of the barrier topic and when it was started. */
+  private readonly partitionCountOf = new Map<string, number>();
   private barrierRead: { startedAt: number; offsets: Promise<PartitionOffsets[]> } | undefined;
 
   constructor(private readonly o: StreamThreadOptions) {
@@ -315,7 +315,6 @@ export class StreamThread {
       producer,
       processor,
       nextOffset,
-      caughtUp: false,
       lastRecordAtMs: Date.now(),
       queue: Promise.resolve(),
       closed: false,
@@ -406,7 +405,6 @@ export class StreamThread {
           const last = batch.messages[batch.messages.length - 1];
           if (last) resolveOffset(last.offset); // already in the committed state (a previous owner did them)
         }
-        task.caughtUp = batch.offsetLag() === '0';
         task.lastRecordAtMs = Date.now();
         this.failures.delete(partition);
       });
@@ -439,10 +437,11 @@ export class StreamThread {
     const end = this.metrics.commitSeconds.startTimer({ stage: o.stage });
     const txn = await task.producer.transaction();
     try {
-      // Several produce requests, all inside this one transaction: KafkaJS groups a sendBatch's records per
-      // partition in O(n²) of the records per partition, so one request per sendBatchRecordsMax records.
-      for (const topicMessages of out.topicMessageSlices(sendBatchRecordsMax))
-        await txn.sendBatch({ topicMessages, acks: -1, timeout: commitTimeoutMs });
+      // One produce request per partition (see PartitionBatch: KafkaJS loses or repeats records of a send that
+      // spans brokers when one fails) and per sendBatchRecordsMax records (KafkaJS groups a send's records in
+      // O(n²) of the records per partition); partitions in parallel, a partition's requests in order.
+      const batches = out.partitionBatches(await this.partitionCounts(out.topics()), sendBatchRecordsMax);
+      await Promise.all(batches.map((partitionBatches) => this.sendInOrder(txn, partitionBatches)));
       if (nextOffset !== undefined) {
         await txn.sendOffsets({
           consumerGroupId: o.groupId,
@@ -456,6 +455,33 @@ export class StreamThread {
     }
     end();
     this.metrics.commits.inc({ stage: o.stage });
+  }
+
+  /** One partition's batches, one produce request each, in order; each must come back acknowledged. */
+  private async sendInOrder(txn: Transaction, batches: PartitionBatch[]): Promise<void> {
+    for (const { topic, partition, messages } of batches) {
+      const acked = await txn.send({ topic, messages, acks: -1, timeout: commitTimeoutMs });
+      if (!acked.some((r) => r.topicName === topic && r.partition === partition))
+        throw new Error(`the send to ${topic}/${partition} resolved without its acknowledgement`);
+    }
+  }
+
+  /**
+   * Partition counts of the topics, read once per topic per process: partitions are never removed, and adding
+   * partitions to a keyed topic moves keys (never done in place: docs/architecture.md §7).
+   */
+  private async partitionCounts(topics: string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const topic of topics) {
+      let n = this.partitionCountOf.get(topic);
+      if (n === undefined) {
+        n = (await this.o.admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length ?? 0;
+        if (n === 0) throw new Error(`topic ${topic} has no partitions in the metadata`);
+        this.partitionCountOf.set(topic, n);
+      }
+      counts.set(topic, n);
+    }
+    return counts;
   }
 
   /** A failed task is thrown away and rebuilt from its changelog on the next batch. */
@@ -479,14 +505,26 @@ export class StreamThread {
   private punctuateAll(): void {
     if (this.stopping) return;
     const now = Date.now();
+    // One read of the input's end offsets per round, shared by the tasks that need it, and only if one does.
+    let endOffsets: Promise<PartitionOffsets[]> | undefined;
+    const ends = () => {
+      endOffsets ??= topicOffsets(this.o.admin, this.o.inputTopic);
+      return endOffsets;
+    };
     for (const [partition, t] of this.tasks) {
       void t.then(
         (task) => {
           if (task.closed) return;
           return this.run(task, async () => {
             if (task.closed) return;
-            if (!task.caughtUp) task.caughtUp = await this.reachedEnd(task);
-            const idle = task.caughtUp && now - task.lastRecordAtMs >= this.o.config.idleTimeoutMs;
+            // Idle (the processor may advance its watermark on the clock, and so finalise polls) only if the input
+            // partition is at its end now, read after `now`: every record appended before `now` is then processed.
+            // The lag seen at the last fetch is not enough: a consumer that stopped fetching for a while (a broker
+            // failure, a slow rebalance) still looked caught up, and a poll was finalised before votes acknowledged
+            // before its close were processed (found by the broker-fault test: the last voters told 202 were
+            // decided POLL_CLOSED).
+            const idle =
+              now - task.lastRecordAtMs >= this.o.config.idleTimeoutMs && (await this.reachedEnd(task, ends));
             const out = new RecordCollector();
             task.processor.punctuate(now, idle, out);
             if (out.size > 0) await this.commit(task, out, undefined);
@@ -497,10 +535,9 @@ export class StreamThread {
     }
   }
 
-  /** For a task that has not fetched anything yet: is its input partition empty past its committed position? */
-  private async reachedEnd(task: Task): Promise<boolean> {
-    if (Date.now() - task.lastRecordAtMs < this.o.config.idleTimeoutMs) return false;
-    const p = (await topicOffsets(this.o.admin, this.o.inputTopic)).find((x) => x.partition === task.partition);
+  /** Is the task's input partition empty past its position (offsets read by `ends`, after the caller's clock)? */
+  private async reachedEnd(task: Task, ends: () => Promise<PartitionOffsets[]>): Promise<boolean> {
+    const p = (await ends()).find((x) => x.partition === task.partition);
     if (!p) return false;
     return p.high <= (task.nextOffset < 0n ? p.low : task.nextOffset);
   }
