@@ -1,8 +1,8 @@
 import { createLogger, onShutdown } from '@votestream/runtime';
-import { startIngest } from './app.ts';
 import { loadIngestConfig } from './config.ts';
+import { ingestStopBoundMs, startIngest } from './service.ts';
 
 const config = loadIngestConfig();
 const logger = createLogger('ingest', config.logLevel);
 const ingest = await startIngest(config, { logger });
-onShutdown(logger, [() => ingest.close()], config.shutdownDrainMs + 5000);
+onShutdown(logger, [() => ingest.close()], ingestStopBoundMs(config));

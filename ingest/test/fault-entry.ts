@@ -6,7 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, onShutdown } from '@votestream/runtime';
 import type { VoteCast } from '@votestream/schemas';
-import { loadIngestConfig, startIngest } from '../src/index.ts';
+import { ingestStopBoundMs, loadIngestConfig, startIngest } from '../src/index.ts';
 
 const killAfterAdmitKeyPrefix = 'kill-after-admit-';
 const killAfterAckKeyPrefix = 'kill-after-ack-';
@@ -32,4 +32,4 @@ const ingest = await startIngest(config, {
     afterAck: (vote) => killOnce(vote, killAfterAckKeyPrefix),
   },
 });
-onShutdown(logger, [() => ingest.close()], config.shutdownDrainMs + 5000);
+onShutdown(logger, [() => ingest.close()], ingestStopBoundMs(config));

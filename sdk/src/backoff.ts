@@ -83,3 +83,21 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/**
+ * The one retry rule of every SDK loop (vote delivery, receipt reads): after failed attempt number `attempt`
+ * (1-based), the wait before the next one (`nextDelayMs`), or null when the attempts (`attemptsMax`) or the
+ * wall-clock budget since `startedAtMs` (`retryBudgetMs`, a wait that would cross it is not started) are spent.
+ */
+export function retryDelayWithinBudgetMs(
+  attempt: number,
+  retryAfterMs: number | null,
+  timing: { startedAtMs: number; nowMs: number },
+  policy: RetryPolicy,
+  random: () => number = Math.random,
+): number | null {
+  if (attempt >= policy.attemptsMax) return null;
+  const delayMs = nextDelayMs(attempt - 1, retryAfterMs, policy, random);
+  if (timing.nowMs + delayMs - timing.startedAtMs > policy.retryBudgetMs) return null;
+  return delayMs;
+}

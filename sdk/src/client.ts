@@ -9,7 +9,10 @@
  * on a final answer. Whatever is left is resent by flushOutbox(), after a restart too.
  */
 
-import { defaultRetryPolicy, nextDelayMs, type RetryPolicy, sleep } from './backoff.ts';
+import { defaultRetryPolicy, type RetryPolicy, retryDelayWithinBudgetMs, sleep } from './backoff.ts';
+import { createDelivery, type VoteProgress } from './delivery.ts';
+import { newIdempotencyKey, subjectOfToken } from './encoding.ts';
+import { createApiRequest, getWithToken, receiptPath } from './http.ts';
 import {
   createMemoryStorage,
   defaultOutboxLimits,
@@ -18,33 +21,9 @@ import {
   type OutboxEntry,
   type OutboxLimits,
 } from './outbox.ts';
-import {
-  classifyReceiptAnswer,
-  classifyVoteAnswer,
-  describeError,
-  type HttpAnswer,
-  networkFailureStep,
-  type ReceiptOutcome,
-  type VoteOutcome,
-  type VoteRequestContext,
-  type VoteStep,
-} from './outcomes.ts';
-import {
-  type ChallengeSolver,
-  ChallengeUnsolvedError,
-  createSliceSolver,
-  encodeAltchaPayload,
-  parseChallenge,
-  type SolveProgress,
-} from './pow.ts';
+import { classifyReceiptAnswer, describeError, type ReceiptOutcome, type VoteOutcome } from './outcomes.ts';
+import { type ChallengeSolver, createSliceSolver } from './pow.ts';
 import { ResultsHub, type ResultsSubscription, type SubscribeResultsOptions, type TotalsUpdate } from './results.ts';
-import { sdkClientHeader } from './version.ts';
-
-export type VoteProgress =
-  | { phase: 'challenge'; pollId: string }
-  | ({ phase: 'solving'; pollId: string } & SolveProgress)
-  | { phase: 'sending'; pollId: string; attempt: number }
-  | { phase: 'waiting'; pollId: string; attempt: number; delayMs: number; reason: string };
 
 export interface VoterClientOptions {
   /** Base URL of the vote API, e.g. `https://vote.example.com` (paths `/v1/...` are appended). */
@@ -106,244 +85,40 @@ export interface VoterClient {
   close(): Promise<void>;
 }
 
-const jsonContentType = 'application/json';
+/** Default per-request timeout and rechallenge bound (VoterClientOptions.requestTimeoutMs, rechallengesMax). */
+const requestTimeoutMsDefault = 10_000;
+const rechallengesMaxDefault = 2;
 
 export function createVoterClient(options: VoterClientOptions): VoterClient {
-  const apiUrl = options.apiUrl.replace(/\/+$/, '');
-  const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const policy: RetryPolicy = { ...defaultRetryPolicy, ...options.retry };
   const random = options.random ?? Math.random;
   const now = options.now ?? Date.now;
-  const solver = options.solver ?? createSliceSolver();
-  const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-  const rechallengesMax = options.rechallengesMax ?? 2;
   const outbox = new Outbox(
     options.storage ?? createMemoryStorage(),
     options.storageNamespace ?? 'votestream',
     { ...defaultOutboxLimits, ...options.outbox },
     now,
   );
+  const request = createApiRequest({
+    apiUrl: options.apiUrl,
+    fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+    requestTimeoutMs: options.requestTimeoutMs ?? requestTimeoutMsDefault,
+  });
+  const deliver = createDelivery({
+    request,
+    outbox,
+    getToken: options.getToken,
+    getAttestation: options.getAttestation,
+    solver: options.solver ?? createSliceSolver(),
+    onProgress: options.onProgress,
+    policy,
+    rechallengesMax: options.rechallengesMax ?? rechallengesMaxDefault,
+    random,
+    now,
+  });
   /** One delivery per poll at a time in this client: a second castVote for the same poll joins the first. */
   const inFlight = new Map<string, { optionId: string; promise: Promise<VoteOutcome> }>();
   let hub: ResultsHub | null = null;
-
-  async function request(
-    method: 'GET' | 'POST',
-    path: string,
-    headers: Record<string, string>,
-    body: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<HttpAnswer> {
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new Error(`no answer within ${requestTimeoutMs} ms`)),
-      requestTimeoutMs,
-    );
-    const onAbort = () => timeout.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const res = await doFetch(`${apiUrl}${path}`, {
-        method,
-        headers: { ...headers, 'x-votestream-client': sdkClientHeader },
-        body,
-        signal: timeout.signal,
-      });
-      const text = await res.text();
-      let parsed: unknown = null;
-      if (text !== '') {
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          parsed = null; // an HTML error page from a proxy: the status decides
-        }
-      }
-      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: parsed };
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    }
-  }
-
-  async function attestationFor(pollId: string, optionId: string): Promise<string | null> {
-    if (options.getAttestation === undefined) return null;
-    try {
-      const a = await options.getAttestation({ pollId, optionId });
-      return typeof a === 'string' && a !== '' ? a : null;
-    } catch {
-      return null; // the platform's attestation service is down: vote without (the server records none)
-    }
-  }
-
-  /** Fetches and solves a challenge; returns the X-Altcha value, or the step to take when that failed. */
-  async function solveFresh(ctx: VoteRequestContext, signal: AbortSignal | undefined): Promise<string | VoteStep> {
-    options.onProgress?.({ phase: 'challenge', pollId: ctx.pollId });
-    let answer: HttpAnswer;
-    try {
-      const token = await options.getToken();
-      answer = await request(
-        'GET',
-        `/v1/challenge?pollId=${encodeURIComponent(ctx.pollId)}`,
-        { authorization: `Bearer ${token}`, accept: jsonContentType },
-        undefined,
-        signal,
-      );
-    } catch (error) {
-      if (signal?.aborted) throw signal.reason;
-      return networkFailureStep(ctx, error);
-    }
-    if (answer.status !== 200) {
-      const step = classifyVoteAnswer(ctx, answer, now());
-      // The challenge endpoint answers for the vote in three cases: a transient failure (retry), a token it refused
-      // (kept until sign-in), a poll that does not exist (final). Anything else is not a verdict on the vote: keep it.
-      if (
-        step.action === 'retry' ||
-        step.outcome.kind === 'unauthenticated' ||
-        step.outcome.kind === 'poll_not_found'
-      ) {
-        return step;
-      }
-      return { action: 'keep', outcome: unexpectedChallengeAnswer(ctx, answer) };
-    }
-    try {
-      const challenge = parseChallenge(answer.body);
-      const solution = await solver.solve(challenge, {
-        signal,
-        onProgress: (p) => options.onProgress?.({ phase: 'solving', pollId: ctx.pollId, ...p }),
-      });
-      return encodeAltchaPayload(challenge, solution);
-    } catch (error) {
-      if (signal?.aborted) throw signal.reason;
-      const detail =
-        error instanceof ChallengeUnsolvedError ? `${error.reason}: ${error.message}` : describeError(error);
-      return { action: 'keep', outcome: { kind: 'challenge_unsolved', pollId: ctx.pollId, detail, queued: true } };
-    }
-  }
-
-  /** The retry loop for one outbox entry. Never throws for HTTP or network trouble; only for an abort. */
-  async function deliver(initial: OutboxEntry, signal: AbortSignal | undefined): Promise<VoteOutcome> {
-    let entry = initial;
-    const startedAt = now();
-    let attempt = 0;
-    let rechallenges = 0;
-    const path = `/v1/polls/${encodeURIComponent(entry.pollId)}/votes`;
-    const body = JSON.stringify({ optionId: entry.optionId });
-    for (;;) {
-      const ctx: VoteRequestContext = {
-        pollId: entry.pollId,
-        optionId: entry.optionId,
-        idempotencyKey: entry.idempotencyKey,
-        resent: entry.sent,
-      };
-      let step: VoteStep;
-      if (entry.altcha === null) {
-        const solved = await solveFresh(ctx, signal);
-        if (typeof solved === 'string') {
-          entry = { ...entry, altcha: solved };
-          await outbox.update(entry);
-          continue;
-        }
-        step = solved;
-      } else {
-        const altcha = entry.altcha;
-        attempt++;
-        options.onProgress?.({ phase: 'sending', pollId: entry.pollId, attempt });
-        if (!entry.sent) {
-          // Recorded before sending: from now on a resend may meet the server's memory of this key.
-          entry = { ...entry, sent: true };
-          await outbox.update(entry);
-        }
-        try {
-          const token = await options.getToken();
-          const attestation = await attestationFor(entry.pollId, entry.optionId);
-          const answer = await request(
-            'POST',
-            path,
-            {
-              authorization: `Bearer ${token}`,
-              'content-type': jsonContentType,
-              accept: jsonContentType,
-              'idempotency-key': entry.idempotencyKey,
-              'x-altcha': altcha,
-              ...(attestation === null ? {} : { 'x-votestream-attestation': attestation }),
-            },
-            body,
-            signal,
-          );
-          step = classifyVoteAnswer(ctx, answer, now());
-        } catch (error) {
-          if (signal?.aborted) throw signal.reason;
-          step = networkFailureStep(ctx, error);
-        }
-      }
-      switch (step.action) {
-        case 'done': {
-          const outcome = entry.sent ? await confirmLostAnswer(entry, step.outcome, signal) : step.outcome;
-          await outbox.remove(entry.pollId, entry.idempotencyKey);
-          return outcome;
-        }
-        case 'keep':
-          return step.outcome;
-        case 'rechallenge':
-          if (rechallenges >= rechallengesMax) {
-            await outbox.remove(entry.pollId, entry.idempotencyKey);
-            return step.outcome;
-          }
-          rechallenges++;
-          entry = { ...entry, altcha: null };
-          await outbox.update(entry);
-          continue;
-        case 'retry': {
-          if (attempt >= policy.attemptsMax) return step.outcome;
-          const delayMs = nextDelayMs(attempt - 1, step.retryAfterMs, policy, random);
-          if (now() + delayMs - startedAt > policy.retryBudgetMs) return step.outcome;
-          options.onProgress?.({ phase: 'waiting', pollId: entry.pollId, attempt, delayMs, reason: step.outcome.kind });
-          await sleep(delayMs, signal);
-          continue;
-        }
-      }
-    }
-  }
-
-  /**
-   * A resend refused with poll_closed or already_voted may be the echo of our own earlier attempt whose 202 was lost.
-   * One receipt read settles it: COUNTED with this option means that attempt went through. PENDING is not proof (a
-   * guard can outlive an ingest crash between admission and the Kafka acknowledgement), so it keeps the refusal.
-   */
-  async function confirmLostAnswer(
-    entry: OutboxEntry,
-    outcome: VoteOutcome,
-    signal: AbortSignal | undefined,
-  ): Promise<VoteOutcome> {
-    if (outcome.kind !== 'poll_closed' && outcome.kind !== 'already_voted') return outcome;
-    try {
-      const token = await options.getToken();
-      const path = `/v1/polls/${encodeURIComponent(entry.pollId)}/votes/me`;
-      const answer = await request(
-        'GET',
-        path,
-        { authorization: `Bearer ${token}`, accept: jsonContentType },
-        undefined,
-        signal,
-      );
-      const step = classifyReceiptAnswer(entry.pollId, answer, true, now());
-      const r = step.outcome;
-      if (r.kind === 'receipt' && r.status === 'counted' && r.optionId === entry.optionId) {
-        return {
-          kind: 'accepted',
-          pollId: entry.pollId,
-          optionId: entry.optionId,
-          voteId: r.voteId,
-          idempotencyKey: entry.idempotencyKey,
-          replayed: true,
-          confirmedBy: 'receipt',
-        };
-      }
-    } catch {
-      if (signal?.aborted) throw signal.reason;
-      // The receipt could not be read: the refusal stands; nothing is claimed that was not seen.
-    }
-    return outcome;
-  }
 
   function runExclusive(pollId: string, optionId: string, run: () => Promise<VoteOutcome>): Promise<VoteOutcome> {
     const running = inFlight.get(pollId);
@@ -426,20 +201,12 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
 
     async getReceipt(pollId, receiptOptions = {}) {
       const { signal } = receiptOptions;
-      const startedAt = now();
-      const path = `/v1/polls/${encodeURIComponent(pollId)}/votes/me`;
+      const startedAtMs = now();
       for (let attempt = 1; ; attempt++) {
         let outcome: ReceiptOutcome;
         let retryAfterMs: number | null = null;
         try {
-          const token = await options.getToken();
-          const answer = await request(
-            'GET',
-            path,
-            { authorization: `Bearer ${token}`, accept: jsonContentType },
-            undefined,
-            signal,
-          );
+          const answer = await getWithToken(request, await options.getToken(), receiptPath(pollId), signal);
           const queued = (await outbox.get(pollId)) !== null;
           const step = classifyReceiptAnswer(pollId, answer, queued, now());
           if (step.action === 'done') return step.outcome;
@@ -449,9 +216,8 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
           if (signal?.aborted) throw signal.reason;
           outcome = { kind: 'network_error', pollId, detail: describeError(error), retryAfterMs: null };
         }
-        if (attempt >= policy.attemptsMax) return outcome;
-        const delayMs = nextDelayMs(attempt - 1, retryAfterMs, policy, random);
-        if (now() + delayMs - startedAt > policy.retryBudgetMs) return outcome;
+        const delayMs = retryDelayWithinBudgetMs(attempt, retryAfterMs, { startedAtMs, nowMs: now() }, policy, random);
+        if (delayMs === null) return outcome;
         await sleep(delayMs, signal);
       }
     },
@@ -468,66 +234,4 @@ export function createVoterClient(options: VoterClientOptions): VoterClient {
       hub = null;
     },
   };
-}
-
-function unexpectedChallengeAnswer(ctx: VoteRequestContext, answer: HttpAnswer): VoteOutcome {
-  const body = answer.body as { code?: unknown; detail?: unknown } | null;
-  return {
-    kind: 'unexpected_response',
-    pollId: ctx.pollId,
-    status: answer.status,
-    code: typeof body?.code === 'string' ? body.code : null,
-    detail: `GET /v1/challenge: ${typeof body?.detail === 'string' ? body.detail : `HTTP ${answer.status}`}`,
-    queued: true,
-  };
-}
-
-/** A random UUID v4: crypto.randomUUID where it exists (browsers in secure contexts, Node), else getRandomValues. */
-export function newIdempotencyKey(): string {
-  const c = globalThis.crypto;
-  if (typeof c?.randomUUID === 'function') return c.randomUUID();
-  const b = new Uint8Array(16);
-  c.getRandomValues(b);
-  b[6] = (b[6]! & 0x0f) | 0x40;
-  b[8] = (b[8]! & 0x3f) | 0x80;
-  const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-/**
- * The `sub` claim of a JWT, read WITHOUT verifying it: only to keep one voter's queued votes from being sent with
- * another voter's token on a shared device. The server verifies the token; nothing here trusts it.
- */
-export function subjectOfToken(token: string): string | null {
-  const part = token.split('.')[1];
-  if (part === undefined) return null;
-  try {
-    const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
-    const bin = base64ToBytes(b64);
-    const claims: unknown = JSON.parse(new TextDecoder().decode(bin));
-    const sub = (claims as { sub?: unknown })?.sub;
-    return typeof sub === 'string' ? sub : null;
-  } catch {
-    return null;
-  }
-}
-
-function base64ToBytes(b64: string): Uint8Array {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-  const clean = b64.replace(/=+$/, '');
-  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
-  let buffer = 0;
-  let bits = 0;
-  let o = 0;
-  for (const ch of clean) {
-    const v = alphabet.indexOf(ch);
-    if (v < 0) throw new Error('not base64');
-    buffer = (buffer << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (buffer >> bits) & 0xff;
-    }
-  }
-  return out.subarray(0, o);
 }

@@ -8,12 +8,11 @@ export {
   type CastVoteOptions,
   createVoterClient,
   type FlushResult,
-  newIdempotencyKey,
-  subjectOfToken,
-  type VoteProgress,
   type VoterClient,
   type VoterClientOptions,
 } from './client.ts';
+export type { VoteProgress } from './delivery.ts';
+export { newIdempotencyKey, subjectOfToken } from './encoding.ts';
 export {
   asyncStorageAdapter,
   createMemoryStorage,

@@ -64,14 +64,7 @@ function assertCorrect(t: import('ava').ExecutionContext, r: ChaosResult, faults
   for (const source of r.recount.report.sources) t.deepEqual(source.totals, counted, `${source.source} totals`);
 }
 
-// KNOWN FAILING, so not in npm test until fixed (issue 12 stays open): in the final run of this build it lost 50
-// of 803 acknowledged votes. Cause (analysis in docs/architecture.md section 13): the stream's transactional
-// sendBatch spans several brokers and KafkaJS 2.2.4 can commit a transaction without some of its outputs (the
-// ingest side was fixed with one produce request per partition; the stream side is not); a vote whose dedupe
-// changelog entry was committed without its decision is then taken, on its resend, for a resend of the counted
-// vote, and never counted. Run it with VOTESTREAM_BROKER_FAULT_TEST=1.
-const brokerFaults = process.env.VOTESTREAM_BROKER_FAULT_TEST === '1' ? test.serial : null;
-brokerFaults?.(
+test.serial(
   'a broker killed, the stream transaction coordinator killed, a zombie leader and a broker restart lose no acknowledged vote and count none twice',
   async (t) => {
     t.timeout(15 * 60_000);

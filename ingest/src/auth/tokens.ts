@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { createRemoteJWKSet, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 
 /** The verified identity behind a request. `voterId` is the token's `sub`. */
@@ -99,5 +99,50 @@ export function createTokenVerifier(opts: {
       refusedAfterS: refusedAfterS + opts.clockToleranceS,
       scopes,
     };
+  };
+}
+
+/** Verified tokens remembered at once (`cachedTokenVerifier`); beyond it the oldest entry is dropped. ~150 B each. */
+export const verifiedTokensMax = 50_000;
+/**
+ * How long a verification is reused at most, whatever the token's own lifetime: a key removed from the JWKS (or a
+ * PEM key rotated by a restart) stops admitting tokens signed with it within this time. Revocation is checked on
+ * every request anyway (auth/revocations.ts), cached or not.
+ */
+export const verifiedTokenReuseSMax = 300;
+
+/**
+ * Signature verification (Ed25519 or P-256 through WebCrypto) is the vote path's largest single cost, and a voter
+ * presents the same token for the challenge and then for the vote (and for every resend and receipt read). This
+ * remembers successful verifications, keyed by the SHA-256 of the whole `Authorization` value (a token is reused
+ * only byte for byte: a forged token with a known `jti` has another hash), until the token would be refused for
+ * its age or expiry (`refusedAfterS`) or `verifiedTokenReuseSMax` passed, whichever is first. Refusals are not
+ * remembered. Bounded by `entriesMax`: when full, the oldest entry is dropped (insertion order).
+ */
+export function cachedTokenVerifier(
+  verify: TokenVerifier,
+  opts: { entriesMax: number; reuseSMax: number; nowMs: () => number },
+): TokenVerifier {
+  const verified = new Map<string, { principal: Principal; reuseUntilS: number }>();
+  return async (authorization) => {
+    if (authorization === undefined) return verify(authorization);
+    const key = createHash('sha256').update(authorization).digest('base64');
+    const nowS = opts.nowMs() / 1000;
+    const hit = verified.get(key);
+    if (hit !== undefined) {
+      if (nowS < hit.reuseUntilS) return hit.principal;
+      verified.delete(key);
+    }
+    const result = await verify(authorization);
+    if ('refused' in result) return result;
+    if (verified.size >= opts.entriesMax) {
+      const oldest = verified.keys().next().value;
+      if (oldest !== undefined) verified.delete(oldest);
+    }
+    verified.set(key, {
+      principal: result,
+      reuseUntilS: Math.min(result.refusedAfterS, Math.floor(nowS) + opts.reuseSMax),
+    });
+    return result;
   };
 }

@@ -69,6 +69,8 @@ export class VoteBatcher {
     private readonly topic: string,
     private readonly limits: BatcherLimits,
     private readonly stats: BatcherStats = {},
+    /** Epoch ms: send deadlines and the back-off are judged by it (the unit tests move it). */
+    private readonly now: () => number = Date.now,
   ) {
     invariant(limits.batchMessagesMax >= 1 && limits.votesInFlightMax >= limits.batchMessagesMax, 'batcher limits');
   }
@@ -79,7 +81,7 @@ export class VoteBatcher {
 
   /** Whether the last send failed less than `backoffMs` ago. */
   get failing(): boolean {
-    return Date.now() < this.unavailableUntil;
+    return this.now() < this.unavailableUntil;
   }
 
   /**
@@ -92,7 +94,7 @@ export class VoteBatcher {
     if (this.inFlight >= this.limits.votesInFlightMax) {
       throw new BatcherFullError(`${this.limits.votesInFlightMax} votes in flight (PRODUCE_VOTES_IN_FLIGHT_MAX)`, 1);
     }
-    if (Date.now() < this.unavailableUntil) {
+    if (this.now() < this.unavailableUntil) {
       throw new BatcherFullError('Kafka did not acknowledge the last batch', Math.ceil(this.limits.backoffMs / 1000));
     }
     this.inFlight++;
@@ -124,7 +126,7 @@ export class VoteBatcher {
 
   private async send(all: Pending[]): Promise<void> {
     const started = process.hrtime.bigint();
-    const now = Date.now();
+    const now = this.now();
     let batch = all;
     if (all.some((p) => p.sendByMs < now)) {
       batch = [];
@@ -149,7 +151,7 @@ export class VoteBatcher {
       });
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
-      this.unavailableUntil = Date.now() + this.limits.backoffMs;
+      this.unavailableUntil = this.now() + this.limits.backoffMs;
     }
     this.inFlight -= batch.length;
     invariant(this.inFlight >= 0, 'votes in flight went negative');

@@ -13,7 +13,7 @@ import {
   loadCommonConfig,
   readSecret,
   secretPath,
-} from '../src/index.ts';
+} from '../../src/index.ts';
 
 const pem = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n';
 let dir = '';

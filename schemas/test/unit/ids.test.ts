@@ -1,7 +1,7 @@
 // The id syntax of polls and options (schemas/src/ids.ts), the one definition ingest, the OpenAPI document and the
 // live page use. Pure: no stack.
 import test from 'ava';
-import { expandedSchemas, idPattern, idSyntax, isId } from '../src/index.ts';
+import { expandedSchemas, idPattern, idSyntax, isId } from '../../src/index.ts';
 
 const ids: Array<[string, boolean]> = [
   ['a', true],

@@ -3,7 +3,7 @@
 import { type Challenge, createChallenge, type Solution, solveChallenge, verifySolution } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import test from 'ava';
-import { verifyAltchaV2 } from '../src/abuse/challenge.ts';
+import { verifyAltchaV2 } from '../../src/abuse/challenge.ts';
 
 const hmacKey = 'a'.repeat(64);
 const keySecret = `${hmacKey}:derived-key`;

@@ -4,7 +4,7 @@
 import { createLogger } from '@votestream/runtime';
 import test from 'ava';
 import { type Kafka, Partitioners, type Producer, type ProducerRecord } from 'kafkajs';
-import { createResettingProducer } from '../src/votes/producer.ts';
+import { createResettingProducer } from '../../src/votes/producer.ts';
 
 function fakeKafka(failures: Set<number>, failPartition?: number) {
   const made: { id: number; sends: number; connected: boolean }[] = [];

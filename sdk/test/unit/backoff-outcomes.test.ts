@@ -1,14 +1,35 @@
 import test from 'ava';
-import { backoffDelayMs, defaultRetryPolicy, nextDelayMs, parseRetryAfterMs } from '../src/backoff.ts';
+import {
+  backoffDelayMs,
+  defaultRetryPolicy,
+  nextDelayMs,
+  parseRetryAfterMs,
+  retryDelayWithinBudgetMs,
+} from '../../src/backoff.ts';
 import {
   classifyReceiptAnswer,
   classifyVoteAnswer,
   networkFailureStep,
   type VoteRequestContext,
   voteErrorCodes,
-} from '../src/outcomes.ts';
+} from '../../src/outcomes.ts';
 
 const policy = { retryDelayMsBase: 100, retryDelayMsMax: 5000, attemptsMax: 8, retryBudgetMs: 60_000 };
+
+test('the retry rule of delivery and receipts: a wait while attempts and the wall-clock budget last, none after', (t) => {
+  const half = () => 0.5;
+  const at = (nowMs: number) => ({ startedAtMs: 1000, nowMs });
+  // After attempt 1 (retry 0): full jitter in [0, 100); a Retry-After is honoured, plus a spread below 400 ms.
+  t.is(retryDelayWithinBudgetMs(1, null, at(1000), policy, half), 50);
+  t.is(retryDelayWithinBudgetMs(1, 2000, at(1000), policy, half), 2200);
+  t.is(retryDelayWithinBudgetMs(4, null, at(1000), policy, half), 400);
+  // attemptsMax (8) attempts made: no further wait.
+  t.is(retryDelayWithinBudgetMs(7, null, at(1000), policy, half), 2500); // ceiling capped at retryDelayMsMax
+  t.is(retryDelayWithinBudgetMs(8, null, at(1000), policy, half), null);
+  // A wait that would end past retryBudgetMs (60 s after the start) is not started; one ending on it is.
+  t.is(retryDelayWithinBudgetMs(1, 2000, at(1000 + 60_000 - 2200), policy, half), 2200);
+  t.is(retryDelayWithinBudgetMs(1, 2000, at(1000 + 60_000 - 2199), policy, half), null);
+});
 
 test('full-jitter back-off: the ceiling doubles per retry up to retryDelayMsMax, and the wait spans [0, ceiling)', (t) => {
   const top = () => 0.999999;

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { asyncStorageAdapter, createMemoryStorage, Outbox, type OutboxEntry } from '../src/outbox.ts';
+import { asyncStorageAdapter, createMemoryStorage, Outbox, type OutboxEntry } from '../../src/outbox.ts';
 
 const entry = (pollId: string, createdAtMs = 1000, optionId = 'a'): OutboxEntry => ({
   pollId,

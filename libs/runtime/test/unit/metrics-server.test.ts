@@ -1,7 +1,7 @@
 // The one metrics server every service uses (startMetricsServer): `/metrics`, and the probes a service without a
 // public HTTP port (the stream) answers on it. Pure: a server on port 0, no stack.
 import test from 'ava';
-import { createMetricsRegistry, startMetricsServer } from '../src/index.ts';
+import { createMetricsRegistry, startMetricsServer } from '../../src/index.ts';
 
 test('the metrics port answers /metrics and the given probes (GET only); everything else is 404', async (t) => {
   let ready = false;

@@ -2,14 +2,14 @@ import { Worker } from 'node:worker_threads';
 import { createChallenge, verifySolution } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import test from 'ava';
-import { ChallengeUnsolvedError, createWorkerSolver, type WorkerLike } from '../src/pow.ts';
+import { ChallengeUnsolvedError, createWorkerSolver, type WorkerLike } from '../../src/pow.ts';
 
 const secret = 'worker-test-secret';
 const workers: Worker[] = [];
 
 /** A WorkerLike over a Node worker thread running the SDK's worker entry (what `new Worker(url)` is in a browser). */
 function nodeWorker(): WorkerLike {
-  const w = new Worker(new URL('./helpers/node-pow-worker.mjs', import.meta.url));
+  const w = new Worker(new URL('../helpers/node-pow-worker.mjs', import.meta.url));
   workers.push(w);
   return {
     postMessage: (m) => w.postMessage(m),

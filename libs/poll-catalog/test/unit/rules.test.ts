@@ -12,7 +12,7 @@ import {
   mergePollEvent,
   PollCatalogReader,
   pollStatus,
-} from '../src/index.ts';
+} from '../../src/index.ts';
 
 const t0 = 1_700_000_000_000;
 

@@ -6,9 +6,11 @@ import { readFileSync } from 'node:fs';
 import { createChallenge, verifySolution } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import test from 'ava';
-import { createVoterClient, subjectOfToken, type VoteProgress } from '../src/client.ts';
-import { createMemoryStorage } from '../src/outbox.ts';
-import { sdkVersion } from '../src/version.ts';
+import { createVoterClient } from '../../src/client.ts';
+import type { VoteProgress } from '../../src/delivery.ts';
+import { subjectOfToken } from '../../src/encoding.ts';
+import { createMemoryStorage } from '../../src/outbox.ts';
+import { sdkVersion } from '../../src/version.ts';
 
 const secret = 'fake-ingest-secret';
 const tokenFor = (sub: string) => `x.${Buffer.from(JSON.stringify({ sub })).toString('base64url')}.y`;
@@ -164,7 +166,7 @@ test('the SDK names itself on every request, asks for a challenge with the token
 });
 
 test('sdkVersion is the package version', (t) => {
-  t.is(sdkVersion, JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version);
+  t.is(sdkVersion, JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
 });
 
 test('503 and 429 are retried with the same Idempotency-Key, waiting at least the Retry-After', async (t) => {

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import type { ReadModels } from '@votestream/read-models';
 import { createLogger } from '@votestream/runtime';
 import test from 'ava';
-import { createHttpServer } from '../src/http/server.ts';
+import { createHttpServer } from '../../src/http/server.ts';
 
 function exchange(port: number, raw: Buffer | string): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve) => {

@@ -3,8 +3,8 @@
 // endpoint's codes. This pure test (no stack) fails when any of the three drifts from the table.
 import { voteErrorCodes } from '@votestream/sdk';
 import test from 'ava';
-import { openApiDocument } from '../src/http/openapi.ts';
-import { problemCodes, problemStatus } from '../src/http/problem.ts';
+import { openApiDocument } from '../../src/http/openapi.ts';
+import { problemCodes, problemStatus } from '../../src/http/problem.ts';
 
 interface ProblemResponse {
   status: number;

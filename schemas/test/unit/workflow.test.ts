@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { generateTypes } from '../src/codegen.ts';
-import { avroDir, generatedDir, historyDir, loadContracts } from '../src/contracts.ts';
-import { checkContracts, formatReport, releaseChangedContracts } from '../src/workflow.ts';
+import { generateTypes } from '../../src/codegen.ts';
+import { avroDir, generatedDir, historyDir, loadContracts } from '../../src/contracts.ts';
+import { checkContracts, formatReport, releaseChangedContracts } from '../../src/workflow.ts';
 
 const run = promisify(execFile);
 const repoRoot = join(avroDir, '..', '..');

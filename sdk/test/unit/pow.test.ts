@@ -9,7 +9,7 @@ import {
   encodeAltchaPayload,
   parseChallenge,
   solveAltcha,
-} from '../src/pow.ts';
+} from '../../src/pow.ts';
 
 const secret = 'test-hmac-secret';
 
