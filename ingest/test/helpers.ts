@@ -1,6 +1,6 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { createTopics, migrateKeyspace } from '@votestream/devstack';
+import { createTopics, eventually, migrateKeyspace } from '@votestream/devstack';
 import { createLogger } from '@votestream/runtime';
 import { createChallenge, solveChallenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
@@ -172,4 +172,18 @@ export function tcpProxy(target = { host: '127.0.0.1', port: 9092 }) {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Waits until `n` votes sit in ingest's produce batcher (admitted in Redis, not yet sent to Kafka). */
+export async function votesInFlight(metricsUrl: string, n: number): Promise<void> {
+  await eventually(
+    `${n} votes in flight`,
+    async () => {
+      const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+      const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
+      return m && Number(m[1]) === n ? true : undefined;
+    },
+    30_000,
+    20,
+  );
 }

@@ -8,7 +8,7 @@ import { withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
 import { startIngest, voteIdOf } from '../src/index.ts';
-import { ballot, silent, solvedChallenge, type TestEnv, tcpProxy, testEnv, vote } from './helpers.ts';
+import { ballot, silent, solvedChallenge, type TestEnv, tcpProxy, testEnv, vote, votesInFlight } from './helpers.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -31,20 +31,6 @@ async function spawnIngest(env: TestEnv, extra: Record<string, string>) {
     },
     logDir: join(repoRoot, 'test-results/ingest-outage'),
   });
-}
-
-/** Waits until `n` votes sit in ingest's produce batcher (admitted in Redis, not yet sent to Kafka). */
-async function votesInFlight(metricsUrl: string, n: number): Promise<void> {
-  await eventually(
-    `${n} votes in flight`,
-    async () => {
-      const text = await (await fetch(`${metricsUrl}/metrics`)).text();
-      const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
-      return m && Number(m[1]) === n ? true : undefined;
-    },
-    30_000,
-    20,
-  );
 }
 
 test.serial(
