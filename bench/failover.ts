@@ -18,11 +18,19 @@
 // instance is killed once: the poll's global tally task (stream) and its tallies partition (projections) live on
 // one instance each, and only the kill of that one stops the whole screen; the max column shows it.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot, startFleet } from '@votestream/devstack';
+import {
+  createPoll,
+  devPrivateKeyPem,
+  dropKeyspace,
+  eventually,
+  isolatedEnv,
+  migrateKeyspace,
+  stackDir,
+  startFleet,
+} from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
+import { pipelineTopicSpecs } from '@votestream/runtime';
 import mqtt from 'mqtt';
 
 const rate = Number(process.argv[2] ?? 40);
@@ -30,12 +38,15 @@ const phaseS = Number(process.argv[3] ?? 20);
 if (!(rate > 0 && rate <= 1000 && phaseS >= 15 && phaseS <= 300))
   throw new Error('usage: [votesPerSecond<=1000] [secondsPerPhase 15..300]');
 const replicationFactor = Number(process.env.REPLICATION_FACTOR ?? 1);
+// The pipeline's partition counts (startFleet creates the topics as pipelineTopicSpecs says): one stream task each.
+const partitionsOf = (topic: string) => pipelineTopicSpecs('').find((t) => t.topic === topic)?.partitions ?? 0;
+const votePartitions = partitionsOf('votes');
+const tallyPartitions = partitionsOf('tally-partials');
 
 const id = `failover${Date.now().toString(36)}`;
 const keyspace = `ks_${id}`;
 const pollId = `poll-${id}`;
-const stackDir = process.env.VOTESTREAM_STACK_DIR ?? join(repoRoot, '.stack');
-const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+const privateKeyPem = devPrivateKeyPem();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -44,18 +55,14 @@ const pct = (xs: number[], p: number) => {
 const sec = (ms: number | undefined) =>
   ms === undefined || !Number.isFinite(ms) ? '-' : `${(ms / 1000).toFixed(1)} s`;
 
-const cql = createCqlClient({ contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1' });
-await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+await migrateKeyspace(keyspace);
 const fleet = await startFleet({
   prefix: `${id}.`,
   instances: { ingest: 1, stream: 2, projections: 2 },
   replicationFactor,
   logDir: join(stackDir, 'logs', id),
   env: {
-    CQL_KEYSPACE: keyspace,
-    REDIS_PREFIX: `${id}:`,
-    STREAM_APPLICATION_ID: `${id}-stream`,
-    PROJECTIONS_GROUP_ID: `${id}-projections`,
+    ...isolatedEnv(id),
     CHALLENGE_POLICY: 'off',
     RATE_NETWORK_POINTS: '100000',
     LOG_LEVEL: 'info',
@@ -72,19 +79,7 @@ const inFlight = new Set<Promise<void>>();
 const live = await mqtt.connectAsync('mqtt://127.0.0.1:1883', { reconnectPeriod: 1000 });
 try {
   const admin = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
-  const created = await fetch(`${api}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'failover',
-      options: [
-        { id: 'a', label: 'A' },
-        { id: 'b', label: 'B' },
-      ],
-    }),
-  });
-  if (created.status !== 201) throw new Error(`create poll: ${created.status} ${await created.text()}`);
+  await createPoll(api, admin, { pollId, title: 'failover' });
   live.on('message', (_t, payload) => {
     if (payload.length === 0) return;
     const { total } = JSON.parse(payload.toString()) as { total: number };
@@ -151,10 +146,34 @@ try {
     }
   };
 
+  /** Votes acknowledged by the end of a window still need their time to reach the screen: wait until they show. */
+  const screenCatchesUp = () => {
+    const acked = ackedAt.length;
+    return waitScreen((s) => s.total >= acked, 60_000);
+  };
+  /** Every task of the stream stage runs again on the instances alive (the stream_tasks_active gauges add up). */
+  const streamSettled = () =>
+    eventually(
+      'every stream task running',
+      async () => {
+        let dedupe = 0;
+        let tally = 0;
+        for (const m of fleet.members.filter((x) => x.service === 'stream')) {
+          const text = await (await fetch(`http://127.0.0.1:${m.port}/metrics`)).text();
+          const running = (stage: string) =>
+            Number(new RegExp(`^stream_tasks_active\\{stage="${stage}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+          dedupe += running('dedupe');
+          tally += running('tally');
+        }
+        return dedupe === votePartitions && tally === tallyPartitions ? true : undefined;
+      },
+      120_000,
+      250,
+    );
+
   const baselineFrom = performance.now();
   await sleep(phaseS * 1000);
-  // Votes acknowledged at the end of the window still need their time to reach the screen.
-  await sleep(3000);
+  await screenCatchesUp();
   phases.push({ name: 'baseline (no kill)', lat: vts(baselineFrom, baselineFrom + phaseS * 1000) });
 
   // Each instance in turn: the poll's global tally task and its tallies partition live on one instance of each
@@ -168,7 +187,7 @@ try {
     const all = await waitScreen((s) => s.at > at && s.total >= ackedBefore, phaseS * 1000);
     const end = at + phaseS * 1000;
     if (performance.now() < end) await sleep(end - performance.now());
-    await sleep(3000);
+    await screenCatchesUp();
     phases.push({
       name: `kill -9 ${victim}`,
       firstPostKill: first ? first.at - at : undefined,
@@ -177,7 +196,8 @@ try {
     });
     console.log(`  ${victim} killed; restarting it and letting the group settle`);
     await fleet.restart(victim);
-    await sleep(15_000);
+    await streamSettled();
+    await screenCatchesUp();
   }
   stopLoad = true;
   await loadDone;
@@ -201,6 +221,5 @@ try {
   stopLoad = true;
   await live.endAsync().catch(() => undefined);
   await fleet.stop();
-  await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
-  await cql.shutdown();
+  await dropKeyspace(keyspace).catch(() => undefined);
 }

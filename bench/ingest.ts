@@ -8,15 +8,22 @@
  * Needs the local stack. Both servers run as child processes; their CPU time is read from /proc/<pid>/stat,
  * so it holds even when the broker and the load generator share the cores.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import {
+  createPoll,
+  createTopics,
+  freePort,
+  httpOk,
+  repoRoot,
+  type ServiceProcess,
+  startPipelineService,
+  startService,
+} from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
-import { createKafka, createLogger, topicNames } from '@votestream/runtime';
 import { solveChallenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 
@@ -38,33 +45,11 @@ const votes = Number(values.votes);
 const connections = Number(values.connections);
 const clockTicksPerS = 100;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 /** utime + stime of a process, in µs (Linux). */
 function cpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return ((Number(fields[11]) + Number(fields[12])) / clockTicksPerS) * 1e6;
 }
-async function waitReady(url: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (
-      await fetch(url).then(
-        (r) => r.status === 200,
-        () => false,
-      )
-    )
-      return;
-    await sleep(250);
-  }
-  throw new Error(`${url} never became ready`);
-}
-
 interface Run {
   name: string;
   ok: number;
@@ -77,11 +62,11 @@ interface Run {
 
 async function load(
   name: string,
-  child: ChildProcess,
+  child: ServiceProcess,
   url: string,
   next: () => { path: string; headers: Record<string, string>; body: string },
 ): Promise<Run> {
-  const pid = child.pid as number;
+  const pid = child.pid;
   const cpu0 = cpuMicros(pid);
   const result = await autocannon({
     url,
@@ -107,63 +92,43 @@ async function load(
   };
 }
 
-const logger = createLogger('bench', 'warn');
 const prefix = `bench-${randomBytes(4).toString('hex')}.`;
-const kafka = createKafka({ clientId: 'bench', brokers: ['127.0.0.1:9092'], logger });
-const admin = kafka.admin();
-await admin.connect();
-const t = topicNames(prefix);
-await admin.createTopics({
-  waitForLeaders: true,
-  topics: [
-    { topic: t.votes, numPartitions: 6, replicationFactor: 1 },
-    {
-      topic: t.polls,
-      numPartitions: 1,
-      replicationFactor: 1,
-      configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-    },
-  ],
-});
+const deleteTopics = await createTopics(prefix, { votePartitions: 6, only: ['votes', 'polls'] });
 const dir = mkdtempSync(join(tmpdir(), 'bench-ingest-'));
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 writeFileSync(join(dir, 'jwt.pem'), publicKey.export({ type: 'spki', format: 'pem' }).toString());
 writeFileSync(join(dir, 'altcha.key'), randomBytes(32).toString('hex'));
-const children: ChildProcess[] = [];
-const stopAll = () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-};
-process.on('exit', stopAll);
+const children: ServiceProcess[] = [];
+const logDir = join(repoRoot, `test-results/bench-ingest-${prefix.slice(0, -1)}`);
 
 try {
   // Bare Express: JSON body in, 202 out. The floor of what any Express vote endpoint costs.
   const barePort = await freePort();
-  const bare = spawn(
-    process.execPath,
-    [
+  const bare = await startService({
+    name: 'bare-express',
+    command: [
+      process.execPath,
       '--input-type=module',
       '-e',
       `import express from 'express'; const app = express(); app.get('/healthz', (q, s) => s.json({})); app.post('/v', express.json(), (q, s) => s.status(202).json({ ok: true, optionId: q.body.optionId })); app.listen(${barePort}, '127.0.0.1');`,
     ],
-    { stdio: 'inherit' },
-  );
+    env: {},
+    logFile: join(logDir, 'bare-express.log'),
+    ready: httpOk(`http://127.0.0.1:${barePort}/healthz`),
+  });
   children.push(bare);
-  await waitReady(`http://127.0.0.1:${barePort}/healthz`);
   const bareRun = await load('bare express', bare, `http://127.0.0.1:${barePort}`, () => ({
     path: '/v',
     headers: { 'content-type': 'application/json' },
     body: '{"optionId":"a"}',
   }));
 
-  const port = await freePort();
   const profile = process.env.BENCH_CPU_PROF_DIR
     ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof']
     : [];
-  const ingest = spawn(process.execPath, [...profile, '--import', 'tsx', 'ingest/src/main.ts'], {
+  const { process: ingest, url } = await startPipelineService('ingest', {
     env: {
-      ...process.env,
-      INGEST_PORT: String(port),
       TOPIC_PREFIX: prefix,
       REDIS_PREFIX: `${prefix}:`,
       JWT_PUBLIC_KEY_FILE: join(dir, 'jwt.pem'),
@@ -172,31 +137,17 @@ try {
       ALTCHA_MAX_NUMBER: '10',
       // Every challenge comes from one network here: keep adaptive difficulty from raising it during preparation.
       CHALLENGE_NETWORK_BASELINE: '100000000',
-      INGEST_METRICS_PORT: '0',
       // All load comes from 127.0.0.1: one /24. The per-network cap would otherwise be what is measured.
       RATE_NETWORK_POINTS: '10000000',
       LOG_LEVEL: 'warn',
     },
-    stdio: 'inherit',
+    logDir,
+    execArgv: profile,
   });
   children.push(ingest);
-  const url = `http://127.0.0.1:${port}`;
-  await waitReady(`${url}/readyz`);
   const adminToken = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
   const pollId = `bench-${randomBytes(4).toString('hex')}`;
-  const created = await fetch(`${url}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'bench',
-      options: [
-        { id: 'a', label: 'A' },
-        { id: 'b', label: 'B' },
-      ],
-    }),
-  });
-  if (created.status !== 201) throw new Error(`poll: ${created.status}`);
+  await createPoll(url, adminToken, { pollId, title: 'bench' });
   process.stderr.write(`preparing ${votes} voters (tokens + solved challenges)...\n`);
   const ballots: { token: string; altcha: string }[] = [];
   for (let i = 0; i < votes; i++) {
@@ -240,8 +191,7 @@ try {
     `cores for 250k acknowledged votes/s at ${Math.round(ingestRun.cpuUsPerOk)} µs/vote: ${((250_000 * ingestRun.cpuUsPerOk) / 1e6).toFixed(1)} (targets: >= 5000 votes/s per process, <= 200 µs/vote)`,
   );
 } finally {
-  stopAll();
-  await sleep(500);
-  await admin.deleteTopics({ topics: [t.votes, t.polls] }).catch(() => {});
-  await admin.disconnect();
+  // SIGTERM, and wait for each to exit (a CPU profile is written on the way out).
+  await Promise.all(children.map((c) => c.stop()));
+  await deleteTopics();
 }

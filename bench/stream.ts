@@ -14,44 +14,34 @@
 // To know exactly which update includes which vote, each poll's voters are chosen so that all its votes land on one
 // votes partition (the default partitioner on key pollId/voterId): its k-th vote is in the first update of the poll
 // with total >= k. The receive time is at most one fetch wait (100 ms) after the commit, so it is an upper bound.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { freePort } from '@votestream/devstack';
+import { join } from 'node:path';
+import {
+  createTopics,
+  eventually,
+  makeVote,
+  repoRoot,
+  type ServiceProcess,
+  stack,
+  startPipelineService,
+  uniqueId,
+} from '@votestream/devstack';
 import { createKafka, createLogger } from '@votestream/runtime';
-import { createAvroSerde, type VoteCast } from '@votestream/schemas';
+import { createAvroSerde } from '@votestream/schemas';
 import { type Consumer, Partitioners } from 'kafkajs';
 import { fingerprintOf, VoterTable } from '../stream/src/index.ts';
-import { repoRoot, stack, uniqueId } from '../tests/support/stack.ts';
 
 const burstVotes = Number(process.argv[2] ?? 20_000);
 const pacedRate = Number(process.argv[3] ?? 1000);
 const pacedSeconds = Number(process.argv[4] ?? 8);
 const partitions = 4;
+const tallyPartitions = 2;
 const waitMsMax = 300_000;
 const id = uniqueId('bench');
 const prefix = `b-${id}.`;
 const logger = createLogger('bench', 'warn');
 const kafka = createKafka({ clientId: id, brokers: stack.kafkaBrokers, logger });
-const admin = kafka.admin();
-await admin.connect();
-const topicNamesAll = ['votes', 'polls', 'vote-decisions', 'tally-partials', 'tallies'].map((n) => `${prefix}${n}`);
-const topic = (name: string, n: number, compact = false) => ({
-  topic: `${prefix}${name}`,
-  numPartitions: n,
-  replicationFactor: 1,
-  configEntries: compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
-});
-await admin.createTopics({
-  waitForLeaders: true,
-  topics: [
-    topic('votes', partitions),
-    topic('polls', 1, true),
-    topic('vote-decisions', partitions),
-    topic('tally-partials', 2),
-    topic('tallies', 1),
-    topic('analytics-votes', partitions),
-  ],
-});
+const deleteTopics = await createTopics(prefix, { votePartitions: partitions, tallyPartitions });
 const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
 const encodeVote = serde.encoder('VoteCast');
 const decodeVote = serde.decoder('VoteCast');
@@ -59,12 +49,11 @@ const decodeDecision = serde.decoder('VoteDecision');
 const decodeTally = serde.decoder('TallyUpdate');
 const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
 await producer.connect();
-const children = new Set<ChildProcess>();
+const children = new Set<ServiceProcess>();
 const cleanup = async () => {
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of children) await c.kill9();
   await producer.disconnect().catch(() => {});
-  await admin.deleteTopics({ topics: topicNamesAll }).catch(() => {});
-  await admin.disconnect().catch(() => {});
+  await deleteTopics();
 };
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
@@ -173,55 +162,57 @@ await Promise.all([
 ]);
 
 const env = {
-  ...process.env,
   TOPIC_PREFIX: prefix,
   SCHEMA_SUBJECT_PREFIX: `${id}.`,
   STREAM_APPLICATION_ID: `${id}-app`,
   STREAM_STAGES: 'dedupe,tally',
-  STREAM_METRICS_HOST: '127.0.0.1',
-  LOG_LEVEL: 'warn',
+  LOG_LEVEL: 'info',
 };
-interface TaskReport {
-  stage: string;
-  partition: number;
-  state: string;
-  restoredRecords: number;
-  restoreMs: number;
-}
+const logDir = join(repoRoot, `test-results/bench-stream-${id}`);
 interface Started {
-  child: ChildProcess;
-  /** The latest task states from the process's /readyz (polled by `until`). */
-  tasks: () => TaskReport[];
-  poll: () => Promise<void>;
-  exited: Promise<void>;
+  process: ServiceProcess;
+  metricsUrl: string;
+  /** The tasks the process owns, from its /readyz: the restore figures (read once it is ready). */
+  tasks: () => Promise<Array<{ stage: string; partition: number; restoredRecords: number; restoreMs: number }>>;
 }
+let starts = 0;
+/** A processor process, ready once every dedupe and tally task runs (the stream_tasks_active gauge). */
 const start = async (): Promise<Started> => {
-  const metricsPort = await freePort();
   // BENCH_CPU_PROF_DIR=<dir>: each processor process writes a V8 CPU profile there when it exits (SIGTERM).
   const profile = process.env.BENCH_CPU_PROF_DIR
     ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`, '--cpu-prof']
     : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'stream/src/main.ts'], {
-    cwd: repoRoot,
-    env: { ...env, STREAM_METRICS_PORT: String(metricsPort) },
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const { process: child, metricsUrl } = await startPipelineService('stream', {
+    name: `stream-${++starts}`,
+    env,
+    logDir,
+    execArgv: profile,
   });
   children.add(child);
-  let tasks: TaskReport[] = [];
-  return {
-    child,
-    tasks: () => tasks,
-    poll: async () => {
-      const res = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).catch(() => undefined);
-      if (res?.ok) tasks = ((await res.json()) as { tasks: TaskReport[] }).tasks;
+  await eventually(
+    'every dedupe and tally task running',
+    async () => {
+      const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+      const running = (stage: string) =>
+        Number(new RegExp(`^stream_tasks_active\\{stage="${stage}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+      return running('dedupe') >= partitions && running('tally') >= tallyPartitions ? true : undefined;
     },
-    exited: new Promise((r) =>
-      child.on('exit', () => {
-        children.delete(child);
-        r();
-      }),
-    ),
+    waitMsMax,
+  );
+  return {
+    process: child,
+    metricsUrl,
+    tasks: async () =>
+      (
+        (await (await fetch(`${metricsUrl}/readyz`)).json()) as {
+          tasks: Array<{ stage: string; partition: number; restoredRecords: number; restoreMs: number }>;
+        }
+      ).tasks,
   };
+};
+const stop = async (s: Started) => {
+  await s.process.stop(waitMsMax);
+  children.delete(s.process);
 };
 async function until(what: string, check: () => boolean): Promise<void> {
   const deadline = Date.now() + waitMsMax;
@@ -233,27 +224,8 @@ async function until(what: string, check: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-/** Every dedupe task and at least one tally task running, by the process's /readyz. */
-async function ready(s: Started): Promise<void> {
-  const deadline = Date.now() + waitMsMax;
-  for (;;) {
-    await s.poll();
-    const running = s.tasks().filter((x) => x.state === 'running');
-    if (running.filter((x) => x.stage === 'dedupe').length >= partitions && running.some((x) => x.stage === 'tally'))
-      return;
-    if (Date.now() > deadline) {
-      await cleanup();
-      throw new Error('bench: timed out waiting for the processor to be ready');
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const p1 = await start();
-await ready(p1);
-// Give the tally stage's second task a moment too (it is created at the same group join).
-await new Promise((r) => setTimeout(r, 1000));
-
 /** Sends `count` votes in batches; each batch's record timestamp is taken right before it is sent. */
 const produce = async (phase: Phase, count: number, batchSize: number): Promise<void> => {
   for (let i = 0; i < count; i += batchSize) {
@@ -262,24 +234,7 @@ const produce = async (phase: Phase, count: number, batchSize: number): Promise<
     for (let j = i; j < Math.min(count, i + batchSize); j++) {
       const p = j % partitions;
       const pollId = pollIdOf(phase, p);
-      const v: VoteCast = {
-        voteId: randomUUID(),
-        pollId,
-        optionId: j % 3 ? 'a' : 'b',
-        voterId: nextVoter(pollId, p),
-        idempotencyKey: randomUUID(),
-        castAt: null,
-        receivedAt: ts,
-        evidence: {
-          challenge: 'NOT_REQUIRED',
-          challengeId: null,
-          tokenId: null,
-          networkPrefix: '127.0.0.0/24',
-          userAgent: null,
-          deviceId: null,
-          attestation: null,
-        },
-      };
+      const v = makeVote(pollId, nextVoter(pollId, p), j % 3 ? 'a' : 'b', ts);
       messages.push({ key: `${pollId}/${v.voterId}`, value: encodeVote(v), timestamp: String(ts) });
       const list = appended.get(pollId) ?? [];
       list.push(ts);
@@ -343,19 +298,16 @@ const endToEndMs = decided.burst.lastAt - burstStart;
 
 // Backlog phase: stop the processor, queue N votes, start a second process: it restores the changelogs (restore
 // rate) and then drains the backlog (the stage's processing rate with its input never empty).
-p1.child.kill('SIGTERM');
-await p1.exited;
+await stop(p1);
 await produce('backlog', burstVotes, 1000);
 const p2 = await start();
-await ready(p2);
-const restored = p2.tasks().filter((x) => x.stage === 'dedupe');
+const restored = (await p2.tasks()).filter((x) => x.stage === 'dedupe');
 const restoredRecords = restored.reduce((n, r) => n + r.restoredRecords, 0);
 const restoreMs = restored.reduce((n, r) => Math.max(n, r.restoreMs), 0);
 await until('backlog decided', () => decided.backlog.n >= burstVotes);
 await until('backlog tallied', complete('backlog'));
 const drainMs = decided.backlog.lastAt - decided.backlog.firstDecidedAt;
-p2.child.kill('SIGTERM');
-await p2.exited;
+await stop(p2);
 
 // Baseline: a plain read_committed consume + decode of the same votes topic (now holding both phases).
 const totalVotes = pacedVotes + 2 * burstVotes;

@@ -11,11 +11,20 @@
 // The proof of work is off for this run (CHALLENGE_POLICY=off): its cost is on the voter's device, before the
 // vote is sent, and is not part of vote-to-screen time.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, repoRoot, startVotestream } from '@votestream/devstack';
+import {
+  createPoll,
+  devPrivateKeyPem,
+  dropKeyspace,
+  eventually,
+  freePort,
+  isolatedEnv,
+  migrateKeyspace,
+  mqttPublisherPassword,
+  stackDir,
+  startVotestream,
+} from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
 import mqtt from 'mqtt';
 
 const rate = Number(process.argv[2] ?? 200);
@@ -25,9 +34,7 @@ if (!(rate > 0 && rate <= 5000 && seconds > 0 && seconds <= 300))
 
 const id = `bench${Date.now().toString(36)}`;
 const keyspace = `ks_${id}`;
-const stackDir = process.env.VOTESTREAM_STACK_DIR ?? join(repoRoot, '.stack');
-const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
-const mqttPassword = readFileSync(join(stackDir, 'secrets/mqtt-projections.password'), 'utf8').trim();
+const privateKeyPem = devPrivateKeyPem();
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,7 +49,7 @@ async function brokerBaseline(): Promise<number[]> {
   const sub = await mqtt.connectAsync('mqtt://127.0.0.1:1883', { reconnectPeriod: 0 });
   const pub = await mqtt.connectAsync('mqtt://127.0.0.1:1883', {
     username: 'projections',
-    password: mqttPassword,
+    password: mqttPublisherPassword(),
     reconnectPeriod: 0,
   });
   const sent = new Map<number, number>();
@@ -66,24 +73,20 @@ async function brokerBaseline(): Promise<number[]> {
     await pub.publishAsync(topic, JSON.stringify({ ...body, version: v }), { qos: 1 });
     await new Promise((r) => setTimeout(r, 5));
   }
-  await new Promise((r) => setTimeout(r, 500));
+  await eventually('every baseline message received', async () => (lat.length === 200 ? true : undefined), 30_000, 20);
   await pub.publishAsync(topic, '', { qos: 1, retain: true });
   await sub.endAsync();
   await pub.endAsync();
   return lat;
 }
 
-const cql = createCqlClient({ contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1' });
-await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+await migrateKeyspace(keyspace);
 const system = await startVotestream({
   prefix: `${id}.`,
   ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
   logDir: join(stackDir, 'logs/bench-vote-to-screen'),
   env: {
-    CQL_KEYSPACE: keyspace,
-    REDIS_PREFIX: `${id}:`,
-    STREAM_APPLICATION_ID: `${id}-stream`,
-    PROJECTIONS_GROUP_ID: `${id}-projections`,
+    ...isolatedEnv(id),
     CHALLENGE_POLICY: 'off',
     RATE_NETWORK_POINTS: '100000',
     LOG_LEVEL: 'warn',
@@ -92,36 +95,12 @@ const system = await startVotestream({
 try {
   const pollId = `poll-${id}`;
   const admin = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
-  const created = await fetch(`${system.apiUrl}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'bench',
-      options: [
-        { id: 'a', label: 'A' },
-        { id: 'b', label: 'B' },
-      ],
-    }),
-  });
-  if (created.status !== 201) throw new Error(`create poll: ${created.status} ${await created.text()}`);
+  await createPoll(system.apiUrl, admin, { pollId, title: 'bench' });
 
   // Warm-up, not measured: 5 s of the same load on its own poll (JIT, first transactions, consumer fetch sessions).
   const warmPoll = `${pollId}-warm`;
-  const warm = await fetch(`${system.apiUrl}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId: warmPoll,
-      title: 'warm-up',
-      options: [
-        { id: 'a', label: 'A' },
-        { id: 'b', label: 'B' },
-      ],
-    }),
-  });
-  if (warm.status !== 201) throw new Error(`create warm-up poll: ${warm.status}`);
-  const warmVotes: Promise<unknown>[] = [];
+  await createPoll(system.apiUrl, admin, { pollId: warmPoll, title: 'warm-up' });
+  const warmVotes: Promise<number>[] = [];
   for (let i = 0; i < rate * 5; i++) {
     const token = await mintToken({ privateKeyPem, sub: `${id}-warm${i}` });
     warmVotes.push(
@@ -133,12 +112,23 @@ try {
           'idempotency-key': randomUUID(),
         },
         body: JSON.stringify({ optionId: 'a' }),
-      }).then((r) => r.arrayBuffer()),
+      }).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      }),
     );
     await new Promise((r) => setTimeout(r, 1000 / rate));
   }
-  await Promise.all(warmVotes);
-  await new Promise((r) => setTimeout(r, 2000));
+  // The warm-up is over once its accepted votes are all in the results: the pipeline is idle again.
+  const warmAccepted = (await Promise.all(warmVotes)).filter((status) => status === 202).length;
+  await eventually(
+    `${warmAccepted} warm-up votes in the results`,
+    async () => {
+      const r = (await (await fetch(`${system.apiUrl}/v1/polls/${warmPoll}/results`)).json()) as { total: number };
+      return r.total === warmAccepted ? true : undefined;
+    },
+    120_000,
+  );
 
   const total = rate * seconds;
   const tokens = await Promise.all([...Array(total)].map((_, i) => mintToken({ privateKeyPem, sub: `${id}-v${i}` })));
@@ -216,6 +206,5 @@ try {
     console.log(`  ${ackedAt.length - lat.length} acknowledged votes were not seen on MQTT within 30 s`);
 } finally {
   await system.stop();
-  await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  await cql.shutdown();
+  await dropKeyspace(keyspace);
 }

@@ -1,59 +1,16 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { applyCqlMigrations, createCqlClient, createKafka, createLogger, topicNames } from '@votestream/runtime';
+import { createTopics, eventually, migrateKeyspace } from '@votestream/devstack';
+import { createLogger } from '@votestream/runtime';
 import { createChallenge, solveChallenge } from 'altcha-lib';
 import { deriveKey } from 'altcha-lib/algorithms/sha';
 import { type IngestConfig, loadIngestConfig, mintToken } from '../src/index.ts';
 
 export const silent = createLogger('ingest-test', 'silent');
 
-/** A unique topic prefix with the pipeline's topics created (auto-creation is off). */
-export async function createTopics(prefix: string, votesPartitions = 3): Promise<void> {
-  const kafka = createKafka({ clientId: 'ingest-test-admin', brokers: ['127.0.0.1:9092'], logger: silent });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const t = topicNames(prefix);
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [
-        { topic: t.votes, numPartitions: votesPartitions, replicationFactor: 1 },
-        {
-          topic: t.polls,
-          numPartitions: 1,
-          replicationFactor: 1,
-          configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-        },
-      ],
-    });
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-export async function deleteTopics(prefix: string): Promise<void> {
-  const kafka = createKafka({ clientId: 'ingest-test-admin', brokers: ['127.0.0.1:9092'], logger: silent });
-  const admin = kafka.admin();
-  await admin.connect();
-  const t = topicNames(prefix);
-  await admin.deleteTopics({ topics: [t.votes, t.polls] }).catch(() => {});
-  await admin.disconnect();
-}
-
 export const testKeyspace = 'ingest_test';
-let migrated: Promise<unknown> | undefined;
 /** A private CQL keyspace with the read-model tables (receipts, tallies), migrated once per worker. */
-export function migrateTestKeyspace(): Promise<unknown> {
-  migrated ??= (async () => {
-    const client = createCqlClient({ contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1' });
-    try {
-      await applyCqlMigrations({ client, keyspace: testKeyspace, dir: 'migrations/cql' });
-    } finally {
-      await client.shutdown();
-    }
-  })();
-  return migrated;
-}
+export const migrateTestKeyspace = () => migrateKeyspace(testKeyspace);
 
 export interface TestEnv {
   prefix: string;
@@ -70,8 +27,7 @@ export async function testEnv(
 ): Promise<TestEnv> {
   const id = randomBytes(5).toString('hex');
   const prefix = `t-${id}.`;
-  await createTopics(prefix);
-  teardown(() => deleteTopics(prefix));
+  teardown(await createTopics(prefix, { votePartitions: 3, only: ['votes', 'polls'] }));
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const base = loadIngestConfig({
@@ -133,25 +89,6 @@ export async function forgedChallenge(): Promise<string> {
   return Buffer.from(JSON.stringify({ challenge, solution })).toString('base64');
 }
 
-export async function createPoll(baseUrl: string, adminToken: string, body: Record<string, unknown> = {}) {
-  const pollId = `p-${randomBytes(6).toString('hex')}`;
-  const res = await fetch(`${baseUrl}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pollId,
-      title: 'Who should win?',
-      options: [
-        { id: 'a', label: 'Alice' },
-        { id: 'b', label: 'Bob' },
-      ],
-      ...body,
-    }),
-  });
-  if (res.status !== 201) throw new Error(`create poll: ${res.status} ${await res.text()}`);
-  return (await res.json()) as { pollId: string; status: string };
-}
-
 export interface VoteOptions {
   token: string;
   optionId?: string;
@@ -176,51 +113,6 @@ export async function vote(baseUrl: string, pollId: string, o: VoteOptions) {
   });
   const text = await res.text();
   return { status: res.status, body: text === '' ? null : JSON.parse(text), headers: res.headers };
-}
-
-/**
- * Every record in a topic, decoded by `decode`: read from the beginning to the end offsets (high watermarks) the
- * topic has when this is called, so a check that "nothing else was produced" sees everything written before it.
- * Fails if the end is not reached by the deadline (never returns partial data).
- */
-export async function readTopic<T>(
-  topic: string,
-  decode: (b: Buffer) => Promise<T>,
-  deadlineMs = 60_000,
-): Promise<T[]> {
-  const kafka = createKafka({ clientId: 'ingest-test-reader', brokers: ['127.0.0.1:9092'], logger: silent });
-  const admin = kafka.admin();
-  await admin.connect();
-  const end = new Map<number, number>();
-  try {
-    for (const o of await admin.fetchTopicOffsets(topic)) {
-      if (Number(o.high) > Number(o.low)) end.set(o.partition, Number(o.high));
-    }
-  } finally {
-    await admin.disconnect();
-  }
-  const next = new Map<number, number>();
-  const records: T[] = [];
-  const consumer = kafka.consumer({ groupId: `ingest-test-${randomUUID()}`, readUncommitted: false });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ partition, message }) => {
-        if (message.value) records.push(await decode(message.value));
-        next.set(partition, Number(message.offset) + 1);
-      },
-    });
-    const deadline = Date.now() + deadlineMs;
-    while (![...end].every(([p, high]) => (next.get(p) ?? 0) >= high)) {
-      if (Date.now() > deadline) throw new Error(`${topic} not read to its end offsets within ${deadlineMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    return records;
-  } finally {
-    await consumer.disconnect();
-  }
 }
 
 /**
@@ -280,4 +172,18 @@ export function tcpProxy(target = { host: '127.0.0.1', port: 9092 }) {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Waits until `n` votes sit in ingest's produce batcher (admitted in Redis, not yet sent to Kafka). */
+export async function votesInFlight(metricsUrl: string, n: number): Promise<void> {
+  await eventually(
+    `${n} votes in flight`,
+    async () => {
+      const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+      const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
+      return m && Number(m[1]) === n ? true : undefined;
+    },
+    30_000,
+    20,
+  );
 }

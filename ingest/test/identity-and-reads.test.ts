@@ -1,19 +1,11 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPoll } from '@votestream/devstack';
 import { writeReceipts } from '@votestream/read-models';
 import { createCqlClient } from '@votestream/runtime';
 import anyTest, { type TestFn } from 'ava';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { type IngestHandle, mintToken, startIngest } from '../src/index.ts';
-import {
-  createPoll,
-  migrateTestKeyspace,
-  silent,
-  solvedChallenge,
-  type TestEnv,
-  testEnv,
-  testKeyspace,
-  vote,
-} from './helpers.ts';
+import { migrateTestKeyspace, silent, solvedChallenge, type TestEnv, testEnv, testKeyspace, vote } from './helpers.ts';
 
 const test = anyTest as TestFn<{
   env: TestEnv;

@@ -1,46 +1,25 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createPoll, eventually, readTopic, repoRoot, startPipelineService } from '@votestream/devstack';
 import { withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import test from 'ava';
 import { startIngest, voteIdOf } from '../src/index.ts';
-import {
-  ballot,
-  createPoll,
-  readTopic,
-  silent,
-  solvedChallenge,
-  type TestEnv,
-  tcpProxy,
-  testEnv,
-  vote,
-} from './helpers.ts';
+import { ballot, silent, solvedChallenge, type TestEnv, tcpProxy, testEnv, vote, votesInFlight } from './helpers.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** ingest/src/main.ts as its own process, on env's topics, Redis prefix and keys; resolves when ready. */
+/** ingest/src/main.ts as its own process (the kit's startPipelineService), on env's topics, Redis prefix and keys. */
 async function spawnIngest(env: TestEnv, extra: Record<string, string>) {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-test-'));
   writeFileSync(join(dir, 'jwt.pem'), env.config.jwtPublicKeyPem as string);
   writeFileSync(join(dir, 'altcha.key'), env.config.altchaHmacKey);
-  const freePort = () =>
-    new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-  const port = await freePort();
-  const metricsPort = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'ingest/src/main.ts'], {
+  return startPipelineService('ingest', {
+    name: `ingest-${env.prefix.slice(0, -1)}`,
     env: {
-      ...process.env,
-      INGEST_PORT: String(port),
-      INGEST_METRICS_PORT: String(metricsPort),
       TOPIC_PREFIX: env.prefix,
       REDIS_PREFIX: env.config.redisPrefix,
       CQL_KEYSPACE: env.config.cqlKeyspace,
@@ -50,33 +29,8 @@ async function spawnIngest(env: TestEnv, extra: Record<string, string>) {
       LOG_LEVEL: 'warn',
       ...extra,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    logDir: join(repoRoot, 'test-results/ingest-outage'),
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = `http://127.0.0.1:${port}`;
-  const startBy = Date.now() + 90_000;
-  while (Date.now() < startBy) {
-    const ok = await fetch(`${url}/readyz`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) break;
-    if (child.exitCode !== null) throw new Error(`ingest exited with ${child.exitCode} before it was ready`);
-    await sleep(250);
-  }
-  return { child, exited, url, metricsUrl: `http://127.0.0.1:${metricsPort}` };
-}
-
-/** Waits until `n` votes sit in ingest's produce batcher (admitted in Redis, not yet sent to Kafka). */
-async function votesInFlight(metricsUrl: string, n: number): Promise<void> {
-  const by = Date.now() + 30_000;
-  while (Date.now() < by) {
-    const text = await (await fetch(`${metricsUrl}/metrics`)).text();
-    const m = /ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text);
-    if (m && Number(m[1]) === n) return;
-    await sleep(20);
-  }
-  throw new Error(`${n} votes never were in flight`);
 }
 
 test.serial(
@@ -219,18 +173,16 @@ test.serial(
     });
     const env = await testEnv((fn) => cleanup.push(fn));
     // A long linger (the maximum, 1 s) keeps the one vote in the batcher while the test sends SIGTERM.
-    const { child, exited, url, metricsUrl } = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000' });
-    cleanup.unshift(async () => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
+    const { process: ingest, url, metricsUrl } = await spawnIngest(env, { PRODUCE_LINGER_MS: '1000' });
+    cleanup.unshift(() => ingest.kill9());
     const { pollId } = await createPoll(url, await env.admin());
     const token = await env.voter();
     const pending = vote(url, pollId, { token, altcha: await solvedChallenge(url, token, pollId) });
     await votesInFlight(metricsUrl, 1);
-    child.kill('SIGTERM');
+    const stopped = ingest.stop(60_000);
     const result = await pending;
     t.is(result.status, 202);
-    t.is(await withTimeout(exited, 60_000, 'ingest exits after SIGTERM'), 0);
+    t.is(await withTimeout(stopped, 60_000, 'ingest exits after SIGTERM'), 0);
     const serde = await createAvroSerde({ registryUrl: env.config.schemaRegistryUrl, records: ['VoteCast'] });
     const records = await readTopic<VoteCast>(`${env.prefix}votes`, serde.decoder('VoteCast'));
     t.deepEqual(
@@ -258,9 +210,7 @@ test.serial(
     // A long linger (the maximum, 1 s) holds the admitted vote in the batcher, so the kill normally lands before
     // anything reaches Kafka.
     const first = await spawnIngest(env, { ...fast, PRODUCE_LINGER_MS: '1000' });
-    cleanup.unshift(async () => {
-      if (first.child.exitCode === null) first.child.kill('SIGKILL');
-    });
+    cleanup.unshift(() => first.process.kill9());
     const { pollId } = await createPoll(first.url, await env.admin());
     const voterId = `voter-${randomUUID()}`;
     const token = await env.voter(voterId);
@@ -271,14 +221,12 @@ test.serial(
       altcha: await solvedChallenge(first.url, token, pollId),
     }).catch((err: unknown) => err);
     await votesInFlight(first.metricsUrl, 1);
-    first.child.kill('SIGKILL');
+    const killed = first.process.kill9();
     t.true((await lost) instanceof Error, 'the voter never got an answer');
-    await withTimeout(first.exited, 30_000, 'ingest exits after SIGKILL');
+    await withTimeout(killed, 30_000, 'ingest exits after SIGKILL');
 
     const second = await spawnIngest(env, fast);
-    cleanup.unshift(async () => {
-      if (second.child.exitCode === null) second.child.kill('SIGKILL');
-    });
+    cleanup.unshift(() => second.process.kill9());
     // Until the dead process's lease expires, a resend is told to come back later, never lost. A 503 gives the
     // proof-of-work solution back, so the client sends the same one again (challenges are rate-limited per voter).
     const altcha = await solvedChallenge(second.url, token, pollId);
@@ -339,10 +287,15 @@ test.serial(
     t.is(refused.status, 503, JSON.stringify(refused.body));
     t.is(refused.body.code, 'unavailable');
     t.true(Number(refused.headers.get('retry-after')) >= 1);
-    let ready = 200;
-    for (const until = Date.now() + 30_000; ready === 200 && Date.now() < until; await sleep(200)) {
-      ready = (await fetch(`${url}/readyz`)).status;
-    }
+    const ready = await eventually(
+      'readiness to fail',
+      async () => {
+        const status = (await fetch(`${url}/readyz`)).status;
+        return status === 200 ? undefined : status;
+      },
+      30_000,
+      200,
+    ).catch(() => 200);
     t.is(ready, 503, 'not ready while Redis is unreachable');
 
     proxy.restore();

@@ -4,10 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { createPoll } from '@votestream/devstack';
 import anyTest, { type TestFn } from 'ava';
 import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, startIngest } from '../src/index.ts';
-import { ballot, createPoll, forgedChallenge, silent, solvedChallenge, tcpProxy, testEnv, vote } from './helpers.ts';
+import { ballot, forgedChallenge, silent, solvedChallenge, tcpProxy, testEnv, vote, votesInFlight } from './helpers.ts';
 
 interface Answer {
   status: number;
@@ -369,7 +370,7 @@ test('every problem code: exact status, content type, code and Retry-After, thro
         const key = randomUUID();
         const altcha = await solvedChallenge(b.url, token, bPoll);
         const held = voteAnswer(b.url, bPoll, { token, idempotencyKey: key, altcha });
-        await until(async () => (await inFlight(b.ingest.metricsUrl)) === 1);
+        await votesInFlight(b.ingest.metricsUrl, 1);
         const full = await voteAnswer(b.url, bPoll, {
           ...(await ballot(b.url, bPoll, await b.env.voter())),
         });
@@ -495,16 +496,3 @@ test('every problem code: exact status, content type, code and Retry-After, thro
     [],
   );
 });
-
-async function inFlight(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(/ingest_produce_votes_in_flight\{[^}]*\} (\d+)/.exec(text)?.[1] ?? -1);
-}
-
-async function until(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { createPoll, eventually, readTopic } from '@votestream/devstack';
 import { createKafka } from '@votestream/runtime';
 import { createAvroSerde, type PollEvent, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
 import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, mintToken, startIngest } from '../src/index.ts';
-import { ballot, createPoll, readTopic, silent, type TestEnv, testEnv, type VoteOptions, vote } from './helpers.ts';
+import { ballot, silent, type TestEnv, testEnv, type VoteOptions, vote } from './helpers.ts';
 
 /**
  * Issue 17, against a running ingest on the real stack (Kafka, registry, Redis, CQL): each test is the attack
@@ -420,11 +421,11 @@ test('a slowloris client (headers or body a byte at a time) is cut with 408; con
     held.push(s);
   }
   // The server counts a connection when it accepts it: wait until it holds all four.
-  for (const by = Date.now() + 10_000; Date.now() < by; ) {
-    const n = await new Promise<number>((r) => i.ingest.server.getConnections((_e, c) => r(c)));
-    if (n >= 4) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const connections = () => new Promise<number>((r) => i.ingest.server.getConnections((_e, c) => r(c)));
+  // On a timeout the assertions below say what is wrong.
+  await eventually('4 connections held', async () => ((await connections()) >= 4 ? true : undefined), 10_000, 50).catch(
+    () => undefined,
+  );
   const fifth = await trickle(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 10, 10_000);
   t.not(fifth.closedAfterMs, null);
   t.is(fifth.received, '');

@@ -1,18 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { createPoll, readTopic } from '@votestream/devstack';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
 import { type IngestHandle, startIngest } from '../src/index.ts';
-import {
-  ballot,
-  createPoll,
-  forgedChallenge,
-  readTopic,
-  silent,
-  solvedChallenge,
-  type TestEnv,
-  testEnv,
-  vote,
-} from './helpers.ts';
+import { ballot, forgedChallenge, silent, solvedChallenge, type TestEnv, testEnv, vote } from './helpers.ts';
 
 const test = anyTest as TestFn<{
   env: TestEnv;

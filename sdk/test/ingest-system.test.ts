@@ -4,32 +4,59 @@
  * "Exactly once" is checked where it matters: the votes topic holds exactly one VoteCast for the voter.
  */
 
-import { withTimeout } from '@votestream/runtime';
-import anyTest, { type TestFn } from 'ava';
-import { createVoterClient, type VoterClientOptions } from '../src/client.ts';
-import { createMemoryStorage } from '../src/outbox.ts';
 import {
   closePoll,
   createPoll,
   createTopics,
-  type IngestProcess,
+  devToken,
   migrateKeyspace,
-  mintToken,
-  readAllVotes,
-  startIngestProcess,
+  type RunningService,
+  readTopic,
+  repoRoot,
+  stack,
+  startPipelineService,
   uniqueId,
-} from './helpers/ingest-process.ts';
+} from '@votestream/devstack';
+import { topicNames, withTimeout } from '@votestream/runtime';
+import { createAvroSerde, type VoteCast } from '@votestream/schemas';
+import anyTest, { type TestFn } from 'ava';
+import { createVoterClient, type VoterClientOptions } from '../src/client.ts';
+import { createMemoryStorage } from '../src/outbox.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 
 const test = anyTest as TestFn<{
   prefix: string;
   redisPrefix: string;
   /** A holder, not the process itself: AVA gives each test a shallow copy of the context, and one test replaces ingest. */
-  running: { ingest: IngestProcess };
+  running: { ingest: RunningService };
   proxy: TcpProxy;
   apiUrl: string;
   cleanup: Array<() => Promise<unknown>>;
 }>;
+
+const keyspace = 'sdk_test';
+const admin = () => devToken('sdk-test-admin', { admin: true });
+
+/** The real ingest (`ingest/src/main.ts`) on this file's topics, Redis prefix and keyspace; the stack's dev keys. */
+function startIngest(prefix: string, redisPrefix: string, name: string): Promise<RunningService> {
+  return startPipelineService('ingest', {
+    name,
+    env: {
+      TOPIC_PREFIX: prefix,
+      REDIS_PREFIX: redisPrefix,
+      CQL_KEYSPACE: keyspace,
+      ALTCHA_MAX_NUMBER: '2000', // a few ms of proof of work per vote in tests
+      LOG_LEVEL: 'info',
+    },
+    logDir: `${repoRoot}/test-results/sdk`,
+  });
+}
+
+/** Every VoteCast in the votes topic, read to its end offsets at call time. */
+async function readAllVotes(prefix: string): Promise<VoteCast[]> {
+  const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, records: ['VoteCast'] });
+  return readTopic(topicNames(prefix).votes, serde.decoder('VoteCast'));
+}
 
 test.before(async (t) => {
   const cleanup: Array<() => Promise<unknown>> = [];
@@ -37,9 +64,9 @@ test.before(async (t) => {
   const id = uniqueId('');
   const prefix = `t-sdk-${id}.`;
   const redisPrefix = `t-sdk-${id}:`;
-  cleanup.push(await createTopics(prefix));
-  await migrateKeyspace();
-  const ingest = await startIngestProcess({ prefix, redisPrefix, name: `ingest-${id}-1` });
+  cleanup.push(await createTopics(prefix, { votePartitions: 3, only: ['votes', 'polls'] }));
+  await migrateKeyspace(keyspace);
+  const ingest = await startIngest(prefix, redisPrefix, `ingest-${id}-1`);
   const running = { ingest };
   cleanup.unshift(() => running.ingest.process.stop());
   const proxy = await startTcpProxy(ingest.port);
@@ -67,9 +94,9 @@ test.serial(
   'a vote cast through the SDK is accepted by ingest, is in the votes topic once, and has a pending receipt',
   async (t) => {
     const { apiUrl, prefix } = t.context;
-    const { pollId } = await createPoll(apiUrl);
+    const { pollId } = await createPoll(apiUrl, await admin());
     const voterId = uniqueId('voter-');
-    const token = await mintToken(voterId);
+    const token = await devToken(voterId);
     const phases = new Set<string>();
     const client = createVoterClient({
       apiUrl,
@@ -103,11 +130,11 @@ test.serial(
 
 test.serial('ingest refusals arrive as typed outcomes and leave nothing queued', async (t) => {
   const { apiUrl } = t.context;
-  const { pollId } = await createPoll(apiUrl);
-  const later = await createPoll(apiUrl, { opensAt: new Date(Date.now() + 3_600_000).toISOString() });
-  const closed = await createPoll(apiUrl);
-  await closePoll(apiUrl, closed.pollId);
-  const token = await mintToken(uniqueId('voter-'));
+  const { pollId } = await createPoll(apiUrl, await admin());
+  const later = await createPoll(apiUrl, await admin(), { opensAt: new Date(Date.now() + 3_600_000).toISOString() });
+  const closed = await createPoll(apiUrl, await admin());
+  await closePoll(apiUrl, await admin(), closed.pollId);
+  const token = await devToken(uniqueId('voter-'));
   const client = createVoterClient({ apiUrl, getToken: () => token, retry: fast });
 
   t.like(await client.castVote(pollId, 'zzz'), { kind: 'unknown_option', status: 400 });
@@ -131,9 +158,9 @@ test.serial(
   'the network is cut after ingest took the vote: the retry with the same key gets the original answer, one vote in Kafka',
   async (t) => {
     const { apiUrl, prefix, proxy } = t.context;
-    const { pollId } = await createPoll(apiUrl);
+    const { pollId } = await createPoll(apiUrl, await admin());
     const voterId = uniqueId('voter-');
-    const token = await mintToken(voterId);
+    const token = await devToken(voterId);
     // The challenge fetch passes; the proxy starts swallowing answers when the vote's POST is about to leave, and
     // lets traffic through again as soon as it has swallowed one.
     const dropsBefore = proxy.droppedResponses;
@@ -163,9 +190,9 @@ test.serial(
   'ingest is killed in the middle of a vote; after an app restart the outbox resend yields exactly one accepted vote',
   async (t) => {
     const { apiUrl, prefix, redisPrefix, proxy } = t.context;
-    const { pollId } = await createPoll(apiUrl);
+    const { pollId } = await createPoll(apiUrl, await admin());
     const voterId = uniqueId('voter-');
-    const token = await mintToken(voterId);
+    const token = await devToken(voterId);
     const storage = createMemoryStorage(); // stands for AsyncStorage: it outlives the client objects below
 
     // The vote's POST reaches ingest, ingest writes it to Kafka and answers; the answer is lost and ingest is killed
@@ -192,7 +219,7 @@ test.serial(
     t.like(queued, { pollId, optionId: 'b', sent: true });
 
     // Ingest comes back (a new process, same topics and Redis); the app restarts (a new client, same storage).
-    const ingest = await startIngestProcess({ prefix, redisPrefix, name: `ingest-${prefix.slice(6, 16)}-2` });
+    const ingest = await startIngest(prefix, redisPrefix, `ingest-${prefix.slice(6, 16)}-2`);
     t.context.running.ingest = ingest;
     proxy.retarget(ingest.port);
     proxy.mode = 'pass';

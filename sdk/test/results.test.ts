@@ -2,23 +2,20 @@
  * subscribeResults against the real Mosquitto of the local stack, over MQTT/WebSockets (port 9001), with
  * projections' credentials publishing the totals (the ACL lets only that user publish).
  */
-import { readFileSync } from 'node:fs';
+import { eventually, mqttPublisherPassword, stack, uniqueId } from '@votestream/devstack';
 import test from 'ava';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createVoterClient } from '../src/client.ts';
 import type { ResultsStatus, TotalsUpdate } from '../src/results.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
-const mqttTcpUrl = process.env.MQTT_URL ?? 'mqtt://127.0.0.1:1883';
 const mqttWsPort = Number(process.env.MQTT_WS_PORT ?? 9001);
-const stackDir = process.env.VOTESTREAM_STACK_DIR ?? new URL('../../.stack', import.meta.url).pathname;
-const uid = (p: string) => `${p}${Math.random().toString(36).slice(2, 10)}`;
 
 async function publisher(t: { teardown(fn: () => Promise<void>): void }, topics: string[]): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(mqttTcpUrl, {
-    clientId: uid('sdk-test-pub-'),
+  const client = await mqtt.connectAsync(stack.mqttUrl, {
+    clientId: uniqueId('sdk-test-pub-'),
     username: 'projections',
-    password: readFileSync(`${stackDir}/secrets/mqtt-projections.password`, 'utf8').trim(),
+    password: mqttPublisherPassword(),
     reconnectPeriod: 0,
   });
   t.teardown(async () => {
@@ -31,16 +28,11 @@ async function publisher(t: { teardown(fn: () => Promise<void>): void }, topics:
 const totals = (pollId: string, version: number, a: number, b: number, final = false) =>
   JSON.stringify({ pollId, version, totals: { a, b }, total: a + b, asOf: 1_700_000_000_000 + version, final });
 
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, check: () => boolean, timeoutMs = 30_000) =>
+  eventually(what, async () => (check() ? true : undefined), timeoutMs, 50);
 
 test('a late subscriber gets the retained totals at once, then live ones; stale and malformed messages are dropped', async (t) => {
-  const pollId = uid('sdk-poll-');
+  const pollId = uniqueId('sdk-poll-');
   const topic = `votestream/polls/${pollId}/totals`;
   const pub = await publisher(t, [topic]);
   await pub.publishAsync(topic, totals(pollId, 5, 3, 2), { qos: 1, retain: true });
@@ -72,7 +64,7 @@ test('a late subscriber gets the retained totals at once, then live ones; stale 
 });
 
 test('two subscriptions share one connection; a second subscriber to the same poll gets the latest totals at once', async (t) => {
-  const pollId = uid('sdk-poll-');
+  const pollId = uniqueId('sdk-poll-');
   const topic = `votestream/polls/${pollId}/totals`;
   const pub = await publisher(t, [topic]);
   await pub.publishAsync(topic, totals(pollId, 1, 1, 0), { qos: 1, retain: true });
@@ -97,7 +89,7 @@ test('two subscriptions share one connection; a second subscriber to the same po
 });
 
 test('after the connection is cut the subscription reconnects by itself and catches up on totals published meanwhile', async (t) => {
-  const pollId = uid('sdk-poll-');
+  const pollId = uniqueId('sdk-poll-');
   const topic = `votestream/polls/${pollId}/totals`;
   const pub = await publisher(t, [topic]);
   const proxy = await startTcpProxy(mqttWsPort);

@@ -5,9 +5,9 @@
 // output against the Kubernetes API schemas and checkov; this file checks what those cannot know.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { repoRoot } from '@votestream/devstack';
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
-import { repoRoot } from '../support/stack.ts';
 
 const run = promisify(execFile);
 

@@ -1,6 +1,6 @@
+import { stack, uniqueId } from '@votestream/devstack';
 import test from 'ava';
 import cassandra from 'cassandra-driver';
-import { stack, uniqueId } from '../support/stack.ts';
 
 test('the CQL database creates a keyspace and a table, and reads back what was written', async (t) => {
   const client = new cassandra.Client({

@@ -1,6 +1,6 @@
+import { eventually, stack, uniqueId } from '@votestream/devstack';
 import test from 'ava';
 import { Kafka, logLevel } from 'kafkajs';
-import { eventually, stack, uniqueId } from '../support/stack.ts';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const kafka = new Kafka({ clientId: 'stack-test', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });

@@ -1,7 +1,7 @@
+import { mqttPublisherPassword, stack, uniqueId } from '@votestream/devstack';
 import { withTimeout } from '@votestream/runtime';
 import test from 'ava';
 import mqtt from 'mqtt';
-import { mqttPublisherPassword, stack, uniqueId } from '../support/stack.ts';
 
 async function firstMessage(url: string, topic: string): Promise<{ payload: string; retain: boolean }> {
   const client = await mqtt.connectAsync(url, {

@@ -2,6 +2,8 @@
 // 3-master Redis Cluster over TLS, the shape of ElastiCache cluster mode. The cluster test runs the code that
 // must keep its keys in one slot: ingest's admission script and rate limiter, and the read models' CAS writes
 // and start-up scan, for polls spread over every master.
+
+import { eventually } from '@votestream/devstack';
 import { casResultsBatch, type Results, resultsKey, scanLatest } from '@votestream/read-models';
 import { ConfigError, createRedis, loadCommonConfig, type RedisClient } from '@votestream/runtime';
 import test from 'ava';
@@ -13,11 +15,7 @@ import { startPrivateRedis } from '../support/private-redis.ts';
 const clientOptions = { maxRetriesPerRequest: 1, connectTimeout: 3000, commandTimeout: 5000 } as const;
 
 async function ready(redis: RedisClient): Promise<void> {
-  const until = Date.now() + 20_000;
-  while (redis.status !== 'ready') {
-    if (Date.now() > until) throw new Error(`redis client not ready: ${redis.status}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await eventually('the redis client ready', async () => (redis.status === 'ready' ? true : undefined), 20_000, 50);
 }
 
 test('single node: rediss:// with REDIS_TLS_CA_FILE and REDIS_PASSWORD_FILE talks TLS; the certificate is verified', async (t) => {
@@ -47,8 +45,9 @@ test('single node: rediss:// with REDIS_TLS_CA_FILE and REDIS_PASSWORD_FILE talk
   const errors: string[] = [];
   untrusted.on('error', (err: Error) => errors.push(err.message));
   t.teardown(() => untrusted.disconnect());
-  const until = Date.now() + 10_000;
-  while (errors.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  await eventually('a connection error', async () => (errors.length > 0 ? true : undefined), 10_000, 50).catch(
+    () => undefined,
+  );
   t.true(
     errors.some((m) => /self-signed|unable to verify|certificate/i.test(m)),
     `errors: ${errors.join(' | ')}`,

@@ -1,6 +1,6 @@
+import { stack, uniqueId } from '@votestream/devstack';
 import test from 'ava';
 import { Redis } from 'ioredis';
-import { stack, uniqueId } from '../support/stack.ts';
 
 test('redis stores a value, refuses a second SET NX on the same key, and expires it', async (t) => {
   const redis = new Redis(stack.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });

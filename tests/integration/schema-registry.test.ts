@@ -1,6 +1,6 @@
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { stack, uniqueId } from '@votestream/devstack';
 import test from 'ava';
-import { stack, uniqueId } from '../support/stack.ts';
 
 const v1 = {
   type: 'record',

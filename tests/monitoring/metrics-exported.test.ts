@@ -2,11 +2,21 @@
 // stream processors and projections run as processes on the real local stack, and every metric name a rule or a
 // panel selects must appear in one of their /metrics expositions. A renamed metric fails here, not on show night.
 import { join } from 'node:path';
-import { freePort, type RunningVotestream, startVotestream, type VotestreamPorts } from '@votestream/devstack';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
+import {
+  eventually,
+  freePort,
+  isolatedEnv,
+  migrateKeyspace,
+  type RunningVotestream,
+  repoRoot,
+  stack,
+  startVotestream,
+  uniqueId,
+  type VotestreamPorts,
+} from '@votestream/devstack';
+import { createCqlClient } from '@votestream/runtime';
 import test from 'ava';
 import { exposedNames, metricNames, readMonitoring } from '../support/monitoring.ts';
-import { eventually, repoRoot, stack, uniqueId } from '../support/stack.ts';
 
 const monitoringDir = join(repoRoot, 'deploy/monitoring');
 
@@ -59,7 +69,7 @@ test('every metric a rule or dashboard names is exported by the running ingest, 
     await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
     await cql.shutdown();
   });
-  await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+  await migrateKeyspace(keyspace);
 
   const ports = {
     ingest: await freePort(),
@@ -73,10 +83,7 @@ test('every metric a rule or dashboard names is exported by the running ingest, 
     ports,
     logDir: join(repoRoot, 'test-results/monitoring-logs'),
     env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: `${id}-stream`,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
+      ...isolatedEnv(id),
       INGEST_METRICS_PORT: String(ports.ingestMetrics),
       PROJECTIONS_METRICS_PORT: String(ports.projectionsMetrics),
     },

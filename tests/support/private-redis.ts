@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { eventually } from '@votestream/devstack';
 import { withTimeout } from '@votestream/runtime';
 
 const run = promisify(execFile);
@@ -84,17 +85,11 @@ async function freePort(taken: Set<number>): Promise<number> {
 }
 
 async function waitForPing(args: string[], deadlineMs = 15_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      const { stdout } = await run('redis-cli', [...args, 'ping']);
-      if (stdout.trim() === 'PONG') return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > until) throw new Error(`redis-server did not answer ${args.join(' ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await eventually(
+    `redis-server to answer ${args.join(' ')}`,
+    async () => ((await run('redis-cli', [...args, 'ping'])).stdout.trim() === 'PONG' ? true : undefined),
+    deadlineMs,
+  );
 }
 
 export interface PrivateRedis {
@@ -196,13 +191,15 @@ export async function startPrivateRedis(opts: { cluster: boolean; nodes?: number
         '0',
         '--cluster-yes',
       ]);
-      const until = Date.now() + 20_000;
-      for (;;) {
-        const { stdout } = await run('redis-cli', [...cli(first), 'cluster', 'info']);
-        if (stdout.includes('cluster_state:ok')) break;
-        if (Date.now() > until) throw new Error(`cluster did not become ok: ${stdout}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await eventually(
+        'cluster_state:ok',
+        async () =>
+          (await run('redis-cli', [...cli(first), 'cluster', 'info'])).stdout.includes('cluster_state:ok')
+            ? true
+            : undefined,
+        20_000,
+        200,
+      );
     }
   } catch (err) {
     await stop();

@@ -6,8 +6,8 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { stackDir } from '@votestream/devstack';
 import { stageRuntime } from '../../scripts/stage-runtime.ts';
-import { stackDir } from './stack.ts';
 
 const run = promisify(execFile);
 

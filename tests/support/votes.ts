@@ -1,31 +1,19 @@
-// A voter's and an operator's view of a running votestream (any deploy form: sources, build, compose env):
-// create a poll, cast a vote over plain HTTP with a solved proof of work, wait for the tally in the results
-// API and on the retained MQTT totals topic. Real services only.
+// A voter's view of a running votestream (any deploy form: sources, build, compose env): cast a vote over plain
+// HTTP with a solved proof of work, wait for the tally in the results API and on the retained MQTT totals topic.
+// Real services only. Polls are created with the kit's createPoll (@votestream/devstack).
 import { randomUUID } from 'node:crypto';
+import { eventually, isolatedEnv, uniqueId } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import mqtt from 'mqtt';
-import { eventually, uniqueId } from './stack.ts';
 
 /** Settings that keep one test's system apart from every other run on the shared stack (plus a cheap proof of work). */
 export function isolatedSystemEnv(id: string): Record<string, string> {
   return {
-    REDIS_PREFIX: `${id}:`,
-    STREAM_APPLICATION_ID: `${id}-stream`,
-    PROJECTIONS_GROUP_ID: `${id}-projections`,
+    ...isolatedEnv(id),
     ALTCHA_MAX_NUMBER: '1000',
     STREAM_GRACE_MS: '1000',
   };
-}
-
-export async function createPoll(apiUrl: string, privateKeyPem: string, pollId: string, options: string[]) {
-  const admin = await mintToken({ privateKeyPem, sub: `${pollId}-admin`, admin: true });
-  const res = await fetch(`${apiUrl}/v1/polls`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ pollId, title: `Poll ${pollId}`, options: options.map((o) => ({ id: o, label: o })) }),
-  });
-  return { status: res.status, body: await res.text() };
 }
 
 /** One vote as a client sends it: challenge, proof of work, POST with an Idempotency-Key. */

@@ -10,12 +10,20 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
-import { freePort, httpOk, startService } from '@votestream/devstack';
+import {
+  createPoll,
+  createTopics,
+  devPrivateKeyPem,
+  devToken,
+  repoRoot,
+  stack,
+  startPipelineService,
+  uniqueId,
+} from '@votestream/devstack';
 import { mintToken, problemCodes } from '@votestream/ingest';
-import { createKafka, createLogger, ensureTopics, pipelineTopicSpecs, topicNames } from '@votestream/runtime';
+import { createKafka, createLogger, topicNames } from '@votestream/runtime';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import test from 'ava';
-import { createPollVia, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const REQUESTS = 5000;
 const SEED = 0x5eed_0012;
@@ -110,26 +118,21 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
   const id = uniqueId('bad');
   const prefix = `${id}.`;
   const topics = topicNames(prefix);
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+  const privateKeyPem = devPrivateKeyPem();
   const logger = createLogger('bad-input-test', 'warn');
   const kafka = createKafka({ clientId: 'bad-input-test', brokers: stack.kafkaBrokers, logger });
   const admin = kafka.admin();
   await admin.connect();
-  t.teardown(async () => {
-    await admin.deleteTopics({ topics: pipelineTopicSpecs(prefix).map((s) => s.topic) }).catch(() => undefined);
-    await admin.disconnect();
-  });
-  await ensureTopics(admin, pipelineTopicSpecs(prefix));
+  t.teardown(() => admin.disconnect());
+  t.teardown(await createTopics(prefix));
 
-  const port = await freePort();
-  const api = `http://127.0.0.1:${port}`;
-  const ingest = await startService({
-    name: 'ingest',
-    entry: join(repoRoot, 'ingest/src/main.ts'),
+  const {
+    process: ingest,
+    port,
+    url: api,
+  } = await startPipelineService('ingest', {
     env: {
       TOPIC_PREFIX: prefix,
-      INGEST_PORT: String(port),
-      INGEST_METRICS_PORT: String(await freePort()),
       REDIS_PREFIX: `${id}:`,
       ALTCHA_MAX_NUMBER: '200',
       RATE_NETWORK_POINTS: '1000000',
@@ -137,16 +140,14 @@ test('generated bad input: never a 5xx but 503, always problem+json with a known
       CHALLENGE_NETWORK_BASELINE: '1000000',
       LOG_LEVEL: 'warn',
     },
-    logFile: join(repoRoot, 'test-results/bad-input-logs/ingest.log'),
-    ready: httpOk(`${api}/readyz`),
-    readyTimeoutMs: 120_000,
+    logDir: join(repoRoot, 'test-results/bad-input-logs'),
   });
   t.teardown(() => ingest.stop());
   const rssMb = () =>
     Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${ingest.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
   const pollId = `p-${id}`;
-  await createPollVia(api, privateKeyPem, pollId, ['a', 'b']);
+  await createPoll(api, await devToken(`${pollId}-admin`, { admin: true }), { pollId, options: ['a', 'b'] });
 
   const { privateKey: otherKey } = generateKeyPairSync('ed25519');
   const forgedPem = otherKey.export({ type: 'pkcs8', format: 'pem' }).toString();

@@ -5,17 +5,29 @@
 // native stack on 127.0.0.1 (same ports, asserted); the only values changed are the ones that keep concurrent
 // runs apart (topic prefix, keyspace, Redis prefix, group ids, ports), and each of those must be in the compose
 // file already. The image has no local-stack defaults, so a setting the compose file forgets fails the start.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, httpOk, type ServiceProcess, startService } from '@votestream/devstack';
+import {
+  createPoll,
+  devPrivateKeyPem,
+  devToken,
+  freePort,
+  httpOk,
+  repoRoot,
+  runServiceOnce,
+  type ServiceProcess,
+  stack,
+  stackDir,
+  startService,
+  uniqueId,
+} from '@votestream/devstack';
 import { createCqlClient } from '@votestream/runtime';
 import test from 'ava';
 import { parse } from 'yaml';
 import { stagedRuntime } from '../support/runtime.ts';
-import { repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
-import { castVote, createPoll, mqttTotalsWithTotal, resultsWithTotal } from '../support/votes.ts';
+import { castVote, mqttTotalsWithTotal, resultsWithTotal } from '../support/votes.ts';
 
 const run = promisify(execFile);
 
@@ -204,16 +216,14 @@ test('each votestream service of the compose file starts with exactly its compos
   // init: the one-shot command, as compose runs it (through the image's sh).
   const init = await nativeEnv('init', id, volumeDirs);
   const initCommand = compose.services.init!.command!;
-  const initExit = await new Promise<number | null>((resolve) => {
-    const child = spawn(initCommand[0]!, initCommand.slice(1), {
-      cwd: app,
-      env: { ...baseEnv(app), ...init.env },
-      stdio: ['ignore', 'ignore', 'inherit'],
-      ...asImageUser(),
-    });
-    child.once('exit', resolve);
+  const initExit = await runServiceOnce({
+    name: 'init',
+    command: initCommand,
+    env: init.env,
+    built: { cwd: app, baseEnv: baseEnv(app), ...asImageUser() },
+    logFile: join(logDir, 'init.log'),
   });
-  t.is(initExit, 0, 'init completed');
+  t.is(initExit, 0, `init completed (log: ${join(logDir, 'init.log')})`);
   const tables = await cql.execute('SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?', [`ks_${id}`]);
   t.true(tables.rowLength >= 3, 'init applied the CQL migrations');
 
@@ -229,9 +239,12 @@ test('each votestream service of the compose file starts with exactly its compos
     await run(process.execPath, ['dist/healthcheck.js'], { cwd: app, env: { ...baseEnv(app), ...envs[name]!.env } });
   }
   const apiUrl = `http://127.0.0.1:${envs.ingest!.env.INGEST_PORT}`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
-  const created = await createPoll(apiUrl, privateKeyPem, pollId, ['red', 'blue']);
-  t.is(created.status, 201, created.body);
+  const privateKeyPem = devPrivateKeyPem();
+  await createPoll(apiUrl, await devToken(`${pollId}-admin`, { admin: true }), {
+    pollId,
+    title: `Poll ${pollId}`,
+    options: ['red', 'blue'],
+  });
   for (const [i, option] of ['red', 'blue', 'red'].entries()) {
     const vote = await castVote(apiUrl, privateKeyPem, pollId, `${id}-voter-${i}`, option);
     t.is(vote.status, 202, JSON.stringify(vote.body));

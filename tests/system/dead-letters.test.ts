@@ -4,21 +4,34 @@
 // `dead-letters` once per consumer that met it, with its source topic/partition/offset, reason and consumer in
 // headers; the valid votes around them are counted exactly once (results API, CQL, receipts); nothing restarts.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, type RunningVotestream, startVotestream } from '@votestream/devstack';
+import {
+  createPoll,
+  devToken,
+  eventually,
+  freePort,
+  groupCommitted,
+  isolatedEnv,
+  makeVote,
+  migrateKeyspace,
+  type RunningVotestream,
+  repoRoot,
+  stack,
+  startVotestream,
+  uniqueId,
+} from '@votestream/devstack';
 import { readReceipts } from '@votestream/read-models';
 import {
-  applyCqlMigrations,
   createCqlClient,
   createKafka,
   createLogger,
   deadLetterHeaders,
+  readTopicToEnd,
   topicNames,
 } from '@votestream/runtime';
-import { createAvroSerde, type VoteCast } from '@votestream/schemas';
+import { createAvroSerde } from '@votestream/schemas';
 import test from 'ava';
-import { createPollVia, eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
+import type { KafkaMessage } from 'kafkajs';
 
 const VALID_VOTES = 12;
 
@@ -30,23 +43,19 @@ test('poison records in every consumed topic are dead-lettered with their source
   const keyspace = `ks_${id}`;
   const pollId = `poll-${id}`;
   const app = `${id}-stream`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
   const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
   t.teardown(async () => {
     await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
     await cql.shutdown();
   });
-  await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+  await migrateKeyspace(keyspace);
   const streamMetricsPort = await freePort();
   const system: RunningVotestream = await startVotestream({
     prefix,
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: streamMetricsPort },
     logDir: join(repoRoot, 'test-results/dead-letters-logs'),
     env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: app,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
+      ...isolatedEnv(id),
       STREAM_GRACE_MS: '1000',
     },
   });
@@ -58,7 +67,7 @@ test('poison records in every consumed topic are dead-lettered with their source
     });
   }
   const api = system.apiUrl;
-  await createPollVia(api, privateKeyPem, pollId, ['north', 'south']);
+  await createPoll(api, await devToken(`${pollId}-admin`, { admin: true }), { pollId, options: ['north', 'south'] });
 
   const logger = createLogger('dead-letters-test', 'warn');
   const kafka = createKafka({ clientId: 'dead-letters-test', brokers: stack.kafkaBrokers, logger });
@@ -79,24 +88,7 @@ test('poison records in every consumed topic are dead-lettered with their source
   const expectedVotes = new Map<string, { voteId: string; optionId: string }>();
   const vote = async (i: number) => {
     const voterId = `${id}-voter-${i}`;
-    const v: VoteCast = {
-      voteId: randomUUID(),
-      pollId,
-      optionId: i % 3 === 0 ? 'south' : 'north',
-      voterId,
-      idempotencyKey: randomUUID(),
-      castAt: null,
-      receivedAt: Date.now(),
-      evidence: {
-        challenge: 'NOT_REQUIRED',
-        challengeId: null,
-        tokenId: null,
-        networkPrefix: '127.0.0.0/24',
-        userAgent: null,
-        deviceId: null,
-        attestation: null,
-      },
-    };
+    const v = makeVote(pollId, voterId, i % 3 === 0 ? 'south' : 'north');
     await put(topics.votes, `${pollId}/${voterId}`, encodeVote(v));
     expectedVotes.set(voterId, { voteId: v.voteId, optionId: v.optionId });
   };
@@ -129,19 +121,23 @@ test('poison records in every consumed topic are dead-lettered with their source
 
   // Dead letters: one per (poison record, consumer that met it), read until that many arrived.
   const wanted = poison.reduce((n, p) => n + p.consumers.length, 0);
-  const letters: { key: string; value: Buffer | null; headers: Record<string, string> }[] = [];
+  type Letter = { key: string; value: Buffer | null; headers: Record<string, string> };
+  const toLetter = (message: KafkaMessage): Letter => {
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+    return { key: String(message.key), value: message.value, headers };
+  };
+  const arrived: Letter[] = [];
   const consumer = kafka.consumer({ groupId: `${id}-dlq-reader`, readUncommitted: false });
   await consumer.connect();
   await consumer.subscribe({ topic: topics.deadLetters, fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ message }) => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-      letters.push({ key: String(message.key), value: message.value, headers });
+      arrived.push(toLetter(message));
     },
   });
   t.teardown(() => consumer.disconnect());
-  await eventually(`${wanted} dead letters`, async () => (letters.length >= wanted ? true : undefined), 120_000);
+  await eventually(`${wanted} dead letters`, async () => (arrived.length >= wanted ? true : undefined), 120_000);
 
   const results = await eventually(
     `results with ${total} votes`,
@@ -178,7 +174,22 @@ test('poison records in every consumed topic are dead-lettered with their source
   t.is(cqlTotal, total);
 
   // Every dead letter: the source, the reason and who gave up on it, exactly once each; bytes unchanged.
-  await new Promise((r) => setTimeout(r, 2000)); // any extra (duplicate) letter would arrive by now
+  // Every consumer has committed past the poison it met, so any letter it wrote for one (a duplicate too) is in
+  // dead-letters now; read it to its end.
+  const passed = new Map<string, { group: string; topic: string; offset: bigint }>();
+  for (const p of poison)
+    for (const group of p.consumers) {
+      const past = BigInt(p.offset) + 1n;
+      const key = `${group} ${p.topic}`;
+      if ((passed.get(key)?.offset ?? -1n) < past) passed.set(key, { group, topic: p.topic, offset: past });
+    }
+  for (const { group, topic, offset } of passed.values())
+    await groupCommitted(group, topic, { upTo: new Map([[0, offset]]) });
+  const letters: Letter[] = [];
+  await readTopicToEnd(kafka, topics.deadLetters, (_partition, message) => void letters.push(toLetter(message)), {
+    timeoutMs: 60_000,
+    groupIdPrefix: `${id}-dlq-final`,
+  });
   const h = deadLetterHeaders;
   const seen = letters.map(
     (l) =>

@@ -4,12 +4,25 @@
 // the MQTT topic equal the expected counts exactly; every accepted voter's receipt says counted (and a second
 // vote that got past ingest says rejected as duplicate); nothing that was refused with a 4xx was counted.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, type RunningVotestream, runAudit, runRecount, startVotestream } from '@votestream/devstack';
+import {
+  devPrivateKeyPem,
+  eventually,
+  freePort,
+  isolatedEnv,
+  migrateKeyspace,
+  type RunningVotestream,
+  repoRoot,
+  runAudit,
+  runRecount,
+  stack,
+  stackDir,
+  startVotestream,
+  uniqueId,
+} from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
 import { createReadModels } from '@votestream/read-models';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
+import { createCqlClient } from '@votestream/runtime';
 import {
   type AltchaChallenge,
   createVoterClient,
@@ -21,7 +34,6 @@ import type { RecountReport } from '@votestream/stream';
 import test from 'ava';
 import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
-import { eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const VOTERS = Number(process.env.E2E_VOTERS ?? 2000);
 const CONCURRENCY = 24;
@@ -40,7 +52,7 @@ test('votes cast through the SDK are counted exactly once in the results API, th
   const keyspace = `ks_${id}`;
   const redisPrefix = `${id}:`;
   const pollId = `poll-${id}`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+  const privateKeyPem = devPrivateKeyPem();
 
   const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
   const redis = new Redis(stack.redisUrl);
@@ -49,17 +61,14 @@ test('votes cast through the SDK are counted exactly once in the results API, th
     await cql.shutdown();
     redis.disconnect();
   });
-  await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+  await migrateKeyspace(keyspace);
 
   const system: RunningVotestream = await startVotestream({
     prefix,
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, 'test-results/e2e-logs'),
     env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: redisPrefix,
-      STREAM_APPLICATION_ID: `${id}-stream`,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
+      ...isolatedEnv(id),
       ALTCHA_MAX_NUMBER: '1000',
       RATE_NETWORK_POINTS: '100000',
       STREAM_GRACE_MS: '1000',

@@ -7,13 +7,22 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, startVotestream } from '@votestream/devstack';
+import {
+  createPoll,
+  devPrivateKeyPem,
+  devToken,
+  freePort,
+  repoRoot,
+  runServiceOnce,
+  stack,
+  startVotestream,
+  uniqueId,
+} from '@votestream/devstack';
 import { createCqlClient } from '@votestream/runtime';
 import test from 'ava';
 import { runtimeEntries } from '../../scripts/stage-runtime.ts';
 import { asUser, secretsDirFor, stagedRuntime } from '../support/runtime.ts';
-import { repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
-import { castVote, createPoll, isolatedSystemEnv, mqttTotalsWithTotal, resultsWithTotal } from '../support/votes.ts';
+import { castVote, isolatedSystemEnv, mqttTotalsWithTotal, resultsWithTotal } from '../support/votes.ts';
 
 const run = promisify(execFile);
 
@@ -22,7 +31,7 @@ test('the build runs init, ingest, stream and projections with plain node from a
   const id = uniqueId('fb');
   const keyspace = `ks_${id}`;
   const pollId = `poll-${id}`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+  const privateKeyPem = devPrivateKeyPem();
 
   const app = await stagedRuntime();
   t.teardown(() => {
@@ -51,12 +60,19 @@ try { require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'x'
   });
 
   // The init Job's three steps, from the build.
-  for (const [entry, args] of [
-    [runtimeEntries.topics, []],
-    [runtimeEntries.schemasRegister, ['--frozen']],
-    [runtimeEntries.migrate, []],
+  for (const [step, entry, args] of [
+    ['topics', runtimeEntries.topics, []],
+    ['schemas', runtimeEntries.schemasRegister, ['--frozen']],
+    ['migrate', runtimeEntries.migrate, []],
   ] as const) {
-    await run(process.execPath, ['--enable-source-maps', entry, ...args], { cwd: app, env, ...asUser });
+    const exit = await runServiceOnce({
+      name: `init-${step}`,
+      nodeArgs: ['--enable-source-maps', entry, ...args],
+      env: {},
+      built: { cwd: app, baseEnv: env, ...asUser },
+      logFile: join(repoRoot, `test-results/from-build-${id}/init-${step}.log`),
+    });
+    t.is(exit, 0, `init step ${step} (log: test-results/from-build-${id}/init-${step}.log)`);
   }
   const tables = await cql.execute('SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?', [keyspace]);
   t.true(tables.rowLength >= 3, `migrations created the tables of ${keyspace}`);
@@ -75,8 +91,11 @@ try { require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'x'
     if (asUser.uid !== undefined) t.regex(readFileSync(`/proc/${p.pid}/status`, 'utf8'), /^Uid:\s+65534\s/m);
   }
 
-  const created = await createPoll(system.apiUrl, privateKeyPem, pollId, ['yes', 'no']);
-  t.is(created.status, 201, created.body);
+  await createPoll(system.apiUrl, await devToken(`${pollId}-admin`, { admin: true }), {
+    pollId,
+    title: `Poll ${pollId}`,
+    options: ['yes', 'no'],
+  });
   const voters = 12;
   for (let i = 0; i < voters; i++) {
     const vote = await castVote(system.apiUrl, privateKeyPem, pollId, `${id}-voter-${i}`, i % 3 === 0 ? 'no' : 'yes');

@@ -2,19 +2,30 @@
 // scratch project installs the tarball, type-checks against it and votes with it from Node; the browser example
 // (sdk/examples/browser, no bundler) loads the installed package in real Chromium, solves the proof of work,
 // votes, shows the ballot receipt and follows the live totals over MQTT/WebSockets. Real services throughout.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, startVotestream } from '@votestream/devstack';
+import {
+  createPoll,
+  devPrivateKeyPem,
+  devToken,
+  dropKeyspace,
+  freePort,
+  httpOk,
+  migrateKeyspace,
+  repoRoot,
+  stack,
+  startService,
+  startVotestream,
+  uniqueId,
+} from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
 import test from 'ava';
 import { chromium } from 'playwright-core';
-import { eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
-import { createPoll, isolatedSystemEnv, resultsWithTotal } from '../support/votes.ts';
+import { isolatedSystemEnv, resultsWithTotal } from '../support/votes.ts';
 
 const run = promisify(execFile);
 
@@ -39,7 +50,7 @@ test('the packed SDK installs in a scratch project, type-checks, votes from Node
   const id = uniqueId('sdk');
   const keyspace = `ks_${id}`;
   const pollId = `poll-${id}`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+  const privateKeyPem = devPrivateKeyPem();
   const work = await mkdtemp(join(tmpdir(), 'vs-sdk-'));
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
@@ -93,21 +104,20 @@ test('the packed SDK installs in a scratch project, type-checks, votes from Node
   await run(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: app });
 
   // 3. The system, and a vote through the installed package from Node.
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  t.teardown(async () => {
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
-    await cql.shutdown();
-  });
-  await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+  t.teardown(() => dropKeyspace(keyspace));
+  await migrateKeyspace(keyspace);
   const system = await startVotestream({
     prefix: `${id}.`,
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, `test-results/sdk-package-${id}`),
-    env: { CQL_KEYSPACE: keyspace, ...isolatedSystemEnv(id) },
+    env: isolatedSystemEnv(id),
   });
   t.teardown(() => system.stop());
-  const created = await createPoll(system.apiUrl, privateKeyPem, pollId, ['a', 'b']);
-  t.is(created.status, 201, created.body);
+  await createPoll(system.apiUrl, await devToken(`${pollId}-admin`, { admin: true }), {
+    pollId,
+    title: `Poll ${pollId}`,
+    options: ['a', 'b'],
+  });
   writeFileSync(join(app, 'vote.mjs'), consumerMjs);
   const nodeToken = await mintToken({ privateKeyPem, sub: `${id}-node-voter` });
   const { stdout } = await run(process.execPath, ['vote.mjs', system.apiUrl, nodeToken, pollId, 'a'], { cwd: app });
@@ -117,16 +127,16 @@ test('the packed SDK installs in a scratch project, type-checks, votes from Node
   // 4. The browser example, served with the installed packages, the vote API on the same origin.
   cpSync(join(repoRoot, 'sdk/examples/browser'), app, { recursive: true });
   const pagePort = await freePort();
-  const server: ChildProcess = spawn(process.execPath, ['server.mjs'], {
-    cwd: app,
-    env: { ...process.env, PORT: String(pagePort), API_URL: system.apiUrl, ROOT: app },
-    stdio: 'ignore',
-  });
-  t.teardown(() => {
-    server.kill();
-  });
   const pageUrl = `http://127.0.0.1:${pagePort}`;
-  await eventually('the example server', async () => ((await fetch(pageUrl)).ok ? true : undefined));
+  const server = await startService({
+    name: 'example-server',
+    command: [process.execPath, 'server.mjs'],
+    built: { cwd: app },
+    env: { PORT: String(pagePort), API_URL: system.apiUrl, ROOT: app },
+    logFile: join(repoRoot, `test-results/sdk-package-${id}/example-server.log`),
+    ready: httpOk(pageUrl),
+  });
+  t.teardown(() => server.stop());
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],

@@ -3,23 +3,31 @@
 // with the same Idempotency-Key and a new vote with a new key for another option. Every 202 a voter gets names
 // the vote that is counted for them (receipts, votes/me, results), and each voter is counted exactly once.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  createPoll,
+  devPrivateKeyPem,
+  devToken,
+  eventually,
   freePort,
-  httpOk,
+  groupCommitted,
+  isolatedEnv,
+  migrateKeyspace,
   type RunningVotestream,
+  repoRoot,
   type ServiceProcess,
-  startService,
+  stack,
+  startPipelineService,
   startVotestream,
+  uniqueId,
 } from '@votestream/devstack';
 import { mintToken, voteIdOf } from '@votestream/ingest';
 import { readReceipts } from '@votestream/read-models';
-import { applyCqlMigrations, createCqlClient } from '@votestream/runtime';
+import { createCqlClient, topicNames } from '@votestream/runtime';
 import { type AltchaChallenge, encodeAltchaPayload, solveAltcha } from '@votestream/sdk';
 import test from 'ava';
-import { createPollVia, eventually, repoRoot, stack, stackDir, uniqueId } from '../support/stack.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,23 +36,20 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
   const id = uniqueId('t202');
   const keyspace = `ks_${id}`;
   const pollId = `poll-${id}`;
-  const privateKeyPem = readFileSync(join(stackDir, 'secrets/dev-jwt-private.pem'), 'utf8');
+  const privateKeyPem = devPrivateKeyPem();
   const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
   t.teardown(async () => {
     await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
     await cql.shutdown();
   });
-  await applyCqlMigrations({ client: cql, keyspace, dir: join(repoRoot, 'migrations/cql') });
+  await migrateKeyspace(keyspace);
 
   const system: RunningVotestream = await startVotestream({
     prefix: `${id}.`,
     ports: { ingest: await freePort(), projections: await freePort(), streamMetrics: await freePort() },
     logDir: join(repoRoot, 'test-results/truthful-202-logs'),
     env: {
-      CQL_KEYSPACE: keyspace,
-      REDIS_PREFIX: `${id}:`,
-      STREAM_APPLICATION_ID: `${id}-stream`,
-      PROJECTIONS_GROUP_ID: `${id}-projections`,
+      ...isolatedEnv(id),
       ALTCHA_MAX_NUMBER: '1000',
       STREAM_GRACE_MS: '1000',
       // A short lease (the shortest these Kafka settings allow: 2 x (3 s connect + 2 s request) + 1 s + 2 s).
@@ -63,19 +68,20 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
   // ingest with fault injection (ingest/test/fault-entry.ts) in place of ingest/src/main.ts, same settings.
   const markers = mkdtempSync(join(tmpdir(), 'faults-'));
   const startFaultyIngest = async () => {
-    ingest = await startService({
+    const faulty = await startPipelineService('ingest', {
       name: 'ingest-faulty',
-      entry: join(repoRoot, 'ingest/test/fault-entry.ts'),
+      entry: 'ingest/test/fault-entry.ts',
+      port: Number(system.env.INGEST_PORT),
+      metricsPort: Number(system.env.INGEST_METRICS_PORT),
       env: { ...system.env, FAULT_MARKER_DIR: markers },
-      logFile: join(repoRoot, 'test-results/truthful-202-logs/ingest-faulty.log'),
-      ready: httpOk(`${api}/readyz`),
-      readyTimeoutMs: 120_000,
+      logDir: join(repoRoot, 'test-results/truthful-202-logs'),
     });
+    ingest = faulty.process;
   };
   await system.ingest.stop();
   await startFaultyIngest();
 
-  await createPollVia(api, privateKeyPem, pollId, ['north', 'south']);
+  await createPoll(api, await devToken(`${pollId}-admin`, { admin: true }), { pollId, options: ['north', 'south'] });
 
   const accepted = new Map<string, string[]>(); // voterId -> voteIds of every 202 the voter got
   const solved = async (token: string) => {
@@ -197,8 +203,12 @@ test('a 202 names the counted vote: ingest killed after the Kafka ack, then a sa
     return r.total >= 3 ? r : undefined;
   });
   t.deepEqual(results.totals, { north: 2, south: 1 });
-  // Results settle: wait a moment longer and check nothing else is counted (a resend counted twice would show).
-  await sleep(3000);
+  // Results settle: every stage has committed everything written to its input (a resend counted twice would
+  // show now), then nothing else is counted.
+  const topics = topicNames(`${id}.`);
+  await groupCommitted(`${id}-stream-dedupe`, topics.votes);
+  await groupCommitted(`${id}-stream-tally`, topics.tallyPartials, { transactional: true });
+  await groupCommitted(`${id}-projections-tallies`, topics.tallies, { transactional: true });
   const again = (await (await fetch(`${api}/v1/polls/${pollId}/results`)).json()) as { total: number };
   t.is(again.total, 3);
 });

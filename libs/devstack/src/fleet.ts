@@ -1,8 +1,7 @@
-import { join } from 'node:path';
 import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
-import { freePort, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
+import { freePort, type ServiceProcess } from './process.ts';
+import { type ServiceName, startPipelineService } from './services.ts';
 
-export type ServiceName = 'ingest' | 'stream' | 'projections';
 export const serviceNames: readonly ServiceName[] = ['stream', 'projections', 'ingest'];
 
 /** One running (or killed) instance of a service, with its own ports; `name` is e.g. `stream-2`. */
@@ -72,33 +71,17 @@ export async function startFleet(opts: {
     await admin.disconnect();
   }
 
-  const entries: Record<ServiceName, string> = {
-    stream: 'stream/src/main.ts',
-    projections: 'projections/src/main.ts',
-    ingest: 'ingest/src/main.ts',
-  };
-  const launch = (service: ServiceName, name: string, port: number, metricsPort: number) =>
-    startService({
-      name,
-      entry: join(repoRoot, entries[service]),
-      env: {
-        ...env,
-        ...(service === 'stream' ? { STREAM_METRICS_PORT: String(port) } : {}),
-        ...(service === 'projections'
-          ? { HTTP_PORT: String(port), PROJECTIONS_METRICS_PORT: String(metricsPort) }
-          : {}),
-        ...(service === 'ingest' ? { INGEST_PORT: String(port), INGEST_METRICS_PORT: String(metricsPort) } : {}),
-      },
-      logFile: join(opts.logDir, `${name}.log`),
-      ready: httpOk(
-        service === 'stream'
-          ? `http://127.0.0.1:${port}/health`
-          : service === 'projections'
-            ? `http://127.0.0.1:${port}/health`
-            : `http://127.0.0.1:${port}/readyz`,
-      ),
-      readyTimeoutMs: opts.readyTimeoutMs ?? 120_000,
-    });
+  const launch = async (service: ServiceName, name: string, port: number, metricsPort: number) =>
+    (
+      await startPipelineService(service, {
+        name,
+        port,
+        metricsPort,
+        env,
+        logDir: opts.logDir,
+        readyTimeoutMs: opts.readyTimeoutMs ?? 120_000,
+      })
+    ).process;
 
   const members: FleetMember[] = [];
   const metricsPorts = new Map<string, number>();

@@ -34,37 +34,52 @@ export interface BuiltRun {
   gid?: number;
 }
 
-/**
- * Starts `node --import tsx <entry>` from the repo root with `env` on top of this process's environment (or,
- * with `built`, `node --enable-source-maps <entry>` in `built.cwd`, as production does), logs to `logFile`,
- * and resolves once `ready()` answers true (polled), or rejects, after killing the process, if it exits first
- * or `readyTimeoutMs` passes.
- */
-export async function startService(opts: {
+export interface SpawnOptions {
   name: string;
-  entry: string;
+  /** The script node runs (relative to the repo root, or to `built.cwd`). */
+  entry?: string;
   env: Record<string, string>;
   logFile: string;
-  ready: () => Promise<boolean>;
-  readyTimeoutMs?: number;
   built?: BuiltRun;
   /** With `built`: node's arguments exactly (e.g. a compose `command` without its `node`), instead of the entry. */
   nodeArgs?: string[];
-}): Promise<ServiceProcess> {
+  /** Node options before the entry, e.g. `--cpu-prof` for a benchmark's profile. */
+  execArgv?: string[];
+  /** Not node: this command and its arguments (e.g. compose's `sh -c ...` init), in `built.cwd`. */
+  command?: string[];
+}
+
+interface Spawned {
+  pid: number;
+  exited: Promise<number | string>;
+  gone: () => boolean;
+  stop(graceMs?: number): Promise<number | string>;
+  kill9(): Promise<number | string>;
+}
+
+/** The only place that spawns a service: a child with its output in `logFile`, killed if this process exits. */
+function spawnLogged(opts: SpawnOptions): Spawned {
+  if (!opts.command && opts.entry === undefined && opts.nodeArgs === undefined)
+    throw new Error(`${opts.name}: no entry, nodeArgs or command to run`);
   mkdirSync(dirname(opts.logFile), { recursive: true });
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   const built = opts.built;
-  const child: ChildProcess = spawn(
-    process.execPath,
-    built ? (opts.nodeArgs ?? ['--enable-source-maps', opts.entry]) : ['--import', 'tsx', opts.entry],
-    {
-      cwd: built?.cwd ?? repoRoot,
-      env: { ...(built?.baseEnv ?? process.env), ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(built?.uid !== undefined ? { uid: built.uid } : {}),
-      ...(built?.gid !== undefined ? { gid: built.gid } : {}),
-    },
-  );
+  const execArgv = opts.execArgv ?? [];
+  const [file, args] = opts.command
+    ? [opts.command[0] as string, opts.command.slice(1)]
+    : [
+        process.execPath,
+        built
+          ? (opts.nodeArgs ?? [...execArgv, '--enable-source-maps', opts.entry as string])
+          : [...execArgv, '--import', 'tsx', opts.entry as string],
+      ];
+  const child: ChildProcess = spawn(file, args, {
+    cwd: built?.cwd ?? repoRoot,
+    env: { ...(built?.baseEnv ?? process.env), ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(built?.uid !== undefined ? { uid: built.uid } : {}),
+    ...(built?.gid !== undefined ? { gid: built.gid } : {}),
+  });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   if (child.pid === undefined) throw new Error(`${opts.name}: spawn failed`);
@@ -79,7 +94,6 @@ export async function startService(opts: {
   void exited.then(() => {
     gone = true;
   });
-
   const stop = async (graceMs = 15_000) => {
     if (!gone) {
       child.kill('SIGTERM');
@@ -93,18 +107,54 @@ export async function startService(opts: {
     if (!gone) child.kill('SIGKILL');
     return exited;
   };
+  return { pid: child.pid, exited, gone: () => gone, stop, kill9 };
+}
 
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
+/**
+ * Starts `node --import tsx <entry>` from the repo root with `env` on top of this process's environment (or,
+ * with `built`, `node --enable-source-maps <entry>` in `built.cwd`, as production does), logs to `logFile`,
+ * and resolves once `ready()` answers true (polled), or rejects, after killing the process, if it exits first
+ * or `readyTimeoutMs` passes. Every service process of the tests, benchmarks and demo starts here.
+ */
+export async function startService(
+  opts: SpawnOptions & { ready: () => Promise<boolean>; readyTimeoutMs?: number },
+): Promise<ServiceProcess> {
+  const child = spawnLogged(opts);
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 90_000;
+  const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
-    if (gone) throw new Error(`${opts.name} exited with ${await exited} before it was ready (log: ${opts.logFile})`);
+    if (child.gone())
+      throw new Error(`${opts.name} exited with ${await child.exited} before it was ready (log: ${opts.logFile})`);
     if (await opts.ready().catch(() => false)) break;
     if (Date.now() > deadline) {
-      await stop(2000);
-      throw new Error(`${opts.name} was not ready within ${opts.readyTimeoutMs ?? 90_000} ms (log: ${opts.logFile})`);
+      await child.stop(2000);
+      throw new Error(`${opts.name} was not ready within ${readyTimeoutMs} ms (log: ${opts.logFile})`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { name: opts.name, pid: child.pid, logFile: opts.logFile, exited, stop, kill9 };
+  const { pid, exited, stop, kill9 } = child;
+  return { name: opts.name, pid, logFile: opts.logFile, exited, stop, kill9 };
+}
+
+/**
+ * Runs a one-shot service (compose's `init`: topics, schemas, migrations) to its end, started as startService
+ * starts one; resolves with its exit code, or kills it and rejects after `timeoutMs`.
+ */
+export async function runServiceOnce(opts: SpawnOptions & { timeoutMs?: number }): Promise<number | string> {
+  const child = spawnLogged(opts);
+  const timeoutMs = opts.timeoutMs ?? 300_000;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void child.kill9();
+      reject(new Error(`${opts.name} did not finish within ${timeoutMs} ms (log: ${opts.logFile})`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([child.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A readiness probe: true when GET `url` answers 2xx. */

@@ -1,6 +1,6 @@
-import { join } from 'node:path';
 import { createKafka, createLogger, ensureTopics, loadKafkaSecurity, pipelineTopicSpecs } from '@votestream/runtime';
-import { type BuiltRun, freePort, httpOk, repoRoot, type ServiceProcess, startService } from './process.ts';
+import { type BuiltRun, freePort, type ServiceProcess } from './process.ts';
+import { type ServiceName, startPipelineService } from './services.ts';
 
 export interface VotestreamPorts {
   ingest: number;
@@ -68,24 +68,20 @@ export async function startVotestream(opts: {
 
   const apiUrl = `http://127.0.0.1:${opts.ports.ingest}`;
   const projectionsUrl = `http://127.0.0.1:${opts.ports.projections}`;
-  const specs = {
-    stream: { entry: 'stream/src/main.ts', ready: httpOk(`http://127.0.0.1:${opts.ports.streamMetrics}/health`) },
-    projections: { entry: 'projections/src/main.ts', ready: httpOk(`${projectionsUrl}/health`) },
-    ingest: { entry: 'ingest/src/main.ts', ready: httpOk(`${apiUrl}/readyz`) },
-  } as const;
-  const built = opts.built;
-  const start = (name: keyof typeof specs) =>
-    startService({
-      name,
-      entry: built
-        ? join(built.cwd, specs[name].entry.replace('/src/', '/dist/').replace(/\.ts$/, '.js'))
-        : join(repoRoot, specs[name].entry),
-      ...(built ? { built } : {}),
-      env,
-      logFile: join(opts.logDir, `${name}.log`),
-      ready: specs[name].ready,
-      readyTimeoutMs: 120_000,
-    });
+  const ports: Record<ServiceName, { port: number; metricsPort?: number }> = {
+    stream: { port: opts.ports.streamMetrics },
+    projections: { port: opts.ports.projections, metricsPort: projectionsMetrics },
+    ingest: { port: opts.ports.ingest, metricsPort: ingestMetrics },
+  };
+  const start = async (name: ServiceName) =>
+    (
+      await startPipelineService(name, {
+        ...ports[name],
+        ...(opts.built ? { built: opts.built } : {}),
+        env,
+        logDir: opts.logDir,
+      })
+    ).process;
 
   const started: ServiceProcess[] = [];
   try {

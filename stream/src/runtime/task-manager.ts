@@ -82,6 +82,7 @@ export class TaskManager {
     const created = task.initialize().then((restored) => {
       ctx.metrics.restores.inc({ stage: ctx.stage });
       ctx.metrics.restoredRecords.inc({ stage: ctx.stage }, restored);
+      ctx.metrics.tasks.set({ stage: ctx.stage }, this.running().length);
       this.log.info(
         { partition, transactionalId, restored, nextOffset: String(task.position), ms: task.restoreMs },
         'task created: producer fenced, state restored',
@@ -89,10 +90,8 @@ export class TaskManager {
       return task;
     });
     this.tasks.set(partition, { task, created });
-    ctx.metrics.tasks.set({ stage: ctx.stage }, this.tasks.size);
     created.catch((err: unknown) => {
       if (this.tasks.get(partition)?.task === task) this.tasks.delete(partition);
-      ctx.metrics.tasks.set({ stage: ctx.stage }, this.tasks.size);
       this.log.error({ err, partition }, 'task creation failed');
       // Still ours: try again after a back-off, so the task is fenced and restored before its first batch
       // (a partition with no new records would otherwise wait for one).
@@ -156,7 +155,7 @@ export class TaskManager {
     if (!entry) return;
     this.tasks.delete(partition);
     const { ctx } = this.o;
-    ctx.metrics.tasks.set({ stage: ctx.stage }, this.tasks.size);
+    ctx.metrics.tasks.set({ stage: ctx.stage }, this.running().length);
     let task: StreamTask;
     try {
       task = await entry.created;

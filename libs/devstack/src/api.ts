@@ -1,0 +1,44 @@
+// The vote API calls every test and benchmark makes the same way: an admin creating and closing polls.
+import { uniqueId } from './stack.ts';
+
+/** An option as the API takes it; a plain string `x` stands for `{ id: x, label: x }`. */
+export type OptionSpec = string | { id: string; label: string };
+
+/**
+ * Creates a poll through `POST /v1/polls` with an admin token; fails unless the API answers 201. `spec` is the
+ * request body on top of the defaults (a unique pollId, options a/b); string options are ids and labels at once.
+ */
+export async function createPoll(
+  apiUrl: string,
+  adminToken: string,
+  spec: { pollId?: string; title?: string; options?: OptionSpec[] } & Record<string, unknown> = {},
+): Promise<{ pollId: string; status: string }> {
+  const { options, ...rest } = spec;
+  const pollId = spec.pollId ?? uniqueId('p-');
+  const res = await fetch(`${apiUrl}/v1/polls`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      title: 'Who should win?',
+      ...rest,
+      pollId,
+      options: (
+        options ?? [
+          { id: 'a', label: 'Alice' },
+          { id: 'b', label: 'Bob' },
+        ]
+      ).map((o) => (typeof o === 'string' ? { id: o, label: o } : o)),
+    }),
+  });
+  if (res.status !== 201) throw new Error(`create poll ${pollId}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { pollId: string; status: string };
+}
+
+/** Closes a poll through `POST /v1/polls/:id/close`; fails unless the API answers 200. */
+export async function closePoll(apiUrl: string, adminToken: string, pollId: string): Promise<void> {
+  const res = await fetch(`${apiUrl}/v1/polls/${pollId}/close`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}` },
+  });
+  if (res.status !== 200) throw new Error(`close poll ${pollId}: ${res.status} ${await res.text()}`);
+}
