@@ -95,6 +95,12 @@ export interface IngestConfig extends CommonConfig {
    * decision (votes/resolution.ts). At least produceAppendBoundMs + PRODUCE_LINGER_MS + 2 s.
    */
   voteProduceDeadlineMs: number;
+  /**
+   * A vote Kafka acknowledged later than its poll's close + this is answered 503, not 202: the stream may already
+   * have finalised the poll (at close + STREAM_GRACE_MS + STREAM_IDLE_TIMEOUT_MS at the earliest) and decided it
+   * POLL_CLOSED. Keep it at most STREAM_GRACE_MS.
+   */
+  voteCloseAckGraceMs: number;
   /** Consumer group of the stream's dedupe stage (`<STREAM_APPLICATION_ID>-dedupe`), for the resolution barrier. */
   dedupeGroupId: string;
   /** Consumer group of projections' receipts projector (`<PROJECTIONS_GROUP_ID>-receipts`), same. */
@@ -156,8 +162,10 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
       `VOTE_PRODUCE_DEADLINE_MS must be at least ${deadlineMinMs} with these PRODUCE_RETRIES / PRODUCE_REQUEST_TIMEOUT_MS / PRODUCE_LINGER_MS`,
     );
   }
+  const voteCloseAckGraceMs = r.int('VOTE_CLOSE_ACK_GRACE_MS', 2000, { min: 0, max: 3_600_000 });
   const config: IngestConfig = {
     ...common,
+    voteCloseAckGraceMs,
     port: r.int('INGEST_PORT', 8080, { min: 0, max: 65535 }),
     metricsPort: r.int('INGEST_METRICS_PORT', 9471, { min: 0, max: 65535 }),
     http: loadHttpServerLimits(r, { connectionsMax: 10_000 }),

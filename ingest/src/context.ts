@@ -36,6 +36,7 @@ export type RouteConfig = Pick<
   | 'jwtMaxTokenAgeS'
   | 'produceTimeoutMs'
   | 'voteProduceDeadlineMs'
+  | 'voteCloseAckGraceMs'
 >;
 
 /**

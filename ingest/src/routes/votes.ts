@@ -7,7 +7,7 @@ import type { IngestContext } from '../context.ts';
 import { attestationOf } from '../http/hardening.ts';
 import { boundedHeader, echoedIdCharsMax, headerCharsMax, userAgentCharsMax } from '../http/headers.ts';
 import { ProblemError } from '../http/problem.ts';
-import { pollStatus } from '../polls/catalog.ts';
+import { closeTimeOf, pollStatus } from '../polls/catalog.ts';
 import type { Admission, IdempotencyRecord, VoteGuards } from '../votes/admission.ts';
 import { BatcherFullError, VoteNotSentError } from '../votes/batcher.ts';
 import type { Resolution } from '../votes/resolution.ts';
@@ -180,6 +180,22 @@ async function castVote(ctx: IngestContext, req: Request, res: Response): Promis
     throw new ProblemError(
       'unavailable',
       'Kafka did not acknowledge the vote; retry with the same Idempotency-Key',
+      undefined,
+      storeUnavailableRetryAfterS,
+    );
+  }
+  // Acknowledged too late to promise that it counts: the poll closed while the vote was in flight (a broker
+  // failure at the close), and the stream may already have finalised the poll and decided this vote POLL_CLOSED.
+  // Not a 202: the vote may still count (its event time is before the close); `votes/me` tells the voter which.
+  const closeAt = closeTimeOf(ctx.catalog.get(pollId)?.poll ?? entry.poll);
+  if (closeAt !== null && ctx.now() >= closeAt + ctx.config.voteCloseAckGraceMs) {
+    await ctx.guards
+      .fail(keys, idemPending)
+      .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
+    ctx.logger.warn({ pollId, voteId, closeAt }, 'vote acknowledged after the poll closed + grace: not answered 202');
+    throw new ProblemError(
+      'unavailable',
+      'Kafka acknowledged the vote only after the poll closed; whether it counts is decided by the stream (GET /v1/polls/{pollId}/votes/me)',
       undefined,
       storeUnavailableRetryAfterS,
     );

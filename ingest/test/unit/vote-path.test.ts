@@ -284,3 +284,34 @@ test('an unknown route is 404 not_found and a body over BODY_LIMIT_BYTES is 400 
   t.is(big.body?.code, 'invalid_body');
   t.is(big.body?.detail, `body larger than ${path.config.bodyLimitBytes} bytes`);
 });
+
+test('a vote Kafka acknowledges only after the poll closed + VOTE_CLOSE_ACK_GRACE_MS gets 503, not 202, and its guard is kept as failed', async (t) => {
+  const { path } = t.context;
+  const grace = path.config.voteCloseAckGraceMs;
+  t.is(grace, 2000);
+  path.producer.mode = 'hold';
+  // A vote admitted while its poll is open; an admin closes the poll while the vote is in flight (a broker
+  // failover at the close); Kafka acknowledges `ackAfterCloseMs` after the close.
+  const castWhileClosing = async (voterId: string, ackAfterCloseMs: number) => {
+    const poll = path.addPoll();
+    const pending = path.vote(poll.pollId, { token: await path.token(voterId) });
+    await until(() => path.producer.held.length === 1, 'the vote reached the producer');
+    path.addPoll({ ...poll, closedAt: path.clock.ms + 10 });
+    path.clock.advance(10 + ackAfterCloseMs);
+    path.producer.release(true);
+    return pending;
+  };
+  // Within the grace: 202 (the stream cannot have finalised the poll yet).
+  const inTime = await castWhileClosing('voter-in-time', grace - 1);
+  t.is(inTime.status, 202);
+  t.deepEqual(path.guards.calls, ['admit', 'complete']);
+  // At close + grace: 503 and the voter is pointed at votes/me; the guard stays (the vote is in Kafka).
+  const late = await castWhileClosing('voter-too-late', grace);
+  t.is(late.status, 503);
+  t.is(late.body?.code, 'unavailable');
+  t.is(late.retryAfter, '2');
+  t.regex(String(late.body?.detail), /only after the poll closed/);
+  t.is(path.acknowledgedVotes().length, 2, 'both are in Kafka: the stream decides the late one');
+  t.deepEqual(path.guards.calls, ['admit', 'complete', 'admit', 'fail']);
+  t.deepEqual(await path.outcomes(), { accepted: 1, unavailable: 1 });
+});
