@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import { fingerprintOf, VoterTable, voterTableSlotBytes } from '../src/state/voter-table.ts';
+import { fingerprintOf, VoterTable, voterTableSlotBytes } from '../../src/state/voter-table.ts';
 
 test('a remembered voter is found with the voteId of the first vote; a second insert changes nothing', (t) => {
   const table = new VoterTable(4);

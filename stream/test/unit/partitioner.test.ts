@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import test from 'ava';
-import { fastDefaultPartitioner, murmur2 } from '../src/runtime/partitioner.ts';
+import { fastDefaultPartitioner, murmur2 } from '../../src/runtime/partitioner.ts';
 
 const require = createRequire(import.meta.url);
 const kafkajsMurmur2 = require('kafkajs/src/producer/partitioners/default/murmur2.js') as (key: Buffer) => number;

@@ -1,8 +1,8 @@
 // The recount's comparison logic without a broker: votes and decisions built in memory, each verdict exact.
 import type { PollDefinition, VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
-import { type LoggedVote, recount, recountAgrees } from '../src/recount/recount.ts';
-import { makePoll, makeVote } from './support.ts';
+import { type LoggedVote, recount, recountAgrees } from '../../src/recount/recount.ts';
+import { makePoll, makeVote } from '../support.ts';
 
 const rules = { graceMs: 1000, idleTimeoutMs: 1000 };
 const t0 = 1_800_000_000_000;

@@ -2,8 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import type { VoteDecision } from '@votestream/schemas';
 import test from 'ava';
-import { analyticsOf, clientFamilyOf, coarseNetworkPrefix, pseudonymOf } from '../src/analytics/pseudonymise.ts';
-import { makeVote } from './support.ts';
+import { analyticsOf, clientFamilyOf, coarseNetworkPrefix, pseudonymOf } from '../../src/analytics/pseudonymise.ts';
+import { makeVote } from '../support.ts';
 
 test('a pseudonym is stable for one salt and voter, different across salts and voters, and 128 bits', (t) => {
   const [s1, s2] = [randomBytes(32), randomBytes(32)];

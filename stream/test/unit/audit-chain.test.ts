@@ -10,7 +10,7 @@ import {
   linkOf,
   signCheckpoint,
   verifyExport,
-} from '../src/audit/chain.ts';
+} from '../../src/audit/chain.ts';
 
 const pollId = 'final-2026';
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
