@@ -218,3 +218,35 @@ test('a closed task refuses batches: IllegalTaskStateError', async (t) => {
   });
   await t.throwsAsync(async () => driver.close(), { instanceOf: IllegalTaskStateError });
 });
+
+test('after a batch failed halfway the task commits nothing more: a punctuation queued behind it does not commit its counts', async (t) => {
+  const clock = new ManualClock(t0);
+  const poll = makePoll('p1', ['a', 'b'], { opensAt: t0 - 60_000 });
+  // The catalog cannot be read when a vote names a poll it does not know yet (a broker failure): the batch
+  // throws after it has already counted v1 in memory.
+  class UnreachableCatalog extends FakeCatalog {
+    override async catchUp(): Promise<void> {
+      throw new Error('catalog unreachable');
+    }
+  }
+  const catalog = new UnreachableCatalog();
+  catalog.put(poll);
+  const driver = await TaskDriver.create(dedupeProcessor(0, catalog, clock), { clock });
+  const v1 = makeVote('p1', 'v1', 'a', t0);
+  const piped = driver.pipe([input(v1), input(makeVote('p-new', 'v2', 'a', t0))]);
+  const punctuated = driver.punctuate(); // queued behind the batch, as the punctuation timer does
+  await t.throwsAsync(piped, { message: 'catalog unreachable' });
+  await punctuated;
+  t.deepEqual(driver.log(), [], 'neither the batch nor the punctuation committed anything');
+
+  // Rebuilt from the changelogs (nothing) and fed the batch again: v1 is counted once.
+  const rebuilt = await TaskDriver.create(dedupeProcessor(0, catalog, clock), { clock, log: driver.log() });
+  await rebuilt.pipe([input(v1)]);
+  const partials = await Promise.all(
+    rebuilt.output(dedupeTopics.tallyPartials).map((r) => decodeTally(r.value as Buffer)),
+  );
+  t.deepEqual(
+    partials.map((p) => p.totals),
+    [{ a: 1 }],
+  );
+});
