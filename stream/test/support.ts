@@ -117,26 +117,8 @@ export async function createStreamTopics(
   });
 }
 
-export function makeVote(pollId: string, voterId: string, optionId: string, receivedAt: number): VoteCast {
-  return {
-    voteId: randomUUID(),
-    pollId,
-    optionId,
-    voterId,
-    idempotencyKey: randomUUID(),
-    castAt: null,
-    receivedAt,
-    evidence: {
-      challenge: 'NOT_REQUIRED',
-      challengeId: null,
-      tokenId: null,
-      networkPrefix: '127.0.0.0/24',
-      userAgent: null,
-      deviceId: null,
-      attestation: null,
-    },
-  };
-}
+/** The kit's VoteCast (libs/devstack): one definition for every test that writes votes straight to Kafka. */
+export { makeVote } from '@votestream/devstack';
 
 export function makePoll(pollId: string, options: string[], over: Partial<PollDefinition> = {}): PollDefinition {
   return {
