@@ -10,6 +10,8 @@ export interface FleetMember {
   readonly service: ServiceName;
   /** ingest: its API port; projections: its HTTP port; stream: its metrics/health port. */
   readonly port: number;
+  /** Where it serves Prometheus `/metrics` (stream: the same as `port`). */
+  readonly metricsPort: number;
   process: ServiceProcess;
 }
 
@@ -92,7 +94,13 @@ export async function startFleet(opts: {
         const port = await freePort();
         const metricsPort = await freePort();
         metricsPorts.set(name, metricsPort);
-        members.push({ name, service, port, process: await launch(service, name, port, metricsPort) });
+        members.push({
+          name,
+          service,
+          port,
+          metricsPort: service === 'stream' ? port : metricsPort,
+          process: await launch(service, name, port, metricsPort),
+        });
       }
     }
   } catch (err) {
