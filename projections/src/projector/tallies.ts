@@ -16,8 +16,8 @@ export interface TallyProjectorMetrics {
 /**
  * Projects the global `tallies` topic (read_committed) into the results read model (Redis, CAS on version)
  * and the live MQTT topics. One batch: decode, keep the newest tally per poll and merge every tally's
- * windows into the poll's series, write Redis (one CAS script per poll, sent together), offer to the live publisher, then commit
- * the batch's offsets. A failed write throws before the commit, so the batch is consumed again; every write
+ * windows into the poll's series, offer to the live publisher, write Redis (one CAS script per poll, sent together), then
+ * commit the batch's offsets. A failed write throws before the commit, so the batch is consumed again; every write
  * is idempotent, so a crash or a replay leaves the same state.
  */
 export class TallyProjector {
@@ -81,15 +81,16 @@ export class TallyProjector {
       const s = this.series.get(r.pollId);
       return s ? s.snapshot(r.version, r.asOf, r.final) : null;
     });
+    // Live totals first, before the Redis write (latency budget, docs/components/projections.md): what this
+    // consumer reads is committed (read_committed), the publisher publishes a poll's versions strictly increasing
+    // and drops anything not newer than it has (so a replay or a restart offers safely even when Redis already
+    // holds the version), and subscribers drop versions they have. The screen may be ahead of GET /results by
+    // this batch's write; a failed write throws below and the batch is read, written and offered again.
+    results.forEach((r, i) => this.opts.publisher.offer(r, series[i] ?? null));
     const stop = metrics.writeSeconds.startTimer({ model: 'results' });
     const written = await writer.writeResults(tallies, series);
     stop();
-    written.forEach((w, i) => {
-      if (!w) metrics.staleResults.inc();
-      // Offer even when Redis already held this version (a replay or a restart): the publisher drops anything
-      // not newer than what it has, and after a restart it may not have published this version yet.
-      this.opts.publisher.offer(results[i] as Results, series[i] ?? null);
-    });
+    for (const w of written) if (!w) metrics.staleResults.inc();
     // Offsets only after the writes succeeded (the commit is the next offset to read).
     const last = batch.lastOffset();
     // Resolve too: with eachBatchAutoResolve off, KafkaJS fetches from the last resolved offset, so a batch that
