@@ -42,7 +42,7 @@ import {
   startFleet,
 } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
-import { topicNames } from '@votestream/runtime';
+import { pipelineTopicSpecs, topicNames } from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate } from '@votestream/schemas';
 import type { Consumer } from 'kafkajs';
 import mqtt from 'mqtt';
@@ -170,35 +170,41 @@ async function trace(prefix: string, pollId: string): Promise<Trace> {
 }
 
 /**
- * A histogram of the services' own /metrics, summed over the instances of `service`: cumulative bucket counts by
- * upper bound (s), for the series whose labels contain `match`. Two scrapes give the run's share (see histDelta).
+ * A histogram of the services' own /metrics, per instance of `service` (a killed one is missing): cumulative
+ * bucket counts by upper bound (s), for the series whose labels contain `match`. Two scrapes give the run's share.
  */
 type Hist = Map<number, number>;
 async function scrapeHist(fleet: Fleet, service: 'stream' | 'projections', name: string, match: string) {
-  const out: Hist = new Map();
+  const out = new Map<string, Hist>();
   for (const m of fleet.members.filter((x) => x.service === service)) {
     const text = await (await fetch(`http://127.0.0.1:${m.metricsPort}/metrics`).catch(() => undefined))?.text();
     if (text === undefined) continue; // a killed process
+    const hist: Hist = new Map();
     for (const line of text.split('\n')) {
       if (!line.startsWith(`${name}_bucket{`) || !line.includes(match)) continue;
       const le = /le="([^"]+)"/.exec(line)?.[1];
-      const n = Number(line.slice(line.lastIndexOf(' ') + 1));
       if (le === undefined) continue;
       const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
-      out.set(bound, (out.get(bound) ?? 0) + n);
+      hist.set(bound, (hist.get(bound) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
     }
+    out.set(m.name, hist);
   }
   return out;
 }
-/** p50 and p99 of what was observed between two scrapes, as "<= the bucket's upper bound" in ms. */
-function histDelta(before: Hist, after: Hist): string {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
-  const counts = bounds.map((b) => (after.get(b) ?? 0) - (before.get(b) ?? 0));
+/** p50 and p99 of what the instances alive at both scrapes observed in between ("<=" the bucket's bound, ms). */
+function histDelta(before: Map<string, Hist>, after: Map<string, Hist>): string {
+  const delta: Hist = new Map();
+  for (const [member, a] of after) {
+    const b = before.get(member);
+    if (!b) continue;
+    for (const [bound, n] of a) delta.set(bound, (delta.get(bound) ?? 0) + n - (b.get(bound) ?? 0));
+  }
+  const bounds = [...delta.keys()].sort((x, y) => x - y);
+  const counts = bounds.map((x) => delta.get(x) ?? 0);
   const n = counts[counts.length - 1] ?? 0;
   if (n <= 0) return '(no samples)';
   const q = (p: number) => {
-    const i = counts.findIndex((c) => c >= p * n);
-    const b = bounds[i] ?? Number.POSITIVE_INFINITY;
+    const b = bounds[counts.findIndex((c) => c >= p * n)] ?? Number.POSITIVE_INFINITY;
     return Number.isFinite(b) ? `<= ${b * 1000} ms` : `> ${(bounds[bounds.length - 2] ?? 0) * 1000} ms`;
   };
   return `p50 ${q(0.5)}  p99 ${q(0.99)}  (n=${n}, histogram buckets)`;
@@ -248,6 +254,25 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
   const pollId = `poll-${id}`;
   let tr: Trace | undefined;
   try {
+    // Every stream task running (with two processes: after their rebalance), so the window measures no start-up.
+    const partitions = (topic: string) => pipelineTopicSpecs('').find((x) => x.topic === topic)?.partitions ?? 0;
+    await eventually(
+      'every stream task running',
+      async () => {
+        let dedupe = 0;
+        let tally = 0;
+        for (const m of fleet.members.filter((x) => x.service === 'stream')) {
+          const text = await (await fetch(`http://127.0.0.1:${m.metricsPort}/metrics`)).text();
+          const running = (stage: string) =>
+            Number(new RegExp(`^stream_tasks_active\\{[^}]*stage="${stage}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+          dedupe += running('dedupe');
+          tally += running('tally');
+        }
+        return dedupe === partitions('votes') && tally === partitions('tally-partials') ? true : undefined;
+      },
+      120_000,
+      250,
+    );
     const admin = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
     await createPoll(api, admin, { pollId, title: 'bench' });
 
