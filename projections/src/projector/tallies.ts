@@ -81,14 +81,15 @@ export class TallyProjector {
       const s = this.series.get(r.pollId);
       return s ? s.snapshot(r.version, r.asOf, r.final) : null;
     });
-    // Live totals first, before the Redis write (latency budget, docs/components/projections.md): what this
-    // consumer reads is committed (read_committed), the publisher publishes a poll's versions strictly increasing
-    // and drops anything not newer than it has (so a replay or a restart offers safely even when Redis already
-    // holds the version), and subscribers drop versions they have. The screen may be ahead of GET /results by
-    // this batch's write; a failed write throws below and the batch is read, written and offered again.
-    results.forEach((r, i) => this.opts.publisher.offer(r, series[i] ?? null));
     const stop = metrics.writeSeconds.startTimer({ model: 'results' });
-    const written = await writer.writeResults(tallies, series);
+    const writing = writer.writeResults(tallies, series);
+    // Live totals without waiting for the Redis write (latency budget, docs/components/projections.md); its
+    // commands are sent first. What this consumer reads is committed (read_committed), the publisher publishes a
+    // poll's versions strictly increasing and drops anything not newer than it has (so a replay or a restart
+    // offers safely even when Redis already holds the version), and subscribers drop versions they have. A failed
+    // write throws below: the batch is read, written and offered again.
+    results.forEach((r, i) => this.opts.publisher.offer(r, series[i] ?? null));
+    const written = await writing;
     stop();
     for (const w of written) if (!w) metrics.staleResults.inc();
     // Offsets only after the writes succeeded (the commit is the next offset to read).
