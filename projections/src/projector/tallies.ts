@@ -83,12 +83,15 @@ export class TallyProjector {
     });
     const stop = metrics.writeSeconds.startTimer({ model: 'results' });
     const writing = writer.writeResults(tallies, series);
+    writing.catch(() => {}); // awaited below; handled here too in case an offer throws first
     // Live totals without waiting for the Redis write (latency budget, docs/components/projections.md); its
     // commands are sent first. What this consumer reads is committed (read_committed), the publisher publishes a
     // poll's versions strictly increasing and drops anything not newer than it has (so a replay or a restart
     // offers safely even when Redis already holds the version), and subscribers drop versions they have. A failed
     // write throws below: the batch is read, written and offered again.
-    results.forEach((r, i) => this.opts.publisher.offer(r, series[i] ?? null));
+    results.forEach((r, i) => {
+      this.opts.publisher.offer(r, series[i] ?? null);
+    });
     const written = await writing;
     stop();
     for (const w of written) if (!w) metrics.staleResults.inc();
