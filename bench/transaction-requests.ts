@@ -3,6 +3,7 @@
 // on the task's partition, one analytics record per vote spread by key over the analytics topic, one partial, two
 // changelog records, the input offset) and a stage-2-like commit (one tally, one changelog record, the offset).
 // Baseline, same run: the same records in one idempotent, non-transactional send (one produce request per broker).
+// Also: how soon a read_committed reader with a long fetch wait receives what a commit made visible.
 //
 //   node --import tsx bench/transaction-requests.ts [votesPerCommit=6] [commits=30]
 //
@@ -111,12 +112,35 @@ const stage1Records = () => {
   out.send(changelogB, 'k', Buffer.alloc(60), 0);
   return out;
 };
-const stage2Records = () => {
+const stage2Records = (key: string) => {
   const out = new RecordCollector();
-  out.send(t.tallies, 'p', Buffer.alloc(200));
+  out.send(t.tallies, key, Buffer.alloc(200));
   out.send(changelogA, 'p', Buffer.alloc(100), 0);
   return out;
 };
+
+// Does a long fetch wait delay records a commit makes visible? A read_committed reader of the stage-2-like output
+// with a 500 ms fetch wait (10x the stream's default): from commit() resolving to the record's receipt.
+const fetchWaitMs = 500;
+const reader = kafka.consumer({ groupId: `${prefix}reader`, readUncommitted: false, maxWaitTimeInMs: fetchWaitMs });
+const committedAt = new Map<string, number>();
+const visibleAfter: number[] = [];
+let readerJoined = false;
+reader.on(reader.events.GROUP_JOIN, () => {
+  readerJoined = true;
+});
+await reader.connect();
+await reader.subscribe({ topic: t.tallies, fromBeginning: true });
+await reader.run({
+  eachMessage: async ({ message }) => {
+    const at = performance.now();
+    const key = message.key?.toString() ?? '';
+    const committed = committedAt.get(key);
+    if (committed !== undefined) visibleAfter.push(at - committed);
+    else committedAt.set(key, at); // received before commit() resolved here: counted as 0 below
+  },
+});
+while (!readerJoined) await new Promise((r) => setTimeout(r, 50));
 
 const r1: Awaited<ReturnType<typeof traced>>[] = [];
 const r2: Awaited<ReturnType<typeof traced>>[] = [];
@@ -126,7 +150,10 @@ for (let i = 0; i < commits; i++) {
   // Interleaved, so the machine's load hits all three alike.
   offset += BigInt(votesPerCommit);
   r1.push(await traced(inner(stage1), () => stage1.commit(stage1Records(), offset)));
-  r2.push(await traced(inner(stage2), () => stage2.commit(stage2Records(), offset)));
+  const tallyKey = `p${i}`;
+  r2.push(await traced(inner(stage2), () => stage2.commit(stage2Records(tallyKey), offset)));
+  if (committedAt.has(tallyKey)) visibleAfter.push(0);
+  else committedAt.set(tallyKey, performance.now());
   const records = stage1Records();
   const counts = await new PartitionCounts(admin).of(records.topics());
   const batches = records.partitionBatches(counts, 1000).flat();
@@ -144,6 +171,11 @@ report('stage-1-like transaction (TaskProducer.commit)', r1);
 report('stage-2-like transaction (TaskProducer.commit)', r2);
 report('baseline: the stage-1 records in one idempotent non-transactional send', rb);
 
+await new Promise((r) => setTimeout(r, 2 * fetchWaitMs));
+console.log(
+  `a read_committed reader with a ${fetchWaitMs} ms fetch wait: commit() resolved -> record received p50 ${pct(visibleAfter, 50).toFixed(1)} ms, max ${Math.max(...visibleAfter).toFixed(1)} ms (n=${visibleAfter.length} of ${commits})`,
+);
+await reader.disconnect();
 await stage1.disconnect();
 await stage2.disconnect();
 await plain.disconnect();
