@@ -5,7 +5,7 @@ import { mintToken } from '@votestream/ingest';
 import { voterKey } from '@votestream/read-models';
 import type { CqlClient } from '@votestream/runtime';
 import mqtt from 'mqtt';
-import { type Decision, readDecisions } from './decisions.ts';
+import { type Decision, readDecisions, readVotesOf } from './decisions.ts';
 import type { VoterRecord } from './voters.ts';
 
 export interface Totals {
@@ -209,7 +209,7 @@ export async function audit(o: {
 
   const examples: string[] = [];
   const example = (s: string) => {
-    if (examples.length < 20) examples.push(s);
+    if (examples.length < 60) examples.push(s);
   };
   let lostAcknowledged = 0;
   let doubleCounts = 0;
@@ -243,6 +243,31 @@ export async function audit(o: {
     if (v.first === 'refused' && v.accepted.size === 0 && c) {
       refusedCounted++;
       example(`${v.voterId} was refused (${v.answers.join(' / ')}) and is counted`);
+    }
+  }
+  // Where each lost vote ended: the voter's records in `votes` (did ingest's append land?) and every decision of the
+  // voter (was it decided, and how?). Printed with the examples, so a failing run explains itself.
+  const lostVoters = new Set(
+    o.voters.filter((v) => v.accepted.size > 0 && !countedOf.has(v.voterId)).map((v) => v.voterId),
+  );
+  if (lostVoters.size > 0 && lostVoters.size <= 20) {
+    const logged = await readVotesOf(
+      { brokers: o.brokers, prefix: o.prefix, pollId: o.pollId, registryUrl: o.registryUrl, timeoutMs: 60_000 },
+      lostVoters,
+    ).catch((err: unknown) => {
+      example(`reading the votes topic failed: ${(err as Error).message}`);
+      return [];
+    });
+    for (const voterId of lostVoters) {
+      const iso = (ms: number) => new Date(ms).toISOString();
+      const votes = logged.filter((x) => x.voterId === voterId);
+      const decided = (decisions ?? []).filter((d) => d.voterId === voterId);
+      example(
+        `  ${voterId} in votes: ${votes.map((x) => `${x.voteId} ${x.optionId} key ${x.idempotencyKey.slice(0, 8)} at ${x.at} received ${iso(x.receivedAt)} appended ${iso(x.timestamp)}`).join('; ') || 'none'}`,
+      );
+      example(
+        `  ${voterId} decisions: ${decided.map((d) => `${d.voteId} ${d.counted ? 'COUNTED' : `REJECTED ${d.reason}`} at ${d.at} received ${iso(d.receivedAt)} decided ${iso(d.decidedAt)}`).join('; ') || 'none'}`,
+      );
     }
   }
   if (results && results.total > countedVoters) {
