@@ -56,10 +56,10 @@ export async function readDecisions(o: ReadOptions): Promise<Decision[]> {
   );
 }
 
-/** Every vote of the given voters in the `votes` topic (committed or not: ingest's producer is not transactional). */
-export async function readVotesOf(o: ReadOptions, voterIds: ReadonlySet<string>): Promise<LoggedVote[]> {
+/** Every vote of the poll in the `votes` topic (committed or not: ingest's producer is not transactional). */
+export async function readVotes(o: ReadOptions): Promise<LoggedVote[]> {
   return readPollRecords(o, topicNames(o.prefix).votes, 'VoteCast', (v: VoteCast, at, timestamp) =>
-    v.pollId !== o.pollId || !voterIds.has(v.voterId)
+    v.pollId !== o.pollId
       ? undefined
       : {
           voteId: v.voteId,

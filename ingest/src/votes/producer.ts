@@ -73,11 +73,18 @@ export async function createResettingProducer(
     }
     return parts;
   };
+  const traceAcks = logger.isLevelEnabled('debug');
   const sendOnce = async (record: ProducerRecord): Promise<RecordMetadata[]> => {
     if (replacing) await replacing;
     const p = current;
     try {
-      return await p.send(record);
+      const acked = await p.send(record);
+      // Where Kafka says each batch landed (LOG_LEVEL=debug): lets a fault run match a vote to its acknowledgement.
+      if (traceAcks) {
+        const keys = record.messages.map((m) => String(m.key));
+        logger.debug({ topic: record.topic, acked, keys, resets }, 'produce acknowledged');
+      }
+      return acked;
     } catch (err) {
       replace(p);
       throw err;
