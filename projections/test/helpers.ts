@@ -131,6 +131,7 @@ export async function createWorld(t: ExecutionContext, name: string) {
         serde,
         logger,
         registry: createMetricsRegistry('projections-test-sink'),
+        onFatal: (err) => t.fail(`the CQL tally sink's consumer stopped for good: ${String(err)}`),
       });
       await sink.start();
       t.teardown(() => sink.stop());

@@ -191,6 +191,7 @@ export async function startStream(
       serde,
       logger: logger.child({ component: 'cql-sink' }),
       registry,
+      onFatal,
     });
     await sink.start();
     closers.push(
