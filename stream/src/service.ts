@@ -17,10 +17,11 @@ import type { StreamConfig } from './config.ts';
 import { DedupeProcessor } from './processors/dedupe.ts';
 import { GlobalTallyProcessor } from './processors/global-tally.ts';
 import type { FatalHandler } from './runtime/errors.ts';
+import { partitionCount } from './runtime/partitions.ts';
 import { StreamThread } from './runtime/stream-thread.ts';
 import type { TaskReport } from './runtime/task-manager.ts';
 import { CqlTallySink } from './sink/cql-tally-sink.ts';
-import { ensureChangelog, partitionCount, streamTopics } from './topology.ts';
+import { ensureChangelog, streamTopics } from './topology.ts';
 
 export interface Stream {
   /** The port of `/metrics`, `/health`, `/healthz` and `/readyz` (STREAM_METRICS_PORT; 0 picks a free one). */
