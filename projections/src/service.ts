@@ -4,6 +4,7 @@ import {
   batchRetryDelayMs,
   brokerLossRetry,
   createCqlClient,
+  createDeadLetterProducer,
   createKafka,
   createLogger,
   createMetricsRegistry,
@@ -16,7 +17,6 @@ import {
   topicNames,
 } from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate, type VoteDecision } from '@votestream/schemas';
-import { Partitioners } from 'kafkajs';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { ProjectionsConfig } from './config.ts';
 import { createHttpServer } from './http/server.ts';
@@ -177,13 +177,7 @@ export async function startProjections(
     maxWaitTimeInMs: 50, // live totals within a second: do not let the broker hold a fetch long
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
   };
-  // Dead letters only (rare): idempotent, acks = all per send.
-  const deadLetterProducer = kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    allowAutoTopicCreation: false,
-    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
-  });
+  const deadLetterProducer = createDeadLetterProducer(kafka);
   await deadLetterProducer.connect();
   const tallyProjector = new TallyProjector({
     writer,

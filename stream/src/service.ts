@@ -3,6 +3,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import {
   brokerLossRetry,
   createCqlClient,
+  createDeadLetterProducer,
   createKafka,
   createMetricsRegistry,
   type Logger,
@@ -10,7 +11,6 @@ import {
   startMetricsServer,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
-import { Partitioners } from 'kafkajs';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import type { StreamConfig } from './config.ts';
@@ -174,13 +174,7 @@ export async function startStream(
       localDataCenter: config.cqlLocalDataCenter,
       security: config.cqlSecurity,
     });
-    // Only for dead letters (rare): idempotent, acks = all per send.
-    const deadLetterProducer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
-    });
+    const deadLetterProducer = createDeadLetterProducer(kafka);
     await deadLetterProducer.connect();
     const sink = new CqlTallySink({
       deadLetters: { producer: deadLetterProducer, topic: topics.deadLetters },
