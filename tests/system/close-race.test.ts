@@ -10,27 +10,22 @@ import {
   createPoll,
   devPrivateKeyPem,
   devToken,
+  dropKeyspace,
   eventually,
   isolatedEnv,
   migrateKeyspace,
   repoRoot,
-  stack,
   startFleet,
   uniqueId,
 } from '@votestream/devstack';
 import { mintToken } from '@votestream/ingest';
-import { createCqlClient } from '@votestream/runtime';
 import test from 'ava';
 
 test('a poll closed on one ingest instance while voters vote through another: every 202 counted, every poll_closed not, totals = the 202s', async (t) => {
   t.timeout(6 * 60_000);
   const id = uniqueId('close');
   const keyspace = `ks_${id}`;
-  const cql = createCqlClient({ contactPoints: stack.cqlContactPoints, localDataCenter: stack.cqlLocalDataCenter });
-  t.teardown(async () => {
-    await cql.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
-    await cql.shutdown();
-  });
+  t.teardown(() => dropKeyspace(keyspace));
   await migrateKeyspace(keyspace);
   const fleet = await startFleet({
     prefix: `${id}.`,
