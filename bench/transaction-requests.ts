@@ -15,7 +15,8 @@ import { Partitioners, type Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { RecordCollector } from '../stream/src/runtime/collector.ts';
 import { StreamMetrics } from '../stream/src/runtime/metrics.ts';
-import { PartitionCounts, TaskProducer } from '../stream/src/runtime/task-producer.ts';
+import { PartitionCounts } from '../stream/src/runtime/partitions.ts';
+import { TaskProducer } from '../stream/src/runtime/task-producer.ts';
 
 const votesPerCommit = Number(process.argv[2] ?? 6);
 const commits = Number(process.argv[3] ?? 30);

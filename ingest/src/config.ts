@@ -101,6 +101,12 @@ export interface IngestConfig extends CommonConfig {
    * POLL_CLOSED. Keep it at most STREAM_GRACE_MS.
    */
   voteCloseAckGraceMs: number;
+  /**
+   * An admin's close takes effect this long after the request (closedAt = request time + this), so that every
+   * instance's catalog has read the close before votes are refused by it: a vote received after the close on an
+   * instance that had not read it yet would be answered 202 and decided POLL_CLOSED by the stream.
+   */
+  pollCloseLeadMs: number;
   /** Consumer group of the stream's dedupe stage (`<STREAM_APPLICATION_ID>-dedupe`), for the resolution barrier. */
   dedupeGroupId: string;
   /** Consumer group of projections' receipts projector (`<PROJECTIONS_GROUP_ID>-receipts`), same. */
@@ -163,9 +169,11 @@ export function loadIngestConfig(env: Env = process.env): IngestConfig {
     );
   }
   const voteCloseAckGraceMs = r.int('VOTE_CLOSE_ACK_GRACE_MS', 2000, { min: 0, max: 3_600_000 });
+  const pollCloseLeadMs = r.int('POLL_CLOSE_LEAD_MS', 1000, { min: 0, max: 60_000 });
   const config: IngestConfig = {
     ...common,
     voteCloseAckGraceMs,
+    pollCloseLeadMs,
     port: r.int('INGEST_PORT', 8080, { min: 0, max: 65535 }),
     metricsPort: r.int('INGEST_METRICS_PORT', 9471, { min: 0, max: 65535 }),
     http: loadHttpServerLimits(r, { connectionsMax: 10_000 }),

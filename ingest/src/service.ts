@@ -244,6 +244,7 @@ export async function startIngest(config: IngestConfig, deps: IngestDeps = {}): 
       redis,
       config.redisPrefix,
       config.pollsMax,
+      config.pollCloseLeadMs,
     ),
     batcher,
     encodeVote: serde.encoder('VoteCast', { validate: false }),

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { createPoll } from '@votestream/devstack';
+import { closePoll, createPoll } from '@votestream/devstack';
 import anyTest, { type TestFn } from 'ava';
 import { revocationShardOf } from '../src/auth/revocations.ts';
 import { type IngestHandle, startIngest } from '../src/index.ts';
@@ -107,10 +107,7 @@ test('every problem code: exact status, content type, code and Retry-After, thro
   const admin = await a.env.admin();
   const { pollId } = await createPoll(a.url, admin);
   const closedPoll = (await createPoll(a.url, admin)).pollId;
-  await fetch(`${a.url}/v1/polls/${closedPoll}/close`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}` },
-  });
+  await closePoll(a.url, admin, closedPoll); // and waits for the close to take effect (POLL_CLOSE_LEAD_MS)
   const futurePoll = (await createPoll(a.url, admin, { opensAt: new Date(Date.now() + 3_600_000).toISOString() }))
     .pollId;
   const votedToken = await a.env.voter();

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createPoll, readTopic } from '@votestream/devstack';
+import { createPoll, eventually, readTopic } from '@votestream/devstack';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
 import { type IngestHandle, startIngest } from '../src/index.ts';
@@ -151,16 +151,30 @@ test('creating a poll twice is 409 poll_exists; a voter token cannot create poll
   }
 });
 
-test('a closed poll refuses votes with 409 poll_closed; a scheduled one with 409 poll_not_open', async (t) => {
+test('a close takes effect POLL_CLOSE_LEAD_MS after the request; a closed poll refuses votes with 409 poll_closed; a scheduled one with 409 poll_not_open', async (t) => {
   const { env, url } = t.context;
   const admin = await env.admin();
   const { pollId } = await createPoll(url, admin);
+  t.is(env.config.pollCloseLeadMs, 1000);
+  const before = Date.now();
   const close = await fetch(`${url}/v1/polls/${pollId}/close`, {
     method: 'POST',
     headers: { authorization: `Bearer ${admin}` },
   });
+  const after = Date.now();
   t.is(close.status, 200);
-  t.is((await close.json()).status, 'closed');
+  const closesAt = Date.parse((await close.json()).closesAt);
+  t.true(closesAt >= before + env.config.pollCloseLeadMs && closesAt <= after + env.config.pollCloseLeadMs);
+  // A second close keeps the first close time.
+  const again = await fetch(`${url}/v1/polls/${pollId}/close`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}` },
+  });
+  t.is(Date.parse((await again.json()).closesAt), closesAt);
+  await eventually('the close in effect', async () => {
+    const poll = (await (await fetch(`${url}/v1/polls/${pollId}`)).json()) as { status: string };
+    return poll.status === 'closed' ? poll : undefined;
+  });
   const closed = await vote(url, pollId, await ballot(url, pollId, await env.voter()));
   t.is(closed.status, 409);
   t.is(closed.body.code, 'poll_closed');

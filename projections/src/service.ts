@@ -1,21 +1,22 @@
 import { createReadModels, createReadModelWriter, scanLatest } from '@votestream/read-models';
 import {
+  AtLeastOnceLoop,
+  batchRetryDelayMs,
   brokerLossRetry,
   createCqlClient,
+  createDeadLetterProducer,
   createKafka,
   createLogger,
   createMetricsRegistry,
   createRedis,
   deadLetterCounter,
-  deadLetterDecoder,
   exportConsumerLag,
   type Logger,
   requireTopics,
   startMetricsServer,
   topicNames,
 } from '@votestream/runtime';
-import { createAvroSerde } from '@votestream/schemas';
-import { Partitioners } from 'kafkajs';
+import { createAvroSerde, type TallyUpdate, type VoteDecision } from '@votestream/schemas';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { ProjectionsConfig } from './config.ts';
 import { createHttpServer } from './http/server.ts';
@@ -58,6 +59,12 @@ export async function startProjections(
     records: new Counter({
       name: 'projections_records_total',
       help: 'Records projected, by input topic',
+      labelNames: ['topic'] as const,
+      registers: [registry],
+    }),
+    failures: new Counter({
+      name: 'projections_batch_failures_total',
+      help: 'Failed attempts of a batch (Redis, CQL or the schema registry unreachable), by input topic; each is retried',
       labelNames: ['topic'] as const,
       registers: [registry],
     }),
@@ -170,35 +177,9 @@ export async function startProjections(
     maxWaitTimeInMs: 50, // live totals within a second: do not let the broker hold a fetch long
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
   };
-  // Dead letters only (rare): idempotent, acks = all per send.
-  const deadLetterProducer = kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    allowAutoTopicCreation: false,
-    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
-  });
+  const deadLetterProducer = createDeadLetterProducer(kafka);
   await deadLetterProducer.connect();
-  const deadLettered = <T>(consumer: string, decode: (buf: Buffer) => Promise<T>) =>
-    deadLetterDecoder({
-      producer: deadLetterProducer,
-      deadLetterTopic: topics.deadLetters,
-      consumer,
-      counter: deadLetterCounter(registry, 'projections'),
-      decode,
-    });
-  const tallyConsumer = kafka.consumer({ groupId: `${config.groupId}-tallies`, ...consumerOptions });
-  const receiptConsumer = kafka.consumer({ groupId: `${config.groupId}-receipts`, ...consumerOptions });
-  for (const consumer of [tallyConsumer, receiptConsumer]) {
-    exportConsumerLag(consumer, registry, {
-      name: 'projections_consumer_lag_records',
-      help: 'Records of the input partition not yet fetched by its projector (after the last batch)',
-      labels: {},
-    });
-  }
   const tallyProjector = new TallyProjector({
-    consumer: tallyConsumer,
-    topic: topics.tallies,
-    decode: deadLettered(`${config.groupId}-tallies`, serde.decoder('TallyUpdate')),
     writer,
     redis,
     redisPrefix: config.redisPrefix,
@@ -206,28 +187,67 @@ export async function startProjections(
     seriesWindowsMax: config.seriesWindowsMax,
     seriesPollsMax: config.livePollsMax,
     metrics,
-    logger,
   });
-  const receiptProjector = new ReceiptProjector({
-    consumer: receiptConsumer,
-    topic: topics.voteDecisions,
-    decode: deadLettered(`${config.groupId}-receipts`, serde.decoder('VoteDecision')),
-    writer,
-    metrics,
-    logger,
-  });
+  const receiptProjector = new ReceiptProjector({ writer, metrics });
   let consuming = true;
-  for (const c of [tallyConsumer, receiptConsumer]) {
-    c.on(c.events.CRASH, ({ payload }) => {
-      logger.error({ err: payload.error, restart: payload.restart }, 'projector consumer crashed');
-      if (!payload.restart) {
-        consuming = false;
-        opts.onFatal?.(payload.error);
-      }
+  /** One projection: its consumer group, input topic (and its unprefixed metric label), decoder and apply. */
+  const loopOf = <T>(p: {
+    groupId: string;
+    topic: string;
+    label: string;
+    decode: (buf: Buffer) => Promise<T>;
+    apply: (records: T[]) => Promise<void>;
+    partitionsConsumedConcurrently: number;
+  }) => {
+    const consumer = kafka.consumer({ groupId: p.groupId, ...consumerOptions });
+    exportConsumerLag(consumer, registry, {
+      name: 'projections_consumer_lag_records',
+      help: 'Records of the input partition not yet fetched by its projector (after the last batch)',
+      labels: {},
     });
-  }
-  await tallyProjector.start(opts.fromBeginning ?? false);
-  await receiptProjector.start(opts.fromBeginning ?? false);
+    return new AtLeastOnceLoop<T>({
+      consumer,
+      topic: p.topic,
+      fromBeginning: opts.fromBeginning ?? false,
+      partitionsConsumedConcurrently: p.partitionsConsumedConcurrently,
+      decode: p.decode,
+      deadLetters: {
+        producer: deadLetterProducer,
+        topic: topics.deadLetters,
+        consumer: p.groupId,
+        counter: deadLetterCounter(registry, 'projections'),
+      },
+      apply: p.apply,
+      retryDelayMs: batchRetryDelayMs,
+      metrics: {
+        records: metrics.records.labels({ topic: p.label }),
+        failures: metrics.failures.labels({ topic: p.label }),
+      },
+      logger,
+      onFatal: (err) => {
+        consuming = false;
+        opts.onFatal?.(err);
+      },
+    });
+  };
+  const tallyLoop = loopOf<TallyUpdate>({
+    groupId: `${config.groupId}-tallies`,
+    topic: topics.tallies,
+    label: 'tallies',
+    decode: serde.decoder('TallyUpdate'),
+    apply: (tallies) => tallyProjector.apply(tallies),
+    partitionsConsumedConcurrently: 1,
+  });
+  const receiptLoop = loopOf<VoteDecision>({
+    groupId: `${config.groupId}-receipts`,
+    topic: topics.voteDecisions,
+    label: 'vote-decisions',
+    decode: serde.decoder('VoteDecision'),
+    apply: (decisions) => receiptProjector.apply(decisions),
+    partitionsConsumedConcurrently: 2,
+  });
+  await tallyLoop.start();
+  await receiptLoop.start();
 
   const http = createHttpServer({
     readModels,
@@ -255,8 +275,8 @@ export async function startProjections(
     async close() {
       server.close();
       await metricsServer.close();
-      await tallyConsumer.disconnect();
-      await receiptConsumer.disconnect();
+      await tallyLoop.stop();
+      await receiptLoop.stop();
       await deadLetterProducer.disconnect();
       publisher.close();
       await mqttClient.endAsync();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { makeVote } from '@votestream/devstack';
 import {
   applyCqlMigrations,
   createCqlClient,
@@ -131,6 +132,7 @@ export async function createWorld(t: ExecutionContext, name: string) {
         serde,
         logger,
         registry: createMetricsRegistry('projections-test-sink'),
+        onFatal: (err) => t.fail(`the CQL tally sink's consumer stopped for good: ${String(err)}`),
       });
       await sink.start();
       t.teardown(() => sink.stop());
@@ -180,24 +182,8 @@ export function decision(
 ): VoteDecision {
   const now = Date.now();
   return {
-    vote: {
-      voteId,
-      pollId,
-      optionId: 'yes',
-      voterId,
-      idempotencyKey: randomUUID(),
-      castAt: null,
-      receivedAt: now - 10,
-      evidence: {
-        challenge: 'SOLVED',
-        challengeId: null,
-        tokenId: null,
-        networkPrefix: '127.0.0.0/24',
-        userAgent: null,
-        deviceId: null,
-        attestation: null,
-      },
-    },
+    // The vote as ingest would write it (the kit's); receipts read none of its evidence.
+    vote: { ...makeVote(pollId, voterId, 'yes', now - 10), voteId },
     outcome,
     reason: outcome === 'COUNTED' ? null : 'DUPLICATE',
     countedVoteId: null,

@@ -3,6 +3,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import {
   brokerLossRetry,
   createCqlClient,
+  createDeadLetterProducer,
   createKafka,
   createMetricsRegistry,
   type Logger,
@@ -10,17 +11,17 @@ import {
   startMetricsServer,
 } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
-import { Partitioners } from 'kafkajs';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import type { StreamConfig } from './config.ts';
 import { DedupeProcessor } from './processors/dedupe.ts';
 import { GlobalTallyProcessor } from './processors/global-tally.ts';
 import type { FatalHandler } from './runtime/errors.ts';
+import { partitionCount } from './runtime/partitions.ts';
 import { StreamThread } from './runtime/stream-thread.ts';
 import type { TaskReport } from './runtime/task-manager.ts';
 import { CqlTallySink } from './sink/cql-tally-sink.ts';
-import { ensureChangelog, partitionCount, streamTopics } from './topology.ts';
+import { ensureChangelog, streamTopics } from './topology.ts';
 
 export interface Stream {
   /** The port of `/metrics`, `/health`, `/healthz` and `/readyz` (STREAM_METRICS_PORT; 0 picks a free one). */
@@ -173,13 +174,7 @@ export async function startStream(
       localDataCenter: config.cqlLocalDataCenter,
       security: config.cqlSecurity,
     });
-    // Only for dead letters (rare): idempotent, acks = all per send.
-    const deadLetterProducer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
-    });
+    const deadLetterProducer = createDeadLetterProducer(kafka);
     await deadLetterProducer.connect();
     const sink = new CqlTallySink({
       deadLetters: { producer: deadLetterProducer, topic: topics.deadLetters },
@@ -191,6 +186,7 @@ export async function startStream(
       serde,
       logger: logger.child({ component: 'cql-sink' }),
       registry,
+      onFatal,
     });
     await sink.start();
     closers.push(

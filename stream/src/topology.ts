@@ -1,5 +1,6 @@
 import { type Logger, type Topics, topicNames, waitForLeaders } from '@votestream/runtime';
 import type { Admin } from 'kafkajs';
+import { partitionCount } from './runtime/partitions.ts';
 
 /** Internal topics of the stream application (Kafka Streams naming: `<application.id>-<store>-changelog`). */
 export interface StreamTopics extends Topics {
@@ -15,17 +16,6 @@ export function streamTopics(prefix: string, applicationId: string): StreamTopic
     partialTallyChangelog: `${prefix}${applicationId}-partial-tally-store-changelog`,
     globalTallyChangelog: `${prefix}${applicationId}-global-tally-store-changelog`,
   };
-}
-
-export async function partitionCount(admin: Admin, topic: string): Promise<number> {
-  // Bounded retries (waitForLeaders: 30 s): on a cluster, a broker that has not yet applied a new topic's
-  // metadata lists no such topic, or answers UNKNOWN_TOPIC_OR_PARTITION, for a while (seen on the 3-node cluster
-  // right after the topics were created).
-  const meta = await waitForLeaders(admin, [topic]).catch(() => undefined);
-  const n = meta?.topics[0]?.partitions.length ?? 0;
-  if (n === 0)
-    throw new Error(`topic ${topic} does not exist or has no leaders (topic auto-creation is off: create it first)`);
-  return n;
 }
 
 /**

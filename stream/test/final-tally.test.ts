@@ -1,4 +1,5 @@
-import { withTimeout } from '@votestream/runtime';
+import { groupCommitted } from '@votestream/devstack';
+import { readTopicToEnd, withTimeout } from '@votestream/runtime';
 import type { VoteCast, VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { eventually } from '../../tests/support/stack.ts';
@@ -9,7 +10,7 @@ const graceMs = 2000;
 const idleTimeoutMs = 2000;
 
 test('a closed poll gets a final tally after close + grace (idle watermark), in Kafka and CQL; later votes are POLL_CLOSED', async (t) => {
-  t.timeout(90_000 + 90_000 + 60_000 + 2000 + 2 * 60_000 + 60_000 + 30_000); // its waits' deadlines, plus set-up
+  t.timeout(90_000 + 90_000 + 60_000 + 2 * (60_000 + 90_000) + 2 * 60_000 + 60_000 + 30_000); // its waits' deadlines, plus set-up
   const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'fin', { cql: true });
   const { decisions, tallies, sendPoll, sendVotes } = await pipelineHarness(t, kafka, prefix, id);
 
@@ -78,6 +79,19 @@ test('a closed poll gets a final tally after close + grace (idle watermark), in 
     if (v.receivedAt >= close + graceMs) throw new Error(`test set-up: vote ${v.voteId} is past close + grace`);
   }
 
+  /**
+   * Per partition of `topic`, the offset after its last committed record (read_committed, to the end offsets of
+   * now): what a consumer that processed everything committed so far has reached, whatever aborted records and
+   * transaction markers follow it.
+   */
+  const committedEnds = async (topic: string): Promise<Map<number, bigint>> => {
+    const ends = new Map<number, bigint>();
+    await readTopicToEnd(kafka, topic, (p, m) => void ends.set(p, BigInt(m.offset) + 1n), {
+      timeoutMs: 60_000,
+      groupIdPrefix: `${id}-ends`,
+    });
+    return ends;
+  };
   const finalOf = (pollId: string) =>
     eventually(`final tally of ${pollId}`, async () => tallies.get(pollId)?.find((u) => u.final), 90_000);
   const [finalA, finalB] = await Promise.all([finalOf(pollA.pollId), finalOf(pollB.pollId)]);
@@ -113,7 +127,17 @@ test('a closed poll gets a final tally after close + grace (idle watermark), in 
       t.is(d.reason as string | null, want ?? null, `vote of ${v.voterId} in ${v.pollId} at ${v.receivedAt}`);
     }
   }
-  await sleep(2000); // time for any (wrong) later tally to show up
+  // Any (wrong) later tally those votes could cause is written and read by now: the tally stage has processed
+  // every partial committed so far (the dedupe stage decided every vote, above, in the transactions that wrote its
+  // partials), and this test's reader has read every tally committed so far.
+  await groupCommitted(`${id}-app-tally`, `${prefix}tally-partials`, {
+    upTo: await committedEnds(`${prefix}tally-partials`),
+    timeoutMs: 90_000,
+  });
+  await groupCommitted(`${id}-verify`, `${prefix}tallies`, {
+    upTo: await committedEnds(`${prefix}tallies`),
+    timeoutMs: 90_000,
+  });
   for (const [pollId, fin] of [
     [pollA.pollId, finalA],
     [pollB.pollId, finalB],

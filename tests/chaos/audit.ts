@@ -5,7 +5,7 @@ import { mintToken } from '@votestream/ingest';
 import { voterKey } from '@votestream/read-models';
 import type { CqlClient } from '@votestream/runtime';
 import mqtt from 'mqtt';
-import { type Decision, readDecisions } from './decisions.ts';
+import { type Decision, type LoggedVote, readDecisions, readVotes } from './decisions.ts';
 import type { VoterRecord } from './voters.ts';
 
 export interface Totals {
@@ -209,7 +209,7 @@ export async function audit(o: {
 
   const examples: string[] = [];
   const example = (s: string) => {
-    if (examples.length < 20) examples.push(s);
+    if (examples.length < 60) examples.push(s);
   };
   let lostAcknowledged = 0;
   let doubleCounts = 0;
@@ -243,6 +243,50 @@ export async function audit(o: {
     if (v.first === 'refused' && v.accepted.size === 0 && c) {
       refusedCounted++;
       example(`${v.voterId} was refused (${v.answers.join(' / ')}) and is counted`);
+    }
+  }
+  // Where each lost vote ended: the voter's records in `votes` (did ingest's append land?) and every decision of the
+  // voter (was it decided, and how?). Printed with the examples, so a failing run explains itself.
+  const lostVoters = new Set(
+    o.voters.filter((v) => v.accepted.size > 0 && !countedOf.has(v.voterId)).map((v) => v.voterId),
+  );
+  if (lostVoters.size > 0 && lostVoters.size <= 20) {
+    const logged = await readVotes({
+      brokers: o.brokers,
+      prefix: o.prefix,
+      pollId: o.pollId,
+      registryUrl: o.registryUrl,
+      timeoutMs: 60_000,
+    }).catch((err: unknown) => {
+      example(`reading the votes topic failed: ${(err as Error).message}`);
+      return [] as LoggedVote[];
+    });
+    const iso = (ms: number) => new Date(ms).toISOString().slice(11, 23);
+    const show = (x: LoggedVote) =>
+      `${x.voteId.slice(0, 8)} ${x.voterId.replace(/^.*-v/, 'v')} at ${x.at} received ${iso(x.receivedAt)} appended ${iso(x.timestamp)}`;
+    // Votes appended more than once (a produce retried after it had landed): where, and when.
+    const byVote = new Map<string, LoggedVote[]>();
+    for (const x of logged) byVote.set(x.voteId, [...(byVote.get(x.voteId) ?? []), x]);
+    for (const copies of byVote.values())
+      if (copies.length > 1) example(`  appended ${copies.length} times: ${copies.map(show).join(' | ')}`);
+    const epochOf = (perfMs: number) => Date.now() - performance.now() + perfMs;
+    for (const voter of o.voters.filter((v) => lostVoters.has(v.voterId))) {
+      const voterId = voter.voterId;
+      const votes = logged.filter((x) => x.voterId === voterId);
+      const decided = (decisions ?? []).filter((d) => d.voterId === voterId);
+      example(
+        `  ${voterId} started ${iso(epochOf(voter.startedAt))}; in votes: ${votes.map(show).join('; ') || 'none'}`,
+      );
+      example(
+        `  ${voterId} decisions: ${decided.map((d) => `${d.voteId.slice(0, 8)} ${d.counted ? 'COUNTED' : `REJECTED ${d.reason}`} at ${d.at} decided ${iso(d.decidedAt)}`).join('; ') || 'none'}`,
+      );
+      // What was appended around the time the voter was answered, in every partition.
+      const from = epochOf(voter.startedAt) - 1000;
+      const near = logged.filter((x) => x.timestamp >= from && x.timestamp <= from + 20_000);
+      near.sort((a, b) => a.at.localeCompare(b.at, 'en', { numeric: true }));
+      example(
+        `  appended within 20 s of ${voterId} starting: ${near.length}; ${near.slice(0, 40).map(show).join(' | ')}`,
+      );
     }
   }
   if (results && results.total > countedVoters) {

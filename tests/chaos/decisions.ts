@@ -1,26 +1,87 @@
-// Reads every committed VoteDecision of one poll from the `vote-decisions` topic (read_committed), the stream's
-// authoritative record of which vote of each voter was counted. The receipts and totals are projections of it.
+// Reads one poll's committed records (read_committed) from the `vote-decisions` topic, the stream's authoritative
+// record of which vote of each voter was counted (the receipts and totals are projections of it), and from the
+// `votes` topic (what ingest appended), so that an audit can show where a vote it misses ended.
 import { randomUUID } from 'node:crypto';
 import { createKafka, createLogger, topicNames } from '@votestream/runtime';
-import { createAvroSerde } from '@votestream/schemas';
+import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 
 export interface Decision {
   voteId: string;
   voterId: string;
   optionId: string;
   counted: boolean;
+  /** Null when counted; e.g. DUPLICATE, POLL_CLOSED. */
+  reason: string | null;
+  /** The vote's event time (ingest's receivedAt) and when the stream decided, epoch ms. */
+  receivedAt: number;
+  decidedAt: number;
+  /** Where the decision is in vote-decisions. */
+  at: string;
 }
 
-export async function readDecisions(o: {
+/** A vote as it is in the `votes` topic, with where. */
+export interface LoggedVote {
+  voteId: string;
+  voterId: string;
+  optionId: string;
+  idempotencyKey: string;
+  receivedAt: number;
+  /** `partition:offset`, and the record's timestamp (epoch ms). */
+  at: string;
+  timestamp: number;
+}
+
+interface ReadOptions {
   brokers: string[];
   prefix: string;
   pollId: string;
   registryUrl: string;
   timeoutMs: number;
-}): Promise<Decision[]> {
-  const topic = topicNames(o.prefix).voteDecisions;
-  const serde = await createAvroSerde({ registryUrl: o.registryUrl, records: ['VoteDecision'], autoRegister: false });
-  const decode = serde.decoder('VoteDecision');
+}
+
+export async function readDecisions(o: ReadOptions): Promise<Decision[]> {
+  return readPollRecords(o, topicNames(o.prefix).voteDecisions, 'VoteDecision', (d, at) =>
+    d.vote.pollId !== o.pollId
+      ? undefined
+      : {
+          voteId: d.vote.voteId,
+          voterId: d.vote.voterId,
+          optionId: d.vote.optionId,
+          counted: d.outcome === 'COUNTED',
+          reason: d.reason,
+          receivedAt: Number(d.vote.receivedAt),
+          decidedAt: Number(d.decidedAt),
+          at,
+        },
+  );
+}
+
+/** Every vote of the poll in the `votes` topic (committed or not: ingest's producer is not transactional). */
+export async function readVotes(o: ReadOptions): Promise<LoggedVote[]> {
+  return readPollRecords(o, topicNames(o.prefix).votes, 'VoteCast', (v: VoteCast, at, timestamp) =>
+    v.pollId !== o.pollId
+      ? undefined
+      : {
+          voteId: v.voteId,
+          voterId: v.voterId,
+          optionId: v.optionId,
+          idempotencyKey: v.idempotencyKey,
+          receivedAt: Number(v.receivedAt),
+          at,
+          timestamp,
+        },
+  );
+}
+
+async function readPollRecords<R extends 'VoteDecision' | 'VoteCast', T>(
+  o: ReadOptions,
+  topic: string,
+  record: R,
+  // biome-ignore lint/suspicious/noExplicitAny: the decoded record's type follows `record`
+  pick: (value: any, at: string, timestamp: number) => T | undefined,
+): Promise<T[]> {
+  const serde = await createAvroSerde({ registryUrl: o.registryUrl, records: [record], autoRegister: false });
+  const decode = serde.decoder(record);
   const kafka = createKafka({
     clientId: 'chaos-audit',
     brokers: o.brokers,
@@ -35,8 +96,8 @@ export async function readDecisions(o: {
   } finally {
     await admin.disconnect();
   }
-  // Keyed by partition and offset: a batch KafkaJS hands out twice is read once; two decisions for one vote are two.
-  const out = new Map<string, Decision>();
+  // Keyed by partition and offset: a batch KafkaJS hands out twice is read once; two records of one vote are two.
+  const out = new Map<string, T>();
   if (ends.size === 0) return [];
   const consumer = kafka.consumer({
     groupId: `chaos-audit-${randomUUID()}`,
@@ -64,14 +125,9 @@ export async function readDecisions(o: {
         const end = ends.get(batch.partition) ?? 0n;
         for (const m of batch.messages) {
           if (BigInt(m.offset) >= end || !m.value) continue;
-          const d = await decode(m.value);
-          if (d.vote.pollId !== o.pollId) continue;
-          out.set(`${batch.partition}:${m.offset}`, {
-            voteId: d.vote.voteId,
-            voterId: d.vote.voterId,
-            optionId: d.vote.optionId,
-            counted: d.outcome === 'COUNTED',
-          });
+          const at = `${batch.partition}:${m.offset}`;
+          const picked = pick(await decode(m.value), at, Number(m.timestamp));
+          if (picked !== undefined) out.set(at, picked);
         }
       },
     });

@@ -170,7 +170,8 @@ export async function startChaosSystem(o: SystemOptions): Promise<ChaosSystem> {
         CHALLENGE_POLICY: 'off',
         RATE_NETWORK_POINTS: '100000',
         STREAM_GRACE_MS: '1000',
-        LOG_LEVEL: 'info',
+        // debug: ingest logs where Kafka said each batch landed, so a lost vote can be matched to its acknowledgement.
+        LOG_LEVEL: 'debug',
         ...o.env,
       },
     });

@@ -188,7 +188,8 @@ export const openApiDocument = {
     },
     '/v1/polls/{pollId}/close': {
       post: {
-        summary: 'Close a poll now (admin); idempotent, the first close time stands',
+        summary:
+          'Close a poll (admin): it closes POLL_CLOSE_LEAD_MS (1 s) after the request, so every instance knows first; idempotent, the first close time stands (closesAt in the answer)',
         security: [{ bearer: [] }],
         parameters: [pollIdParam],
         responses: {

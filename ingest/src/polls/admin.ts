@@ -81,7 +81,8 @@ export function parseCreatePoll(body: unknown, now: number): PollDefinition {
  * Creation is race-free across instances: `SET NX <p>poll:<pollId>` claims the id before producing;
  * the loser answers 409 poll_exists. If the produce fails the claim is released (compare-and-delete)
  * so the admin can retry. Closing is idempotent and agrees across instances: `SET NX
- * <p>poll-closed:<pollId> <closedAt>` fixes one closedAt, and every instance produces that one.
+ * <p>poll-closed:<pollId> <closedAt>` fixes one closedAt (the first request's time + POLL_CLOSE_LEAD_MS), and
+ * every instance produces that one.
  */
 export class PollAdmin {
   constructor(
@@ -93,6 +94,8 @@ export class PollAdmin {
     private readonly redisPrefix: string,
     /** Polls accepted at most (POLLS_MAX, at most catalogPollsMax). */
     private readonly pollsMax: number,
+    /** A close takes effect this long after the request (POLL_CLOSE_LEAD_MS): every instance reads it first. */
+    private readonly closeLeadMs: number,
   ) {}
 
   private async write(type: PollEventType, poll: PollDefinition, now: number): Promise<void> {
@@ -145,7 +148,9 @@ export class PollAdmin {
     const entry = this.catalog.get(pollId);
     if (!entry) throw new ProblemError('poll_not_found', `no poll ${pollId}`);
     const key = `${this.redisPrefix}poll-closed:${pollId}`;
-    await this.redis.set(key, String(now), 'NX');
+    // The close takes effect closeLeadMs from now: by then every instance's catalog has read it (milliseconds),
+    // so no instance answers 202 for a vote received after it (such a vote is decided POLL_CLOSED).
+    await this.redis.set(key, String(now + this.closeLeadMs), 'NX');
     const closedAt = Number(await this.redis.get(key));
     const poll = { ...entry.poll, closedAt };
     if (entry.poll.closedAt === closedAt) return entry.poll;

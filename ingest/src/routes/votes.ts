@@ -184,10 +184,20 @@ async function castVote(ctx: IngestContext, req: Request, res: Response): Promis
       storeUnavailableRetryAfterS,
     );
   }
+  const closeAt = closeTimeOf(ctx.catalog.get(pollId)?.poll ?? entry.poll);
+  // Received at or after the close: this instance's catalog had not applied the close yet when the vote came in (an
+  // admin closed the poll on another instance a moment before), so the stream decides it POLL_CLOSED, for sure: the
+  // close can only move earlier (the earliest close wins). A 202 would be a promise the stream breaks.
+  if (closeAt !== null && vote.receivedAt >= closeAt) {
+    await ctx.guards
+      .fail(keys, idemPending)
+      .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
+    ctx.logger.warn({ pollId, voteId, closeAt }, 'vote received after the poll closed (catalog not yet current)');
+    throw new ProblemError('poll_closed', `poll ${pollId} closed before this vote was received`);
+  }
   // Acknowledged too late to promise that it counts: the poll closed while the vote was in flight (a broker
   // failure at the close), and the stream may already have finalised the poll and decided this vote POLL_CLOSED.
   // Not a 202: the vote may still count (its event time is before the close); `votes/me` tells the voter which.
-  const closeAt = closeTimeOf(ctx.catalog.get(pollId)?.poll ?? entry.poll);
   if (closeAt !== null && ctx.now() >= closeAt + ctx.config.voteCloseAckGraceMs) {
     await ctx.guards
       .fail(keys, idemPending)

@@ -14,12 +14,20 @@ import {
 export type SendOnlyProducer = Pick<Producer, 'send' | 'disconnect'>;
 
 /**
- * An idempotent producer that replaces itself (new producer id, sequence numbers from 0) after a failed send.
- * KafkaJS 2.2.4 advances an idempotent producer's sequence numbers for a request that then fails (a broker
- * killed or stopped mid-request); every later request is refused with OUT_OF_ORDER_SEQUENCE_NUMBER, for ever
- * (seen on the 3-node cluster: one broker loss left ingest answering 503 to every vote). A failed send was
- * answered 503, so nothing acknowledged depends on the old producer; a copy of it that did land is a duplicate
- * the stream's dedupe drops. Sends wait while a replacement connects.
+ * An idempotent producer that is never used again after a failed send: the next send goes through a fresh one (new
+ * producer id, sequence numbers from 0). KafkaJS 2.2.4 keeps an idempotent producer's sequence numbers in the
+ * client and moves them back when a request fails, whether or not the broker appended it:
+ * - a request that failed without landing but advanced the numbers leaves every later request refused with
+ *   OUT_OF_ORDER_SEQUENCE_NUMBER, for ever (seen on the 3-node cluster: one broker loss left ingest answering 503 to
+ *   every vote);
+ * - a request that landed and still failed (a timeout, a connection lost after the append) gives its sequence
+ *   number to the next request, with other votes in it; the broker takes that one for a retry of the first,
+ *   acknowledges it and appends nothing. A vote answered 202 is then not in Kafka (seen on the 3-node cluster: a
+ *   voter told 202 whose vote is not in the votes topic, and the failed batch's vote appended twice).
+ * So a producer whose send failed is retired at once, and while no fresh producer could be connected every send
+ * fails (503). A failed send was answered 503, so nothing acknowledged depends on the old producer; a copy of it that
+ * did land is a duplicate the stream's dedupe drops. The retired producer is disconnected once its other sends (of
+ * other partitions, in flight when it failed) have settled.
  */
 export async function createResettingProducer(
   kafka: Kafka,
@@ -28,35 +36,54 @@ export async function createResettingProducer(
 ): Promise<SendOnlyProducer & { readonly resets: number }> {
   // The partitioner is passed explicitly (KafkaJS warns when it is left out): the one `send` below computes too.
   const producerConfig: ProducerConfig = { ...config, createPartitioner: Partitioners.DefaultPartitioner };
-  let current = kafka.producer(producerConfig);
-  await current.connect();
-  let replacing: Promise<void> | undefined;
+  const first = kafka.producer(producerConfig);
+  await first.connect();
+  /** The producer new sends use; undefined after a failed send until a replacement has connected. */
+  let current: Producer | undefined = first;
+  let replacing: Promise<Producer> | undefined;
   let resets = 0;
   let closed = false;
-  const replace = (failed: Producer) => {
-    if (replacing || failed !== current || closed) return;
-    replacing = (async () => {
+  /** Sends in flight per producer, so that a retired one is disconnected only when they have settled. */
+  const inFlight = new Map<Producer, number>();
+  const retired = new Set<Producer>();
+  const disconnectIfIdle = (p: Producer) => {
+    if (retired.has(p) && !inFlight.get(p)) {
+      retired.delete(p);
+      inFlight.delete(p);
+      void p.disconnect().catch(() => undefined);
+    }
+  };
+  const retire = (failed: Producer) => {
+    if (current !== failed) return; // already retired by another failed send
+    current = undefined;
+    retired.add(failed);
+    disconnectIfIdle(failed);
+  };
+  const producerForSend = (): Promise<Producer> => {
+    if (closed) return Promise.reject(new Error('the producer is closed'));
+    if (current) return Promise.resolve(current);
+    replacing ??= (async () => {
       const next = kafka.producer(producerConfig);
-      // Bounded by the client's retry settings; if Kafka is unreachable the next send fails and tries again.
+      // Bounded by the client's retry settings; if Kafka is unreachable this send fails and the next one tries again.
       try {
         await next.connect();
       } catch (err) {
         await next.disconnect().catch(() => undefined); // no sockets or timers left behind by the failed attempt
+        logger.warn({ err }, 'producer replacement failed; sends fail until one connects');
         throw err;
       }
       if (closed) {
         await next.disconnect().catch(() => undefined);
-        return;
+        throw new Error('the producer is closed');
       }
       current = next;
       resets++;
       logger.warn({ resets }, 'producer replaced after a failed send (fresh producer id and sequence numbers)');
-      await failed.disconnect().catch(() => undefined);
-    })()
-      .catch((err: unknown) => logger.warn({ err }, 'producer replacement failed; the next failed send retries it'))
-      .finally(() => {
-        replacing = undefined;
-      });
+      return next;
+    })().finally(() => {
+      replacing = undefined;
+    });
+    return replacing;
   };
   // One produce request per partition (see the comment on `send`): the partition of each keyed message is
   // chosen here with KafkaJS's own default partitioner (murmur2 of the key, as the Java client), so nothing moves.
@@ -73,14 +100,24 @@ export async function createResettingProducer(
     }
     return parts;
   };
+  const traceAcks = logger.isLevelEnabled('debug');
   const sendOnce = async (record: ProducerRecord): Promise<RecordMetadata[]> => {
-    if (replacing) await replacing;
-    const p = current;
+    const p = await producerForSend();
+    inFlight.set(p, (inFlight.get(p) ?? 0) + 1);
     try {
-      return await p.send(record);
+      const acked = await p.send(record);
+      // Where Kafka says each batch landed (LOG_LEVEL=debug): lets a fault run match a vote to its acknowledgement.
+      if (traceAcks) {
+        const keys = record.messages.map((m) => String(m.key));
+        logger.debug({ topic: record.topic, acked, keys, resets }, 'produce acknowledged');
+      }
+      return acked;
     } catch (err) {
-      replace(p);
+      retire(p);
       throw err;
+    } finally {
+      inFlight.set(p, (inFlight.get(p) ?? 1) - 1);
+      disconnectIfIdle(p);
     }
   };
   return {
@@ -119,8 +156,9 @@ export async function createResettingProducer(
     },
     async disconnect() {
       closed = true;
-      if (replacing) await replacing;
-      await Promise.allSettled([current.disconnect(), admin.disconnect()]);
+      await replacing?.catch(() => undefined);
+      const all = [...retired, ...(current ? [current] : [])];
+      await Promise.allSettled([...all.map((p) => p.disconnect()), admin.disconnect()]);
     },
   };
 }

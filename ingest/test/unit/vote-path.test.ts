@@ -315,3 +315,22 @@ test('a vote Kafka acknowledges only after the poll closed + VOTE_CLOSE_ACK_GRAC
   t.deepEqual(path.guards.calls, ['admit', 'complete', 'admit', 'fail']);
   t.deepEqual(await path.outcomes(), { accepted: 1, unavailable: 1 });
 });
+
+test('a vote received at or after a close this instance had not applied yet gets 409 poll_closed, not 202 (the stream decides it POLL_CLOSED)', async (t) => {
+  const { path } = t.context;
+  path.producer.mode = 'hold';
+  const poll = path.addPoll();
+  const pending = path.vote(poll.pollId, { token: await path.token('voter-after-close') });
+  await until(() => path.producer.held.length === 1, 'the vote reached the producer');
+  // Another instance closed the poll at the very millisecond this one received the vote; the close reaches this
+  // instance's catalog while the vote is in flight, well within the grace.
+  path.addPoll({ ...poll, closedAt: path.clock.ms });
+  path.clock.advance(1);
+  path.producer.release(true);
+  const res = await pending;
+  t.is(res.status, 409);
+  t.is(res.body?.code, 'poll_closed');
+  t.is(path.acknowledgedVotes().length, 1, 'it is in Kafka: the stream rejects it as POLL_CLOSED');
+  t.deepEqual(path.guards.calls, ['admit', 'fail']);
+  t.deepEqual(await path.outcomes(), { poll_closed: 1 });
+});

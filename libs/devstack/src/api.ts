@@ -1,5 +1,5 @@
 // The vote API calls every test and benchmark makes the same way: an admin creating and closing polls.
-import { uniqueId } from './stack.ts';
+import { eventually, uniqueId } from './stack.ts';
 
 /** An option as the API takes it; a plain string `x` stands for `{ id: x, label: x }`. */
 export type OptionSpec = string | { id: string; label: string };
@@ -34,11 +34,26 @@ export async function createPoll(
   return (await res.json()) as { pollId: string; status: string };
 }
 
-/** Closes a poll through `POST /v1/polls/:id/close`; fails unless the API answers 200. */
-export async function closePoll(apiUrl: string, adminToken: string, pollId: string): Promise<void> {
+/**
+ * Closes a poll through `POST /v1/polls/:id/close` (fails unless the API answers 200) and waits until the close has
+ * taken effect on that instance (`GET /v1/polls/:id` says closed): a close takes effect POLL_CLOSE_LEAD_MS after
+ * the request. Returns the effective close time (epoch ms).
+ */
+export async function closePoll(apiUrl: string, adminToken: string, pollId: string): Promise<number> {
   const res = await fetch(`${apiUrl}/v1/polls/${pollId}/close`, {
     method: 'POST',
     headers: { authorization: `Bearer ${adminToken}` },
   });
   if (res.status !== 200) throw new Error(`close poll ${pollId}: ${res.status} ${await res.text()}`);
+  const { closesAt } = (await res.json()) as { closesAt: string | null };
+  if (closesAt === null) throw new Error(`close poll ${pollId}: the answer has no closesAt`);
+  await eventually(
+    `poll ${pollId} closed`,
+    async () => {
+      const poll = (await (await fetch(`${apiUrl}/v1/polls/${pollId}`)).json()) as { status?: string };
+      return poll.status === 'closed' ? true : undefined;
+    },
+    60_000,
+  );
+  return Date.parse(closesAt);
 }

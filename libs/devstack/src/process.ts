@@ -166,16 +166,32 @@ export function httpOk(url: string): () => Promise<boolean> {
   };
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1 (the OS picks it). */
+/** Ports handed out by freePort in this process: never twice. */
+const handedOut = new Set<number>();
+/** freePort picks below the kernel's ephemeral range, so an outgoing connection never takes the port before use. */
+const freePortRange = { from: 20_000, to: 32_000 };
+
+/**
+ * A TCP port free on 127.0.0.1 now, for a service about to be started. Not the kernel's port 0 pick: that comes from
+ * the ephemeral range (32768-60999 here), which every outgoing connection of every process (Kafka clients, the
+ * services starting meanwhile) also draws from, so the port could be taken before the service binds it
+ * (EADDRINUSE, seen with several services started one after another on a busy machine).
+ */
 export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolvePort(port));
+  const bindable = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
     });
-  });
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const port = freePortRange.from + Math.floor(Math.random() * (freePortRange.to - freePortRange.from));
+    if (handedOut.has(port)) continue;
+    if (await bindable(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${freePortRange.from}-${freePortRange.to}`);
 }

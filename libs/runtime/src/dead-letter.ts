@@ -1,4 +1,4 @@
-import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
+import { type IHeaders, type Kafka, type KafkaMessage, type Message, Partitioners, type Producer } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
 import { sharedMetric } from './metrics.ts';
 
@@ -108,4 +108,17 @@ export function deadLetterDecoder<T>(o: {
     o.counter.inc({ topic, reason });
     return null;
   };
+}
+
+/**
+ * The producer of an at-least-once consumer's dead letters (rare): idempotent, one request in flight, no topic
+ * auto-creation; `deadLetterDecoder` sends with acks = all. Connect it before use.
+ */
+export function createDeadLetterProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner, // explicit: KafkaJS warns when it is left out
+  });
 }

@@ -1,4 +1,5 @@
 export * from './assert.ts';
+export * from './at-least-once.ts';
 export * from './config.ts';
 export * from './cql.ts';
 export * from './dead-letter.ts';

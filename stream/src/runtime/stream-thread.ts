@@ -6,11 +6,11 @@ import type { DeadLetterRoute } from './collector.ts';
 import { type FatalHandler, recoveryOf } from './errors.ts';
 import { StreamMetrics } from './metrics.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
+import { PartitionCounts } from './partitions.ts';
 import { type Clock, type ProcessorFactory, systemClock } from './processor.ts';
 import { restoreChangelogPartition } from './restore.ts';
 import type { StreamTask } from './task.ts';
 import { TaskManager, type TaskReport } from './task-manager.ts';
-import { PartitionCounts } from './task-producer.ts';
 
 export interface StreamThreadOptions {
   /** Stage name, for logs and metrics. */

@@ -1,9 +1,10 @@
 import type { Logger } from '@votestream/runtime';
 import type { Kafka } from 'kafkajs';
 import { type FatalHandler, recoveryOf, TaskFailuresExhaustedError } from './errors.ts';
+import type { PartitionCounts } from './partitions.ts';
 import type { ProcessorFactory } from './processor.ts';
 import { StreamTask, type TaskContext, type TaskState } from './task.ts';
-import { type PartitionCounts, TaskProducer } from './task-producer.ts';
+import { TaskProducer } from './task-producer.ts';
 
 const failureBackoffMsMax = 5000;
 

@@ -1,35 +1,13 @@
 import type { Logger } from '@votestream/runtime';
-import type { Admin, Kafka, Producer, Transaction } from 'kafkajs';
+import type { Kafka, Producer, Transaction } from 'kafkajs';
 import type { PartitionBatch, RecordCollector } from './collector.ts';
 import type { StreamMetrics } from './metrics.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
+import type { PartitionCounts } from './partitions.ts';
 
 const commitTimeoutMs = 30_000;
 /** Records per produce request of a commit (see commit()): one request per partition per this many records. */
 export const sendBatchRecordsMax = 1000;
-
-/**
- * Partition counts of output topics, read once per topic per stage: partitions are never removed, and adding
- * partitions to a keyed topic moves keys (never done in place: docs/architecture.md §7).
- */
-export class PartitionCounts {
-  private readonly countOf = new Map<string, number>();
-  constructor(private readonly admin: Admin) {}
-
-  async of(topics: readonly string[]): Promise<Map<string, number>> {
-    const counts = new Map<string, number>();
-    for (const topic of topics) {
-      let n = this.countOf.get(topic);
-      if (n === undefined) {
-        n = (await this.admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.length ?? 0;
-        if (n === 0) throw new Error(`topic ${topic} has no partitions in the metadata`);
-        this.countOf.set(topic, n);
-      }
-      counts.set(topic, n);
-    }
-    return counts;
-  }
-}
 
 export interface TaskProducerOptions {
   kafka: Kafka;
