@@ -60,3 +60,14 @@ test('voters whose fingerprints share the home slot and the tag are told apart b
   t.is(table.find({ hi: 0xfc000003, lo: 3 }), -1);
   t.is(table.size, 3);
 });
+
+test('a voteId that is no UUID is refused (InvariantError) and leaves the table as it was; any case is read', (t) => {
+  const table = new VoterTable(4);
+  const fp = fingerprintOf('voter-1', { hi: 0, lo: 0 });
+  for (const bad of ['not-a-uuid', '0000000g-0000-4000-8000-000000000000', '00000000-0000-4000-8000-0000000000000', ''])
+    t.throws(() => table.insert(fp, bad), { message: /voteId must be a UUID/ });
+  t.is(table.size, 0);
+  t.is(table.find(fp), -1);
+  t.true(table.insert(fp, 'ABCDEF01-2345-4789-8ABC-DEF012345678'));
+  t.is(table.voteIdAt(table.find(fp)), 'abcdef01-2345-4789-8abc-def012345678');
+});
