@@ -93,9 +93,8 @@ export class StreamTask {
 
   /**
    * created -> restoring -> running: fences the previous owner, then reads every changelog partition of the
-   * task to its end (at the same time: each read joins a consumer group of its own, and a new group waits
-   * group.initial.rebalance.delay.ms, 3 s on MSK, before its first assignment, so one after the other would add
-   * that delay per changelog to the failover time; records of different stores never interact).
+   * task to its end (at the same time: each read waits for its own fetches, so one after the other would add
+   * their round trips per changelog to the failover time; records of different stores never interact).
    * On failure the task is closed and the error rethrown. Returns the number of records restored.
    */
   async initialize(): Promise<number> {
