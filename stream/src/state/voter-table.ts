@@ -112,18 +112,24 @@ export class VoterTable {
 
   /** Entry of the voter, or -1 if not remembered. */
   find(fp: Fingerprint): number {
+    const s = this.index[this.probe(fp)] as number;
+    return s === 0 ? -1 : (s & entryMask) - 1;
+  }
+
+  /** The voter's slot if it is remembered, else the first empty slot from its home slot on (where it goes). */
+  private probe(fp: Fingerprint): number {
     const index = this.index;
     const slots = index.length;
     const tag = tagOf(fp.hi);
     let slot = fp.lo % slots;
     for (;;) {
       const s = index[slot] as number;
-      if (s === 0) return -1;
+      if (s === 0) return slot;
       if ((s & ~entryMask) >>> 0 === tag) {
         const entry = (s & entryMask) - 1;
         const f = this.fps[entry >>> chunkShift] as Uint32Array;
         const at = (entry & chunkMask) * 2;
-        if (f[at] === fp.hi && f[at + 1] === fp.lo) return entry;
+        if (f[at] === fp.hi && f[at + 1] === fp.lo) return slot;
       }
       slot = slot + 1 === slots ? 0 : slot + 1;
     }
@@ -142,22 +148,8 @@ export class VoterTable {
   /** Remembers a voter's first vote. Returns false (and changes nothing) if the voter is already remembered. */
   insert(fp: Fingerprint, voteId: string): boolean {
     if (this.used + 1 > this.index.length * voterTableLoadFactorMax) this.grow();
-    // One probe: a slot of this voter (already remembered) or the first empty slot (where it goes).
-    const index = this.index;
-    const slots = index.length;
-    const tag = tagOf(fp.hi);
-    let slot = fp.lo % slots;
-    for (;;) {
-      const s = index[slot] as number;
-      if (s === 0) break;
-      if ((s & ~entryMask) >>> 0 === tag) {
-        const other = (s & entryMask) - 1;
-        const f = this.fps[other >>> chunkShift] as Uint32Array;
-        const at = (other & chunkMask) * 2;
-        if (f[at] === fp.hi && f[at + 1] === fp.lo) return false;
-      }
-      slot = slot + 1 === slots ? 0 : slot + 1;
-    }
+    const slot = this.probe(fp);
+    if (this.index[slot] !== 0) return false;
     if (this.used >= voterTableEntriesMax)
       invariant(false, `voter table exceeds voterTableEntriesMax (${voterTableEntriesMax})`);
     const entry = this.used;
@@ -173,7 +165,7 @@ export class VoterTable {
     // The entry is not in use until the index points at it: a bad voteId leaves the table as it was.
     if (!writeUuid(voteId, this.ids[chunk] as Uint8Array, at * voteIdBytes))
       invariant(false, `voteId must be a UUID, got ${JSON.stringify(voteId)}`);
-    index[slot] = (tag | (entry + 1)) >>> 0;
+    this.index[slot] = (tagOf(fp.hi) | (entry + 1)) >>> 0;
     this.used++;
     return true;
   }
