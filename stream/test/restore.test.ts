@@ -1,19 +1,36 @@
 // The changelog restore reader (stream/src/runtime/restore.ts) on the real broker: read_committed (an aborted
 // transaction's records and the markers are never applied), from the partition's start to the end offset read at
 // the start, only the asked partition, every committed record in offset order.
+import { waitForLeaders } from '@votestream/runtime';
 import test from 'ava';
 import { type ChangelogRecord, restoreChangelogPartition } from '../src/runtime/restore.ts';
-import { streamTest } from './support.ts';
+import { type StreamTest, streamTest } from './support.ts';
+
+/** Restores one partition: the records applied, in order, and the count the reader returned. */
+async function restore(s: StreamTest, topic: string, partition: number, fetchBytesMax?: number) {
+  const applied: ChangelogRecord[] = [];
+  const read = await restoreChangelogPartition({
+    kafka: s.kafka,
+    admin: s.admin,
+    topic,
+    partition,
+    logger: s.logger,
+    apply: (r) => applied.push(r),
+    ...(fetchBytesMax === undefined ? {} : { fetchBytesMax }),
+  });
+  return { read, applied };
+}
 
 test('a changelog partition restores its committed records only, in offset order', async (t) => {
   const s = await streamTest(t, 'restore');
   const topic = `${s.prefix}store-changelog`;
   await s.admin.createTopics({
-    waitForLeaders: true,
+    waitForLeaders: false,
     topics: [
       { topic, numPartitions: 2, replicationFactor: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
     ],
   });
+  await waitForLeaders(s.admin, [topic]);
   const producer = s.kafka.producer({
     transactionalId: `${s.id}-tx`,
     idempotent: true,
@@ -45,16 +62,7 @@ test('a changelog partition restores its committed records only, in offset order
   // One fetch for everything, and fetches of one record batch each (1 byte asked: the broker still returns one
   // batch), the next fetched while one is applied: the same records either way.
   for (const fetchBytesMax of [undefined, 1]) {
-    const applied: ChangelogRecord[] = [];
-    const read = await restoreChangelogPartition({
-      kafka: s.kafka,
-      admin: s.admin,
-      topic,
-      partition: 1,
-      logger: s.logger,
-      apply: (r) => applied.push(r),
-      ...(fetchBytesMax === undefined ? {} : { fetchBytesMax }),
-    });
+    const { read, applied } = await restore(s, topic, 1, fetchBytesMax);
     // 5 committed records in partition 1 (the 2 aborted ones and the 3 markers are not records of the store).
     t.is(read, 5);
     t.deepEqual(
@@ -74,16 +82,9 @@ test('a changelog partition restores its committed records only, in offset order
 test('an empty changelog partition restores nothing', async (t) => {
   const s = await streamTest(t, 'restore-empty');
   const topic = `${s.prefix}store-changelog`;
-  await s.admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] });
-  const applied: ChangelogRecord[] = [];
-  const read = await restoreChangelogPartition({
-    kafka: s.kafka,
-    admin: s.admin,
-    topic,
-    partition: 0,
-    logger: s.logger,
-    apply: (r) => applied.push(r),
-  });
+  await s.admin.createTopics({ waitForLeaders: false, topics: [{ topic, numPartitions: 1, replicationFactor: 1 }] });
+  await waitForLeaders(s.admin, [topic]);
+  const { read, applied } = await restore(s, topic, 0);
   t.is(read, 0);
   t.is(applied.length, 0);
 });
