@@ -8,13 +8,21 @@
 //   4. backlog phase: the processor is stopped, N votes are queued, a second process restores the changelogs
 //      (restore rate) and drains the backlog (the stage's processing rate when its input is never empty);
 //   5. baseline: a plain read_committed consume + Avro decode of the same votes topic (first to last batch);
-//   6. memory per remembered voter of the dedupe table.
+//   6. baseline of the drain: the bare KafkaJS exactly-once consume -> produce loop over the same votes (one
+//      transactional producer per partition, one output record per input record, commits every 100 ms with the
+//      offsets), its rate and CPU per message beside the stage's drain (CPU of the processor process, /proc);
+//   7. restore, interleaved A/B/A/B: the dedupe tasks' changelog partitions restored into fresh DedupeProcessors
+//      by the runtime's restore reader (all in parallel, as a process does; from the call to the last record
+//      applied) vs a plain read_committed consume of the same changelog topics (from its group join to the last
+//      batch: the join is not counted);
+//   8. memory per remembered voter of the dedupe table (at 1M voters, and the most over 100k..1M).
 // Append-to-tally latency of a vote = receive time, by a read_committed consumer of `tallies`, of the first global
 // TallyUpdate that includes it, minus the vote's record timestamp (set by this producer when it sends the vote).
 // To know exactly which update includes which vote, each poll's voters are chosen so that all its votes land on one
 // votes partition (the default partitioner on key pollId/voterId): its k-th vote is in the first update of the poll
 // with total >= k. The receive time is at most one fetch wait (100 ms) after the commit, so it is an upper bound.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createTopics,
@@ -28,8 +36,10 @@ import {
 } from '@votestream/devstack';
 import { createKafka, createLogger } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
-import { type Consumer, Partitioners } from 'kafkajs';
-import { fingerprintOf, VoterTable } from '../stream/src/index.ts';
+import { type Consumer, Partitioners, type Transaction } from 'kafkajs';
+import { Registry } from 'prom-client';
+import { DedupeProcessor, fingerprintOf, type StreamConfig, streamTopics, VoterTable } from '../stream/src/index.ts';
+import { restoreChangelogPartition } from '../stream/src/runtime/restore.ts';
 
 const burstVotes = Number(process.argv[2] ?? 20_000);
 const pacedRate = Number(process.argv[3] ?? 1000);
@@ -50,10 +60,17 @@ const decodeTally = serde.decoder('TallyUpdate');
 const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
 await producer.connect();
 const children = new Set<ServiceProcess>();
+const bareOut = `${prefix}bench-bare-out`;
 const cleanup = async () => {
   for (const c of children) await c.kill9();
   await producer.disconnect().catch(() => {});
   await deleteTopics();
+  const admin = kafka.admin();
+  await admin.connect();
+  const internal = streamTopics(prefix, env.STREAM_APPLICATION_ID);
+  const extra = [bareOut, internal.dedupeChangelog, internal.partialTallyChangelog, internal.globalTallyChangelog];
+  await admin.deleteTopics({ topics: extra }).catch(() => {});
+  await admin.disconnect();
 };
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
@@ -301,12 +318,22 @@ const endToEndMs = decided.burst.lastAt - burstStart;
 await stop(p1);
 await produce('backlog', burstVotes, 1000);
 const p2 = await start();
+/** CPU seconds (user + system) of a child process so far, from /proc (Linux). */
+const cpuOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+};
+const drainCpu0 = cpuOf(p2.process.pid);
+const drainDecided0 = decided.backlog.n;
 const restored = (await p2.tasks()).filter((x) => x.stage === 'dedupe');
 const restoredRecords = restored.reduce((n, r) => n + r.restoredRecords, 0);
 const restoreMs = restored.reduce((n, r) => Math.max(n, r.restoreMs), 0);
 await until('backlog decided', () => decided.backlog.n >= burstVotes);
 await until('backlog tallied', complete('backlog'));
 const drainMs = decided.backlog.lastAt - decided.backlog.firstDecidedAt;
+// The stage's CPU per vote: from the moment every task ran (restore done) to the last backlog decision committed.
+const drainCpuUsPerVote = ((cpuOf(p2.process.pid) - drainCpu0) * 1e6) / Math.max(1, decided.backlog.n - drainDecided0);
+const drainCpuVotes = decided.backlog.n - drainDecided0;
 await stop(p2);
 
 // Baseline: a plain read_committed consume + decode of the same votes topic (now holding both phases).
@@ -336,9 +363,176 @@ const baselineMs = await (async () => {
 })();
 
 for (const c of consumers) await c.disconnect();
+
+// The bare KafkaJS exactly-once loop over the same votes, in this process (its readers are gone by now, so the
+// process's CPU is the loop's): one transactional producer per votes partition, each input record produced once to
+// `bench-bare-out` (same partition) in the partition's open transaction, which commits with the offsets once it is
+// 100 ms old (and at the end). Rate and CPU from the first batch to the last commit.
+const bare = await (async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [{ topic: bareOut, numPartitions: partitions, replicationFactor: 1 }],
+  });
+  await admin.disconnect();
+  const groupId = `${id}-bare`;
+  const txs = await Promise.all(
+    Array.from({ length: partitions }, async (_, p) => {
+      const pr = kafka.producer({
+        transactionalId: `${id}-bare-${p}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+      });
+      await pr.connect();
+      return { producer: pr, tx: undefined as Transaction | undefined, openedAt: 0, next: '0' };
+    }),
+  );
+  const commit = async (p: number) => {
+    const s = txs[p] as (typeof txs)[number];
+    if (!s.tx) return;
+    await s.tx.sendOffsets({
+      consumerGroupId: groupId,
+      topics: [{ topic: `${prefix}votes`, partitions: [{ partition: p, offset: s.next }] }],
+    });
+    await s.tx.commit();
+    s.tx = undefined;
+  };
+  const c = kafka.consumer({ groupId, readUncommitted: false, maxWaitTimeInMs: 100 });
+  await c.connect();
+  await c.subscribe({ topics: [`${prefix}votes`], fromBeginning: true });
+  let n = 0;
+  let first = 0;
+  let cpu0 = process.cpuUsage();
+  const all = new Promise<void>((resolve) => {
+    void c.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: partitions,
+      eachBatch: async ({ batch }) => {
+        if (!first) {
+          first = performance.now();
+          cpu0 = process.cpuUsage();
+        }
+        const s = txs[batch.partition] as (typeof txs)[number];
+        if (!s.tx) {
+          s.tx = await s.producer.transaction();
+          s.openedAt = performance.now();
+        }
+        await s.tx.send({
+          topic: bareOut,
+          messages: batch.messages.map((m) => ({ key: m.key, value: m.value, partition: batch.partition })),
+        });
+        s.next = String(BigInt(batch.lastOffset()) + 1n);
+        if (performance.now() - s.openedAt >= 100) await commit(batch.partition);
+        n += batch.messages.length;
+        if (n >= totalVotes) resolve();
+      },
+    });
+  });
+  await all;
+  await c.stop();
+  for (let p = 0; p < partitions; p++) await commit(p);
+  const ms = performance.now() - first;
+  const cpu = process.cpuUsage(cpu0);
+  await c.disconnect();
+  for (const s of txs) await s.producer.disconnect();
+  return { n, ms: Math.round(ms), cpuUsPerMsg: (cpu.user + cpu.system) / n };
+})();
+
+// Restore, interleaved A/B/A/B: the restore reader into fresh DedupeProcessors (every dedupe task in parallel, both
+// its changelogs, as a process restores) vs a plain read_committed consume of the same changelog topics.
+const internal = streamTopics(prefix, env.STREAM_APPLICATION_ID);
+const restoreRun = async (): Promise<{ records: number; ms: number }> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  const config = { windowMs: 1000, graceMs: 2000, windowRetentionMs: 600_000 } as StreamConfig;
+  const topics = {
+    votes: `${prefix}votes`,
+    voteDecisions: `${prefix}vote-decisions`,
+    tallyPartials: `${prefix}tally-partials`,
+    tallyChangelog: internal.partialTallyChangelog,
+    dedupeChangelog: internal.dedupeChangelog,
+    analyticsVotes: `${prefix}analytics-votes`,
+  };
+  const started = performance.now();
+  const counts = await Promise.all(
+    Array.from({ length: partitions }, async (_, p) => {
+      const processor = new DedupeProcessor(p, {
+        config,
+        topics,
+        serde,
+        catalog: { get: () => undefined, all: () => [].values(), catchUp: async () => {} },
+        logger,
+        registry: new Registry(),
+        salts: { get: () => Buffer.alloc(32) },
+      });
+      const n = await Promise.all(
+        processor.changelogTopics.map((topic) =>
+          restoreChangelogPartition({
+            kafka,
+            admin,
+            topic,
+            partition: p,
+            logger,
+            apply: (r) => {
+              if (!r.key.startsWith('\u0000')) processor.restore(r);
+            },
+          }),
+        ),
+      );
+      processor.restored();
+      return n.reduce((a, b) => a + b, 0);
+    }),
+  );
+  const ms = performance.now() - started;
+  await admin.disconnect();
+  return { records: counts.reduce((a, b) => a + b, 0), ms: Math.round(ms) };
+};
+const consumeRun = async (records: number): Promise<{ records: number; ms: number }> => {
+  const c = kafka.consumer({
+    groupId: `${id}-${randomUUID()}`,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 10 * 1024 * 1024,
+  });
+  // From the group join (the consumer has its partitions) to the last batch: the join itself is not counted.
+  let first = 0;
+  c.on(c.events.GROUP_JOIN, () => {
+    first = performance.now();
+  });
+  await c.connect();
+  await c.subscribe({ topics: [internal.dedupeChangelog, internal.partialTallyChangelog], fromBeginning: true });
+  let n = 0;
+  let last = 0;
+  await new Promise<void>((resolve) => {
+    void c.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        n += batch.messages.length;
+        if (n >= records) {
+          last = performance.now();
+          resolve();
+        }
+      },
+    });
+  });
+  await c.disconnect();
+  return { records: n, ms: Math.round(last - first) };
+};
+const restoreRounds: Array<{ restore: { records: number; ms: number }; consume: { records: number; ms: number } }> = [];
+for (let round = 0; round < 2; round++) {
+  const restore = await restoreRun();
+  restoreRounds.push({ restore, consume: await consumeRun(restore.records) });
+}
+
 const table = new VoterTable();
 const fp = { hi: 0, lo: 0 };
-for (let i = 0; i < 1_000_000; i++) table.insert(fingerprintOf(`voter-${i}`, fp), randomUUID());
+let worstBytes = 0;
+for (let i = 0; i < 1_000_000; i++) {
+  table.insert(fingerprintOf(`voter-${i}`, fp), randomUUID());
+  if (table.size >= 100_000) worstBytes = Math.max(worstBytes, table.bytes / table.size);
+}
 
 const rate = (n: number, ms: number) => Math.round((n * 1000) / Math.max(1, ms));
 const paced = latencies('paced');
@@ -363,11 +557,24 @@ console.log(
   `backlog ${burstVotes} votes queued while no processor ran: stage processing rate (first vote taken -> last decision committed) ${rate(burstVotes, drainMs)} votes/s (${drainMs} ms)`,
 );
 console.log(
+  `  stage CPU: ${drainCpuUsPerVote.toFixed(1)} CPU-us/vote (processor process, stages dedupe + tally, over the ${drainCpuVotes} votes decided after every task ran)`,
+);
+console.log(
+  `baseline bare KafkaJS exactly-once consume -> produce of the same ${bare.n} votes (a transactional producer per partition, 100 ms commits): ${rate(bare.n, bare.ms)} msgs/s, ${bare.cpuUsPerMsg.toFixed(1)} CPU-us/msg => stage / bare = ${(drainCpuUsPerVote / bare.cpuUsPerMsg).toFixed(2)}x CPU per vote`,
+);
+console.log(
   `baseline read_committed consume + decode of the same ${totalVotes} votes: ${rate(totalVotes, baselineMs)} votes/s (${baselineMs} ms, first to last batch)`,
 );
 console.log(
-  `restore: ${restoredRecords} changelog records, slowest task ${restoreMs} ms (tasks restore in parallel) => ${rate(restoredRecords, restoreMs)} records/s`,
+  `restore in the stage: ${restoredRecords} changelog records, slowest task ${restoreMs} ms (fence + restore; tasks restore in parallel) => ${rate(restoredRecords, restoreMs)} records/s`,
 );
-console.log(`dedupe table: ${(table.bytes / table.size).toFixed(1)} bytes per remembered voter at 1M voters`);
+for (const [i, { restore, consume }] of restoreRounds.entries()) {
+  console.log(
+    `restore round ${i + 1}: restore reader into ${partitions} DedupeProcessors ${restore.records} records in ${restore.ms} ms => ${rate(restore.records, restore.ms)} records/s; baseline read_committed consume of the same changelogs ${consume.records} records ${consume.ms} ms (group joined to last batch) => ${rate(consume.records, consume.ms)} records/s; ratio ${(rate(restore.records, restore.ms) / Math.max(1, rate(consume.records, consume.ms))).toFixed(2)}`,
+  );
+}
+console.log(
+  `dedupe table: ${(table.bytes / table.size).toFixed(1)} bytes per remembered voter at 1M voters (most from 100k to 1M: ${worstBytes.toFixed(1)})`,
+);
 await cleanup();
 process.exit(0);

@@ -12,5 +12,5 @@ export { StreamThread } from './runtime/stream-thread.ts';
 export type { TaskState } from './runtime/task.ts';
 export { startStream } from './service.ts';
 export { CqlTallySink } from './sink/cql-tally-sink.ts';
-export { fingerprintOf, VoterTable, voterTableSlotBytes } from './state/voter-table.ts';
+export { fingerprintOf, VoterTable, voterTableEntryBytes, voterTableSlotBytes } from './state/voter-table.ts';
 export { streamTopics } from './topology.ts';

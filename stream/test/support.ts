@@ -12,6 +12,7 @@ import {
   createKafka,
   createLogger,
   type Logger,
+  waitForLeaders,
 } from '@votestream/runtime';
 import {
   createAvroSerde,
@@ -103,18 +104,22 @@ export async function createStreamTopics(
     replicationFactor: 1,
     configEntries: compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [],
   });
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [
-      topic('votes', partitions.votes),
-      topic('polls', 1, true),
-      topic('vote-decisions', partitions.votes),
-      topic('tally-partials', partitions.partials),
-      topic('tallies', 1),
-      topic('analytics-votes', partitions.votes),
-      topic('dead-letters', 1),
-    ],
-  });
+  // KafkaJS's own waitForLeaders can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still applying the
+  // new topics' metadata (seen under load): the runtime's bounded wait instead.
+  const specs = [
+    topic('votes', partitions.votes),
+    topic('polls', 1, true),
+    topic('vote-decisions', partitions.votes),
+    topic('tally-partials', partitions.partials),
+    topic('tallies', 1),
+    topic('analytics-votes', partitions.votes),
+    topic('dead-letters', 1),
+  ];
+  await admin.createTopics({ waitForLeaders: false, topics: specs });
+  await waitForLeaders(
+    admin,
+    specs.map((t) => t.topic),
+  );
 }
 
 /** The kit's VoteCast (libs/devstack): one definition for every test that writes votes straight to Kafka. */

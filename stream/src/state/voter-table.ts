@@ -3,24 +3,40 @@ import { invariant } from '@votestream/runtime';
 
 /**
  * The dedupe state store's in-memory table for one poll in one task: "has this voter already voted, and with
- * which vote?". Open addressing with linear probing over typed arrays, so memory is flat and bounded and the
- * JS Map entry limit (~16.7M) never applies:
+ * which vote?". Flat typed arrays, so memory is bounded and the JS Map entry limit (~16.7M) never applies:
  *
- * - a 64-bit fingerprint of the voter id per slot (two uint32 in `fingerprints`; 0/0 marks an empty slot),
- * - the 16 bytes of the first vote's voteId (a UUID) per slot (`voteIds`), for the DUPLICATE decision.
+ * - entries, in insertion order, in chunks of `voterTableChunkEntries`: per voter a 64-bit fingerprint of the
+ *   voter id (two uint32) and the 16 bytes of the first vote's voteId (a UUID), for the DUPLICATE decision:
+ *   24 bytes per voter (`voterTableEntryBytes`); entries never move, so a grow copies none of them;
+ * - an index (open addressing, linear probing) of uint32 slots, 4 bytes each (`voterTableSlotBytes`): 0 is an
+ *   empty slot, else the entry number + 1 in the low 26 bits and 6 more bits of the fingerprint as a tag, so a
+ *   probe past another voter's slot rarely reads that voter's entry. The home slot is `fingerprint.lo % slots`.
  *
- * 24 bytes per slot; the table doubles when more than `loadFactorMax` of its slots are used, so it is always
- * between 3/8 and 3/4 full: 32 to 64 bytes per remembered voter.
+ * The index grows by 1.25× (not 2×) when more than `voterTableLoadFactorMax` (0.8) of its slots are used, so it
+ * is 0.64..0.8 full: 5..6.25 index bytes per voter, i.e. 29..30.3 bytes per voter plus the unused part of the last
+ * chunk (at most 96 KiB per table; < 1 byte per voter from 100k voters on). Before issue 14 it was 24-byte slots
+ * at 3/8..3/4 load: 32..64 bytes per voter (50.3 at 1M voters).
  *
  * Collision: two different voters with the same fingerprint in the same poll and the same task would make the
  * second look like a duplicate. The fingerprint is the first 64 bits of SHA-1(voterId); for n voters of one poll
  * in one task the probability of any collision is about n^2 / 2^65 (1e7 voters: 2.7e-6).
  */
-export const voterTableLoadFactorMax = 0.75;
-/** Largest table (slots) one poll may have in one task: 2^27 slots = 3 GiB. Beyond it the task crashes loudly. */
-export const voterTableSlotsMax = 2 ** 27;
-export const voterTableSlotBytes = 24;
+export const voterTableLoadFactorMax = 0.8;
+const growthFactor = 1.25;
+/** Bytes per remembered voter in the entries (fingerprint 8 + voteId 16). */
+export const voterTableEntryBytes = 24;
+/** Bytes per index slot. */
+export const voterTableSlotBytes = 4;
+/** Entries per chunk (a chunk is 96 KiB). */
+export const voterTableChunkEntries = 4096;
+const entryBits = 26;
+const entryMask = 2 ** entryBits - 1;
+/** Most voters one poll may have in one task (2^26 - 1, 1.5 GiB of entries); beyond it the task crashes loudly. */
+export const voterTableEntriesMax = entryMask - 1;
 const voteIdBytes = 16;
+const chunkShift = 12;
+const chunkMask = voterTableChunkEntries - 1;
+invariant(2 ** chunkShift === voterTableChunkEntries, 'chunkShift matches voterTableChunkEntries');
 
 /** Fingerprint of a voter id: two uint32 halves of a 64-bit hash, never both zero. */
 export interface Fingerprint {
@@ -36,19 +52,49 @@ export function fingerprintOf(voterId: string, into: Fingerprint): Fingerprint {
   return into;
 }
 
-const hexPairs = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Value of a hex digit's char code, or -1. */
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  const l = c | 0x20; // a-f, A-F
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/**
+ * Writes the 16 bytes of a UUID's text (8-4-4-4-12 hex digits, any case) at `at`, without allocating (the
+ * profile of the drain showed the regex test and the hex Buffer of every insert). False if it is no UUID.
+ */
+function writeUuid(uuid: string, into: Uint8Array, at: number): boolean {
+  if (uuid.length !== 36) return false;
+  let out = at;
+  for (let i = 0; i < 36; ) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (uuid.charCodeAt(i) !== 45) return false; // '-'
+      i++;
+      continue;
+    }
+    const hi = hexValue(uuid.charCodeAt(i));
+    const lo = hexValue(uuid.charCodeAt(i + 1));
+    if (hi < 0 || lo < 0) return false;
+    into[out++] = (hi << 4) | lo;
+    i += 2;
+  }
+  return true;
+}
+
+/** The index slot's tag: the top 6 bits of fingerprint.hi, in the slot's top 6 bits. */
+const tagOf = (hi: number): number => ((hi >>> entryBits) << entryBits) >>> 0;
 
 export class VoterTable {
-  private fingerprints: Uint32Array;
-  private voteIds: Uint8Array;
-  private mask: number;
+  private index: Uint32Array;
+  /** Per chunk: fingerprints (hi, lo per entry). */
+  private readonly fps: Uint32Array[] = [];
+  /** Per chunk: voteIds (16 bytes per entry). */
+  private readonly ids: Uint8Array[] = [];
   private used = 0;
 
   constructor(initialSlots = 1024) {
-    invariant(initialSlots > 0 && (initialSlots & (initialSlots - 1)) === 0, 'initialSlots must be a power of two');
-    this.fingerprints = new Uint32Array(initialSlots * 2);
-    this.voteIds = new Uint8Array(initialSlots * voteIdBytes);
-    this.mask = initialSlots - 1;
+    invariant(Number.isSafeInteger(initialSlots) && initialSlots >= 2, 'initialSlots must be an integer >= 2');
+    this.index = new Uint32Array(initialSlots);
   }
 
   /** Remembered voters. */
@@ -58,25 +104,42 @@ export class VoterTable {
 
   /** Bytes of the typed arrays (the whole memory of the table but a few object headers). */
   get bytes(): number {
-    return this.fingerprints.byteLength + this.voteIds.byteLength;
+    let n = this.index.byteLength;
+    for (let c = 0; c < this.fps.length; c++)
+      n += (this.fps[c] as Uint32Array).byteLength + (this.ids[c] as Uint8Array).byteLength;
+    return n;
   }
 
-  /** Slot of the voter, or -1 if not remembered. */
+  /** Entry of the voter, or -1 if not remembered. */
   find(fp: Fingerprint): number {
-    const f = this.fingerprints;
-    let slot = fp.lo & this.mask;
+    const s = this.index[this.probe(fp)] as number;
+    return s === 0 ? -1 : (s & entryMask) - 1;
+  }
+
+  /** The voter's slot if it is remembered, else the first empty slot from its home slot on (where it goes). */
+  private probe(fp: Fingerprint): number {
+    const index = this.index;
+    const slots = index.length;
+    const tag = tagOf(fp.hi);
+    let slot = fp.lo % slots;
     for (;;) {
-      const hi = f[slot * 2] as number;
-      const lo = f[slot * 2 + 1] as number;
-      if (hi === 0 && lo === 0) return -1;
-      if (hi === fp.hi && lo === fp.lo) return slot;
-      slot = (slot + 1) & this.mask;
+      const s = index[slot] as number;
+      if (s === 0) return slot;
+      if ((s & ~entryMask) >>> 0 === tag) {
+        const entry = (s & entryMask) - 1;
+        const f = this.fps[entry >>> chunkShift] as Uint32Array;
+        const at = (entry & chunkMask) * 2;
+        if (f[at] === fp.hi && f[at + 1] === fp.lo) return slot;
+      }
+      slot = slot + 1 === slots ? 0 : slot + 1;
     }
   }
 
-  /** The voteId remembered in a slot returned by find(). */
-  voteIdAt(slot: number): string {
-    const hex = Buffer.from(this.voteIds.buffer, this.voteIds.byteOffset + slot * voteIdBytes, voteIdBytes).toString(
+  /** The voteId remembered in an entry returned by find(). */
+  voteIdAt(entry: number): string {
+    invariant(entry >= 0 && entry < this.used, `no entry ${entry}`);
+    const ids = this.ids[entry >>> chunkShift] as Uint8Array;
+    const hex = Buffer.from(ids.buffer, ids.byteOffset + (entry & chunkMask) * voteIdBytes, voteIdBytes).toString(
       'hex',
     );
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
@@ -84,42 +147,45 @@ export class VoterTable {
 
   /** Remembers a voter's first vote. Returns false (and changes nothing) if the voter is already remembered. */
   insert(fp: Fingerprint, voteId: string): boolean {
-    invariant(hexPairs.test(voteId), `voteId must be a UUID, got ${JSON.stringify(voteId)}`);
-    if ((this.used + 1) / (this.mask + 1) > voterTableLoadFactorMax) this.grow();
-    const f = this.fingerprints;
-    let slot = fp.lo & this.mask;
-    for (;;) {
-      const hi = f[slot * 2] as number;
-      const lo = f[slot * 2 + 1] as number;
-      if (hi === 0 && lo === 0) break;
-      if (hi === fp.hi && lo === fp.lo) return false;
-      slot = (slot + 1) & this.mask;
+    if (this.used + 1 > this.index.length * voterTableLoadFactorMax) this.grow();
+    const slot = this.probe(fp);
+    if (this.index[slot] !== 0) return false;
+    if (this.used >= voterTableEntriesMax)
+      invariant(false, `voter table exceeds voterTableEntriesMax (${voterTableEntriesMax})`);
+    const entry = this.used;
+    const chunk = entry >>> chunkShift;
+    if (chunk === this.fps.length) {
+      this.fps.push(new Uint32Array(voterTableChunkEntries * 2));
+      this.ids.push(new Uint8Array(voterTableChunkEntries * voteIdBytes));
     }
-    f[slot * 2] = fp.hi;
-    f[slot * 2 + 1] = fp.lo;
-    this.voteIds.set(Buffer.from(voteId.replaceAll('-', ''), 'hex'), slot * voteIdBytes);
+    const at = entry & chunkMask;
+    const f = this.fps[chunk] as Uint32Array;
+    f[at * 2] = fp.hi;
+    f[at * 2 + 1] = fp.lo;
+    // The entry is not in use until the index points at it: a bad voteId leaves the table as it was.
+    if (!writeUuid(voteId, this.ids[chunk] as Uint8Array, at * voteIdBytes))
+      invariant(false, `voteId must be a UUID, got ${JSON.stringify(voteId)}`);
+    this.index[slot] = (tagOf(fp.hi) | (entry + 1)) >>> 0;
     this.used++;
     return true;
   }
 
+  /** Puts an entry into its first free slot from its home slot on. */
+  private place(index: Uint32Array, hi: number, lo: number, entry: number): void {
+    const slots = index.length;
+    let slot = lo % slots;
+    while (index[slot] !== 0) slot = slot + 1 === slots ? 0 : slot + 1;
+    index[slot] = (tagOf(hi) | (entry + 1)) >>> 0;
+  }
+
+  /** A new index 1.25× larger, rebuilt from the entries (which stay where they are). */
   private grow(): void {
-    const slots = (this.mask + 1) * 2;
-    invariant(slots <= voterTableSlotsMax, `voter table exceeds voterTableSlotsMax (${voterTableSlotsMax} slots)`);
-    const oldF = this.fingerprints;
-    const oldIds = this.voteIds;
-    this.fingerprints = new Uint32Array(slots * 2);
-    this.voteIds = new Uint8Array(slots * voteIdBytes);
-    this.mask = slots - 1;
-    const f = this.fingerprints;
-    for (let old = 0; old < oldF.length / 2; old++) {
-      const hi = oldF[old * 2] as number;
-      const lo = oldF[old * 2 + 1] as number;
-      if (hi === 0 && lo === 0) continue;
-      let slot = lo & this.mask;
-      while (f[slot * 2] !== 0 || f[slot * 2 + 1] !== 0) slot = (slot + 1) & this.mask;
-      f[slot * 2] = hi;
-      f[slot * 2 + 1] = lo;
-      this.voteIds.set(oldIds.subarray(old * voteIdBytes, old * voteIdBytes + voteIdBytes), slot * voteIdBytes);
+    const index = new Uint32Array(Math.ceil(this.index.length * growthFactor) + 1);
+    for (let entry = 0; entry < this.used; entry++) {
+      const f = this.fps[entry >>> chunkShift] as Uint32Array;
+      const at = (entry & chunkMask) * 2;
+      this.place(index, f[at] as number, f[at + 1] as number, entry);
     }
+    this.index = index;
   }
 }

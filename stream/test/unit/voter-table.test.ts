@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import { fingerprintOf, VoterTable, voterTableSlotBytes } from '../../src/state/voter-table.ts';
+import { fingerprintOf, VoterTable, voterTableEntryBytes, voterTableSlotBytes } from '../../src/state/voter-table.ts';
 
 test('a remembered voter is found with the voteId of the first vote; a second insert changes nothing', (t) => {
   const table = new VoterTable(4);
@@ -15,7 +15,7 @@ test('a remembered voter is found with the voteId of the first vote; a second in
   t.is(table.size, 1);
 });
 
-test('100k voters survive growth and cost at most 64 bytes each', (t) => {
+test('100k voters survive growth and cost at most 32 bytes each', (t) => {
   const table = new VoterTable();
   const ids = new Map<string, string>();
   const fp = { hi: 0, lo: 0 };
@@ -29,6 +29,45 @@ test('100k voters survive growth and cost at most 64 bytes each', (t) => {
     const slot = table.find(fingerprintOf(voter, fp));
     if (slot < 0 || table.voteIdAt(slot) !== id) t.fail(`${voter} lost`);
   }
-  t.true(table.bytes / table.size <= 64, `${table.bytes / table.size} bytes per voter`);
-  t.is(voterTableSlotBytes, 24);
+  t.true(table.bytes / table.size <= 32, `${table.bytes / table.size} bytes per voter`);
+  t.is(voterTableEntryBytes, 24);
+  t.is(voterTableSlotBytes, 4);
+});
+
+test('from 100k to 400k voters, every size costs at most 32 bytes per voter (the index grows 1.25x, not 2x)', (t) => {
+  const table = new VoterTable();
+  const fp = { hi: 0, lo: 0 };
+  const id = '00000000-0000-4000-8000-000000000000';
+  let worst = 0;
+  for (let i = 0; i < 400_000; i++) {
+    table.insert(fingerprintOf(`v${i}`, fp), id);
+    if (table.size >= 100_000) worst = Math.max(worst, table.bytes / table.size);
+  }
+  t.is(table.size, 400_000);
+  t.true(worst <= 32, `${worst} bytes per voter`);
+});
+
+test('voters whose fingerprints share the home slot and the tag are told apart by the whole fingerprint', (t) => {
+  const table = new VoterTable(8);
+  const a = randomUUID();
+  const b = randomUUID();
+  t.true(table.insert({ hi: 0xfc000001, lo: 3 }, a));
+  t.true(table.insert({ hi: 0xfc000002, lo: 3 }, b));
+  t.true(table.insert({ hi: 0xfc000001, lo: 11 }, b));
+  t.false(table.insert({ hi: 0xfc000002, lo: 3 }, a));
+  t.is(table.voteIdAt(table.find({ hi: 0xfc000001, lo: 3 })), a);
+  t.is(table.voteIdAt(table.find({ hi: 0xfc000002, lo: 3 })), b);
+  t.is(table.find({ hi: 0xfc000003, lo: 3 }), -1);
+  t.is(table.size, 3);
+});
+
+test('a voteId that is no UUID is refused (InvariantError) and leaves the table as it was; any case is read', (t) => {
+  const table = new VoterTable(4);
+  const fp = fingerprintOf('voter-1', { hi: 0, lo: 0 });
+  for (const bad of ['not-a-uuid', '0000000g-0000-4000-8000-000000000000', '00000000-0000-4000-8000-0000000000000', ''])
+    t.throws(() => table.insert(fp, bad), { message: /voteId must be a UUID/ });
+  t.is(table.size, 0);
+  t.is(table.find(fp), -1);
+  t.true(table.insert(fp, 'ABCDEF01-2345-4789-8ABC-DEF012345678'));
+  t.is(table.voteIdAt(table.find(fp)), 'abcdef01-2345-4789-8abc-def012345678');
 });
