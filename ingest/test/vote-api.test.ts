@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createPoll, eventually, readTopic } from '@votestream/devstack';
+import { createPoll, pollClosed, readTopic } from '@votestream/devstack';
 import { createAvroSerde, type VoteCast } from '@votestream/schemas';
 import anyTest, { type TestFn } from 'ava';
 import { type IngestHandle, startIngest } from '../src/index.ts';
@@ -170,11 +170,9 @@ test('a close takes effect POLL_CLOSE_LEAD_MS after the request; a closed poll r
     method: 'POST',
     headers: { authorization: `Bearer ${admin}` },
   });
+  t.is(again.status, 200);
   t.is(Date.parse((await again.json()).closesAt), closesAt);
-  await eventually('the close in effect', async () => {
-    const poll = (await (await fetch(`${url}/v1/polls/${pollId}`)).json()) as { status: string };
-    return poll.status === 'closed' ? poll : undefined;
-  });
+  await pollClosed(url, pollId);
   const closed = await vote(url, pollId, await ballot(url, pollId, await env.voter()));
   t.is(closed.status, 409);
   t.is(closed.body.code, 'poll_closed');

@@ -12,6 +12,7 @@ import {
   devToken,
   dropKeyspace,
   eventually,
+  finalResults,
   isolatedEnv,
   migrateKeyspace,
   repoRoot,
@@ -84,18 +85,7 @@ test('a poll closed on one ingest instance while voters vote through another: ev
   t.true(closed.length > 0, 'votes kept coming after the close');
 
   // The final tally counts exactly the 202s, by option.
-  const results = await eventually(
-    'the final results',
-    async () => {
-      const r = (await (await fetch(`${closer}/v1/polls/${pollId}/results`)).json()) as {
-        totals: Record<string, number>;
-        total: number;
-        final: boolean;
-      };
-      return r.final ? r : undefined;
-    },
-    120_000,
-  );
+  const results = await finalResults(closer, pollId, 120_000);
   const expected = { a: 0, b: 0 } as Record<string, number>;
   for (const [, a] of accepted) expected[a.optionId] = (expected[a.optionId] ?? 0) + 1;
   t.deepEqual(results.totals, expected);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import {
   devPrivateKeyPem,
   eventually,
+  finalResults,
   freePort,
   isolatedEnv,
   migrateKeyspace,
@@ -220,19 +221,7 @@ test('votes cast through the SDK are counted exactly once in the results API, th
   });
   t.is(closed.status, 200);
 
-  const results = await eventually(
-    'the final results',
-    async () => {
-      const r = (await (await fetch(`${api}/v1/polls/${pollId}/results`)).json()) as {
-        totals: Record<string, number>;
-        total: number;
-        final: boolean;
-        version: number;
-      };
-      return r.final ? r : undefined;
-    },
-    180_000,
-  );
+  const results = await finalResults(api, pollId, 180_000);
   t.deepEqual(results.totals, expectedTotals);
   t.is(results.total, expectedTotal);
 

@@ -138,6 +138,11 @@ async function castVote(ctx: IngestContext, req: Request, res: Response): Promis
       ? ctx.guards.release({ keys, guardValue, idemPending, challengeId, voteId })
       : ctx.guards.fail(keys, idemPending)
     ).catch((err: unknown) => ctx.logger.error({ err, pollId }, 'could not release the vote guard'));
+  // The vote may be in Kafka: the guard stays, marked failed, so a resend with the same key may retry (same voteId).
+  const keepGuardAsFailed = () =>
+    ctx.guards
+      .fail(keys, idemPending)
+      .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
   const vote: VoteCast = {
     voteId,
     pollId,
@@ -172,9 +177,7 @@ async function castVote(ctx: IngestContext, req: Request, res: Response): Promis
   } catch (err) {
     if (err instanceof VoteNotSentError) await notSent();
     else {
-      await ctx.guards
-        .fail(keys, idemPending)
-        .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
+      await keepGuardAsFailed();
     }
     ctx.logger.warn({ err: (err as Error).message }, 'vote not acknowledged by Kafka');
     throw new ProblemError(
@@ -189,9 +192,7 @@ async function castVote(ctx: IngestContext, req: Request, res: Response): Promis
   // admin closed the poll on another instance a moment before), so the stream decides it POLL_CLOSED, for sure: the
   // close can only move earlier (the earliest close wins). A 202 would be a promise the stream breaks.
   if (closeAt !== null && vote.receivedAt >= closeAt) {
-    await ctx.guards
-      .fail(keys, idemPending)
-      .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
+    await keepGuardAsFailed();
     ctx.logger.warn({ pollId, voteId, closeAt }, 'vote received after the poll closed (catalog not yet current)');
     throw new ProblemError('poll_closed', `poll ${pollId} closed before this vote was received`);
   }
@@ -199,9 +200,7 @@ async function castVote(ctx: IngestContext, req: Request, res: Response): Promis
   // failure at the close), and the stream may already have finalised the poll and decided this vote POLL_CLOSED.
   // Not a 202: the vote may still count (its event time is before the close); `votes/me` tells the voter which.
   if (closeAt !== null && ctx.now() >= closeAt + ctx.config.voteCloseAckGraceMs) {
-    await ctx.guards
-      .fail(keys, idemPending)
-      .catch((e: unknown) => ctx.logger.error({ err: e, pollId }, 'could not mark the vote failed'));
+    await keepGuardAsFailed();
     ctx.logger.warn({ pollId, voteId, closeAt }, 'vote acknowledged after the poll closed + grace: not answered 202');
     throw new ProblemError(
       'unavailable',

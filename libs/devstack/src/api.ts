@@ -47,13 +47,39 @@ export async function closePoll(apiUrl: string, adminToken: string, pollId: stri
   if (res.status !== 200) throw new Error(`close poll ${pollId}: ${res.status} ${await res.text()}`);
   const { closesAt } = (await res.json()) as { closesAt: string | null };
   if (closesAt === null) throw new Error(`close poll ${pollId}: the answer has no closesAt`);
+  await pollClosed(apiUrl, pollId);
+  return Date.parse(closesAt);
+}
+
+/** Waits until `GET /v1/polls/:id` on that instance says the poll is closed (a close takes effect later). */
+export async function pollClosed(apiUrl: string, pollId: string, timeoutMs = 60_000): Promise<void> {
   await eventually(
     `poll ${pollId} closed`,
     async () => {
       const poll = (await (await fetch(`${apiUrl}/v1/polls/${pollId}`)).json()) as { status?: string };
       return poll.status === 'closed' ? true : undefined;
     },
-    60_000,
+    timeoutMs,
   );
-  return Date.parse(closesAt);
+}
+
+/** The poll's results from `GET /v1/polls/:id/results` once they are final (after close + grace). */
+export async function finalResults(
+  apiUrl: string,
+  pollId: string,
+  timeoutMs: number,
+): Promise<{ totals: Record<string, number>; total: number; final: boolean; version: number }> {
+  return eventually(
+    `the final results of ${pollId}`,
+    async () => {
+      const r = (await (await fetch(`${apiUrl}/v1/polls/${pollId}/results`)).json()) as {
+        totals: Record<string, number>;
+        total: number;
+        final: boolean;
+        version: number;
+      };
+      return r.final ? r : undefined;
+    },
+    timeoutMs,
+  );
 }
