@@ -7,10 +7,12 @@ import type { Admin } from 'kafkajs';
  * the 3-node cluster right after the topics were created).
  */
 export async function partitionCount(admin: Admin, topic: string): Promise<number> {
-  const meta = await waitForLeaders(admin, [topic]).catch(() => undefined);
-  const n = meta?.topics[0]?.partitions.length ?? 0;
-  if (n === 0)
-    throw new Error(`topic ${topic} does not exist or has no leaders (topic auto-creation is off: create it first)`);
+  const why = `topic ${topic} does not exist or has no leaders (topic auto-creation is off: create it first)`;
+  const meta = await waitForLeaders(admin, [topic]).catch((cause: unknown) => {
+    throw new Error(why, { cause });
+  });
+  const n = meta.topics[0]?.partitions.length ?? 0;
+  if (n === 0) throw new Error(why);
   return n;
 }
 
