@@ -43,6 +43,9 @@ export interface AtLeastOnceLoopOptions<T> {
 /** The back-off of every at-least-once loop in the project (`retryDelayMs`): 200 ms doubling to 5 s. */
 export const batchRetryDelayMs = { min: 200, max: 5_000 } as const;
 
+/** A back-off longer than this is slept in slices of it, with a heartbeat between them. */
+export const backOffSliceMs = 1000;
+
 /** The delay before attempt `attempt + 1` of a failed batch (attempt counts from 0). */
 export function retryDelayMsOf(attempt: number, { min, max }: { min: number; max: number }): number {
   return Math.min(max, min * 2 ** Math.min(attempt, 30));
@@ -120,7 +123,14 @@ export class AtLeastOnceLoop<T> {
         if (err instanceof InvariantError || !isRunning() || isStale()) throw err;
         logger.warn({ err, attempt, topic: batch.topic, partition: batch.partition }, 'batch failed, retrying');
         await heartbeat();
-        await sleep(retryDelayMsOf(attempt, this.o.retryDelayMs));
+        // The back-off in slices with a heartbeat after each: a wait longer than the session timeout (6 s in
+        // projections) would otherwise cost the partition; a consumer stopping or losing it ends the wait.
+        for (let wait = retryDelayMsOf(attempt, this.o.retryDelayMs); wait > 0; wait -= backOffSliceMs) {
+          await sleep(Math.min(wait, backOffSliceMs));
+          if (wait <= backOffSliceMs) break;
+          await heartbeat();
+          if (!isRunning() || isStale()) throw err;
+        }
       }
     }
     metrics.records?.inc(records.length);

@@ -6,6 +6,7 @@ import type { Consumer, EachBatchPayload, KafkaMessage, Message, Producer } from
 import { Counter, Registry } from 'prom-client';
 import {
   AtLeastOnceLoop,
+  backOffSliceMs,
   createLogger,
   deadLetterHeaders,
   InvariantError,
@@ -24,6 +25,7 @@ class AvroDecodeError extends Error {
 
 function world(o: {
   values: (string | null)[];
+  retryDelayMs?: { min: number; max: number };
   /** The batch's last offset: beyond the last record when the batch ends with transaction markers. */
   lastOffset?: string;
   decodeFailures?: Map<string, number>;
@@ -84,7 +86,7 @@ function world(o: {
       log.applied.push([...records]);
       o.apply?.(records, log.applied.length);
     },
-    retryDelayMs: delays,
+    retryDelayMs: o.retryDelayMs ?? delays,
     metrics: {
       records: {
         inc: (n: number) => {
@@ -233,4 +235,34 @@ test('retry delays double from min and stay at max, also after very many attempt
     [0, 1, 2, 3, 4, 5, 6, 100, 10_000].map((a) => retryDelayMsOf(a, r)),
     [200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000],
   );
+});
+
+test('a back-off longer than the slice is slept in slices with a heartbeat after each, and ends when the partition is lost', async (t) => {
+  const long = { min: 2 * backOffSliceMs + 500, max: 2 * backOffSliceMs + 500 };
+  const { log, run } = world({
+    values: ['a'],
+    retryDelayMs: long,
+    apply: (_, call) => {
+      if (call === 1) throw new Error('Redis unreachable');
+    },
+  });
+  await run();
+  t.deepEqual(log.slept, [backOffSliceMs, backOffSliceMs, 500]);
+  t.is(log.heartbeats, 1 + 2 + 1, 'before the back-off, after each full slice, after the commit');
+  t.deepEqual(log.applied, [['a'], ['a']]);
+
+  // The partition is lost during the first slice: the wait ends at the next heartbeat and the error goes to KafkaJS,
+  // with nothing resolved or committed.
+  const lost = world({
+    values: ['a'],
+    retryDelayMs: long,
+    stale: () => lost.log.slept.length > 0,
+    apply: () => {
+      throw new Error('Redis unreachable');
+    },
+  });
+  await t.throwsAsync(lost.run(), { message: 'Redis unreachable' });
+  t.deepEqual(lost.log.slept, [backOffSliceMs]);
+  t.deepEqual(lost.log.commits, []);
+  t.deepEqual(lost.log.resolved, []);
 });
