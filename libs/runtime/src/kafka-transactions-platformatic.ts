@@ -16,6 +16,12 @@ type Transaction = Awaited<ReturnType<Producer['beginTransaction']>>;
 /** Broker error names that mean "an owner with a newer epoch has this transactionalId" (as errors.ts knows them). */
 const fencedIds = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PRODUCER_ID_MAPPING']);
 
+/** The runtime's words for a fence (KafkaJS's, which its logs and tests know), then the client's own message. */
+const fencedWords: Record<string, string> = {
+  INVALID_PRODUCER_EPOCH: 'Producer attempted an operation with an old epoch',
+  PRODUCER_FENCED: 'There is a newer producer with the same transactionalId which fences the current one',
+};
+
 /** A fenced producer's error, with the `type` the stream runtime's recoveryOf reads (KafkaJS's field). */
 class PlatformaticFencedError extends Error {
   override readonly name = 'PlatformaticFencedError';
@@ -23,7 +29,8 @@ class PlatformaticFencedError extends Error {
     readonly type: string,
     cause: unknown,
   ) {
-    super(`producer fenced (${type})`, { cause });
+    const own = cause instanceof Error ? cause.message : String(cause);
+    super(`${fencedWords[type] ?? 'Producer fenced'} (${type}; @platformatic/kafka: ${own})`, { cause });
   }
 }
 
@@ -112,12 +119,19 @@ export function platformaticTransactionalProducers(connection: KafkaConnection):
     const begin = async (): Promise<KafkaTransaction> => {
       const txn: Transaction = await translated(() => producer.beginTransaction());
       let groupAdded: string | undefined;
+      // One send at a time per transaction: 2.12.1 deduplicates concurrent AddPartitionsToTxn calls by name, so a
+      // send that starts while another one's partitions are being added is produced to a partition never added
+      // (the broker answers TRANSACTION_ABORTABLE). KafkaJS sends the partitions in parallel.
+      let sending: Promise<unknown> = Promise.resolve();
       return {
-        async send(topic: string, partition: number, messages: Message[]) {
-          const res = await translated(() =>
-            txn.send({ messages: messages.map((m) => toPlatformatic(topic, partition, m)), acks: ProduceAcks.ALL }),
+        send(topic: string, partition: number, messages: Message[]) {
+          const sent = sending.then(() =>
+            translated(() =>
+              txn.send({ messages: messages.map((m) => toPlatformatic(topic, partition, m)), acks: ProduceAcks.ALL }),
+            ),
           );
-          return (res.offsets ?? []).some((o) => o.topic === topic && o.partition === partition);
+          sending = sent.catch(() => undefined);
+          return sent.then((res) => (res.offsets ?? []).some((o) => o.topic === topic && o.partition === partition));
         },
         async sendOffsets(groupId: string, topic: string, partition: number, nextOffset: bigint) {
           const coordinatorId = await coordinatorOf(groupId);
@@ -155,7 +169,9 @@ export function platformaticTransactionalProducers(connection: KafkaConnection):
       async fence() {
         // The first transaction initialises the transactional id (InitProducerId: the epoch bump fences the
         // previous owner and ends its open transaction); nothing was added to it, so it is dropped locally.
-        const txn = await translated(() => producer.beginTransaction());
+        // Producer id and epoch -1: "a new producer" (2.12.1 sends 0/0 by default, which the coordinator of an
+        // existing transactional id answers with PRODUCER_FENCED, so no second owner could ever fence).
+        const txn = await translated(() => producer.beginTransaction({ producerId: -1n, producerEpoch: -1 }));
         await txn.cancel();
       },
       begin,
