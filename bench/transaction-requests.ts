@@ -15,7 +15,13 @@
 import { randomUUID } from 'node:crypto';
 import { subscribe } from 'node:diagnostics_channel';
 import { createTopics, stack, stackKafka, withAdmin } from '@votestream/devstack';
-import { createLogger, type KafkaClientName, kafkaClients, loadTransactionalProducers } from '@votestream/runtime';
+import {
+  createLogger,
+  type KafkaClientName,
+  kafkaClients,
+  loadTransactionalProducers,
+  waitForLeaders,
+} from '@votestream/runtime';
 import { type Kafka, Partitioners, type Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { RecordCollector } from '../stream/src/runtime/collector.ts';
@@ -45,12 +51,14 @@ const t = {
 };
 const changelogA = `${prefix}changelog-a`;
 const changelogB = `${prefix}changelog-b`;
-await withAdmin((admin) =>
-  admin.createTopics({
-    waitForLeaders: true,
+// KafkaJS's own waitForLeaders throws UNKNOWN_TOPIC_OR_PARTITION on a busy broker: the runtime's bounded wait.
+await withAdmin(async (admin) => {
+  await admin.createTopics({
+    waitForLeaders: false,
     topics: [changelogA, changelogB].map((topic) => ({ topic, numPartitions: 8, replicationFactor: 1 })),
-  }),
-);
+  });
+  await waitForLeaders(admin, [changelogA, changelogB]);
+});
 const kafka = stackKafka('txreq');
 const admin = kafka.admin();
 await admin.connect();
