@@ -3,6 +3,8 @@ import {
   type CommonConfig,
   ConfigError,
   envReader,
+  type KafkaClientName,
+  kafkaClients,
   loadCommonConfig,
   readConfigFile,
   secretPath,
@@ -64,6 +66,8 @@ export interface StreamConfig extends CommonConfig {
    */
   auditSigningKeyPem?: string | undefined;
   auditKeyId: string;
+  /** The tasks' transactional producer client (the seam in libs/runtime): kafkajs, or the platformatic prototype. */
+  kafkaClient: KafkaClientName;
 }
 
 export function loadStreamConfig(env: Record<string, string | undefined> = process.env): StreamConfig {
@@ -111,6 +115,7 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
       ? { auditSigningKeyPem: readConfigFile('AUDIT_SIGNING_KEY_FILE', auditKeyPath) }
       : {}),
     auditKeyId: r.string('AUDIT_KEY_ID', 'votestream-audit-1'),
+    kafkaClient: r.oneOf('STREAM_KAFKA_CLIENT', kafkaClients, 'kafkajs'),
   };
 }
 

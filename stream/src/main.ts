@@ -16,4 +16,12 @@ const stream = await startStream(config, {
   },
 });
 onShutdown(logger, stream.closers);
-logger.info({ stages: config.stages, metricsPort: stream.metricsPort, prefix: config.topicPrefix }, 'stream started');
+logger.info(
+  {
+    stages: config.stages,
+    metricsPort: stream.metricsPort,
+    prefix: config.topicPrefix,
+    kafkaClient: config.kafkaClient,
+  },
+  'stream started',
+);

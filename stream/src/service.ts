@@ -7,6 +7,7 @@ import {
   createKafka,
   createMetricsRegistry,
   type Logger,
+  loadTransactionalProducers,
   requireTopics,
   startMetricsServer,
 } from '@votestream/runtime';
@@ -17,6 +18,7 @@ import type { StreamConfig } from './config.ts';
 import { DedupeProcessor } from './processors/dedupe.ts';
 import { GlobalTallyProcessor } from './processors/global-tally.ts';
 import type { FatalHandler } from './runtime/errors.ts';
+import { fastDefaultPartitioner } from './runtime/partitioner.ts';
 import { partitionCount } from './runtime/partitions.ts';
 import { StreamThread } from './runtime/stream-thread.ts';
 import type { TaskReport } from './runtime/task-manager.ts';
@@ -51,6 +53,13 @@ export async function startStream(
     logger,
     retry: brokerLossRetry,
   });
+  // The tasks' transactional producers (the seam): KafkaJS unless STREAM_KAFKA_CLIENT selects the prototype.
+  const producers = await loadTransactionalProducers(
+    config.kafkaClient,
+    kafka,
+    { clientId: config.applicationId, brokers: config.kafkaBrokers, security: config.kafkaSecurity },
+    fastDefaultPartitioner,
+  );
   const admin = kafka.admin();
   await admin.connect();
   const topics = streamTopics(config.topicPrefix, config.applicationId);
@@ -84,6 +93,7 @@ export async function startStream(
       stage: 'dedupe',
       onFatal,
       kafka,
+      producers,
       admin,
       inputTopic: topics.votes,
       groupId: `${app}-dedupe`,
@@ -141,6 +151,7 @@ export async function startStream(
       stage: 'tally',
       onFatal,
       kafka,
+      producers,
       admin,
       inputTopic: topics.tallyPartials,
       groupId: `${app}-tally`,

@@ -6,6 +6,7 @@ export * from './dead-letter.ts';
 export * from './http.ts';
 export * from './http-server.ts';
 export * from './kafka.ts';
+export * from './kafka-transactions.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
 export * from './read-to-end.ts';

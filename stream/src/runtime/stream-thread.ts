@@ -1,4 +1,4 @@
-import { exportConsumerLag, type Logger } from '@votestream/runtime';
+import { exportConsumerLag, type Logger, type TransactionalProducers } from '@votestream/runtime';
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { Registry } from 'prom-client';
 import type { StreamConfig } from '../config.ts';
@@ -16,6 +16,8 @@ export interface StreamThreadOptions {
   /** Stage name, for logs and metrics. */
   stage: string;
   kafka: Kafka;
+  /** The tasks' transactional producer client (STREAM_KAFKA_CLIENT); absent: KafkaJS on `kafka`. */
+  producers?: TransactionalProducers | undefined;
   admin: Admin;
   inputTopic: string;
   /** Consumer group of the stage; also the group whose offsets each transaction commits. */
@@ -91,6 +93,7 @@ export class StreamThread {
           restoreChangelogPartition({ kafka: o.kafka, admin: o.admin, topic, partition, logger: this.log, apply }),
       },
       kafka: o.kafka,
+      producers: o.producers,
       inputTopic: o.inputTopic,
       transactionTimeoutMs: o.config.transactionTimeoutMs,
       taskFailuresMax: o.config.taskFailuresMax,

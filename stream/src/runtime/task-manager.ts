@@ -1,4 +1,4 @@
-import type { Logger } from '@votestream/runtime';
+import type { Logger, TransactionalProducers } from '@votestream/runtime';
 import type { Kafka } from 'kafkajs';
 import { type FatalHandler, recoveryOf, TaskFailuresExhaustedError } from './errors.ts';
 import type { PartitionCounts } from './partitions.ts';
@@ -16,6 +16,7 @@ export function failureBackoffMs(failures: number): number {
 export interface TaskManagerOptions {
   ctx: TaskContext;
   kafka: Kafka;
+  producers?: TransactionalProducers | undefined;
   inputTopic: string;
   transactionTimeoutMs: number;
   taskFailuresMax: number;
@@ -69,6 +70,7 @@ export class TaskManager {
     const transactionalId = `${this.o.transactionalIdPrefix}-${partition}`;
     const producer = new TaskProducer({
       kafka: this.o.kafka,
+      producers: this.o.producers,
       stage: ctx.stage,
       inputTopic: this.o.inputTopic,
       partition,

@@ -1,16 +1,23 @@
-import type { Logger } from '@votestream/runtime';
-import type { Kafka, Producer, Transaction } from 'kafkajs';
+import {
+  type KafkaTransaction,
+  kafkajsTransactionalProducers,
+  type Logger,
+  type TransactionalProducer,
+  type TransactionalProducers,
+} from '@votestream/runtime';
+import type { Kafka } from 'kafkajs';
 import type { PartitionBatch, RecordCollector } from './collector.ts';
 import type { StreamMetrics } from './metrics.ts';
 import { fastDefaultPartitioner } from './partitioner.ts';
 import type { PartitionCounts } from './partitions.ts';
 
-const commitTimeoutMs = 30_000;
 /** Records per produce request of a commit (see commit()): one request per partition per this many records. */
 export const sendBatchRecordsMax = 1000;
 
 export interface TaskProducerOptions {
   kafka: Kafka;
+  /** The transactional producer client (STREAM_KAFKA_CLIENT); absent: KafkaJS on `kafka`. */
+  producers?: TransactionalProducers | undefined;
   stage: string;
   inputTopic: string;
   partition: number;
@@ -29,27 +36,19 @@ export interface TaskProducerOptions {
  * Kafka transaction per commit holding the task's outputs, its changelog writes and its input offsets.
  */
 export class TaskProducer {
-  private readonly producer: Producer;
+  private readonly producer: TransactionalProducer;
 
   constructor(private readonly o: TaskProducerOptions) {
-    this.producer = o.kafka.producer({
-      transactionalId: o.transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: o.transactionTimeoutMs,
-      allowAutoTopicCreation: false,
-      createPartitioner: fastDefaultPartitioner,
-    });
+    const producers = o.producers ?? kafkajsTransactionalProducers(o.kafka, fastDefaultPartitioner);
+    this.producer = producers({ transactionalId: o.transactionalId, transactionTimeoutMs: o.transactionTimeoutMs });
   }
 
   /**
    * Connects and fences: initialising the transactional id bumps its epoch, so the previous owner can no longer
    * commit, and its open transaction is aborted (or, if already committing, completed) before the task restores.
    */
-  async fence(): Promise<void> {
-    await this.producer.connect();
-    const fence = await this.producer.transaction();
-    await fence.abort();
+  fence(): Promise<void> {
+    return this.producer.fence();
   }
 
   disconnect(): Promise<void> {
@@ -61,7 +60,7 @@ export class TaskProducer {
     const { o } = this;
     if (out.size === 0 && nextOffset === undefined) return;
     const end = o.metrics.commitSeconds.startTimer({ stage: o.stage });
-    const txn = await this.producer.transaction();
+    const txn = await this.producer.begin();
     try {
       // One produce request per partition (see PartitionBatch: KafkaJS loses or repeats records of a send that
       // spans brokers when one fails) and per sendBatchRecordsMax records (KafkaJS groups a send's records in
@@ -69,10 +68,7 @@ export class TaskProducer {
       const batches = out.partitionBatches(await o.partitionCounts.of(out.topics()), sendBatchRecordsMax);
       await Promise.all(batches.map((partitionBatches) => this.sendInOrder(txn, partitionBatches)));
       if (nextOffset !== undefined) {
-        await txn.sendOffsets({
-          consumerGroupId: o.groupId,
-          topics: [{ topic: o.inputTopic, partitions: [{ partition: o.partition, offset: String(nextOffset) }] }],
-        });
+        await txn.sendOffsets(o.groupId, o.inputTopic, o.partition, nextOffset);
       }
       await txn.commit();
     } catch (err) {
@@ -88,10 +84,9 @@ export class TaskProducer {
   }
 
   /** One partition's batches, one produce request each, in order; each must come back acknowledged. */
-  private async sendInOrder(txn: Transaction, batches: PartitionBatch[]): Promise<void> {
+  private async sendInOrder(txn: KafkaTransaction, batches: PartitionBatch[]): Promise<void> {
     for (const { topic, partition, messages } of batches) {
-      const acked = await txn.send({ topic, messages, acks: -1, timeout: commitTimeoutMs });
-      if (!acked.some((r) => r.topicName === topic && r.partition === partition))
+      if (!(await txn.send(topic, partition, messages)))
         throw new Error(`the send to ${topic}/${partition} resolved without its acknowledgement`);
     }
   }
