@@ -39,7 +39,7 @@ import { createAvroSerde } from '@votestream/schemas';
 import { type Consumer, Partitioners, type Transaction } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { DedupeProcessor, fingerprintOf, type StreamConfig, streamTopics, VoterTable } from '../stream/src/index.ts';
-import { restoreChangelogPartition } from '../stream/src/runtime/restore.ts';
+import { restoreChangelogs } from '../stream/src/runtime/restore.ts';
 
 const burstVotes = Number(process.argv[2] ?? 20_000);
 const pacedRate = Number(process.argv[3] ?? 1000);
@@ -467,22 +467,17 @@ const restoreRun = async (): Promise<{ records: number; ms: number }> => {
         registry: new Registry(),
         salts: { get: () => Buffer.alloc(32) },
       });
-      const n = await Promise.all(
-        processor.changelogTopics.map((topic) =>
-          restoreChangelogPartition({
-            kafka,
-            admin,
-            topic,
-            partition: p,
-            logger,
-            apply: (r) => {
-              if (!r.key.startsWith('\u0000')) processor.restore(r);
-            },
-          }),
-        ),
-      );
+      const n = await restoreChangelogs({
+        kafka,
+        admin,
+        partitions: processor.changelogTopics.map((topic) => ({ topic, partition: p })),
+        logger,
+        apply: (r) => {
+          if (!r.key.startsWith('\u0000')) processor.restore(r);
+        },
+      });
       processor.restored();
-      return n.reduce((a, b) => a + b, 0);
+      return n;
     }),
   );
   const ms = performance.now() - started;

@@ -136,6 +136,13 @@ export class DedupeProcessor implements TaskProcessor {
     }
   }
 
+  /** Voters remembered by the dedupe store, over all polls (the benchmark checks a restore with it). */
+  rememberedVoters(): number {
+    let n = 0;
+    for (const table of this.voters.values()) n += table.size;
+    return n;
+  }
+
   restored(): void {
     for (const [pollId, t] of this.tallies) {
       t.dirty = false;
