@@ -39,6 +39,7 @@ import { createAvroSerde } from '@votestream/schemas';
 import { type Consumer, Partitioners, type Transaction } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { DedupeProcessor, fingerprintOf, type StreamConfig, streamTopics, VoterTable } from '../stream/src/index.ts';
+import { taskPosition } from '../stream/src/runtime/changelog.ts';
 import { restoreChangelogs } from '../stream/src/runtime/restore.ts';
 
 const burstVotes = Number(process.argv[2] ?? 20_000);
@@ -473,7 +474,7 @@ const restoreRun = async (): Promise<{ records: number; ms: number }> => {
         partitions: processor.changelogTopics.map((topic) => ({ topic, partition: p })),
         logger,
         apply: (r) => {
-          if (!r.key.startsWith('\u0000')) processor.restore(r);
+          if (!taskPosition.isKey(r.key)) processor.restore(r);
         },
       });
       processor.restored();

@@ -10,12 +10,18 @@ export const restoreFetchPartitionBytesMax = 10 * 1024 * 1024;
 /** Most bytes one restore fetch returns in all (KafkaJS's default; two partitions of a task share it). */
 export const restoreFetchBytesMax = 20 * 1024 * 1024;
 
+/**
+ * A changelog record as read: the key stays bytes (a restore converts nothing it does not need; the dedupe
+ * store's records, nearly all of a restore, are applied from their bytes). A record without a key has an empty one.
+ */
 export interface ChangelogRecord {
   topic: string;
   partition: number;
-  key: string;
+  key: Buffer;
   value: Buffer | null;
 }
+
+const noKey = Buffer.alloc(0);
 
 /** One changelog partition to restore. */
 export interface ChangelogPartition {
@@ -128,7 +134,7 @@ export async function restoreChangelogs(opts: {
         if (end === undefined) return; // read to its end already (or never asked for)
         for (const m of batch.messages) {
           if (BigInt(m.offset) >= end) break;
-          opts.apply({ topic, partition, key: m.key ? m.key.toString() : '', value: m.value });
+          opts.apply({ topic, partition, key: m.key ?? noKey, value: m.value });
           restored++;
         }
       },

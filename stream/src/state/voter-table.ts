@@ -44,7 +44,8 @@ export interface Fingerprint {
   lo: number;
 }
 
-export function fingerprintOf(voterId: string, into: Fingerprint): Fingerprint {
+/** Fingerprint of a voter id given as its UTF-8 bytes (the same as fingerprintOf of the id as text). */
+export function fingerprintOf(voterId: string | Uint8Array, into: Fingerprint): Fingerprint {
   const digest = hash('sha1', voterId, 'buffer') as unknown as Buffer;
   into.hi = digest.readUInt32LE(0);
   into.lo = digest.readUInt32LE(4);
@@ -59,21 +60,26 @@ function hexValue(c: number): number {
   return l >= 97 && l <= 102 ? l - 87 : -1;
 }
 
+/** The char code at `i` of a text, or the byte at `i` of its ASCII bytes. */
+const codeAt = (s: string | Uint8Array, i: number): number =>
+  typeof s === 'string' ? s.charCodeAt(i) : (s[i] as number);
+
 /**
- * Writes the 16 bytes of a UUID's text (8-4-4-4-12 hex digits, any case) at `at`, without allocating (the
- * profile of the drain showed the regex test and the hex Buffer of every insert). False if it is no UUID.
+ * Writes the 16 bytes of a UUID's text (8-4-4-4-12 hex digits, any case; a string, or its ASCII bytes as a
+ * changelog holds them) at `at`, without allocating (the profile of the drain showed the regex test and the hex
+ * Buffer of every insert; the profile of a restore, the string of every value). False if it is no UUID.
  */
-function writeUuid(uuid: string, into: Uint8Array, at: number): boolean {
+function writeUuid(uuid: string | Uint8Array, into: Uint8Array, at: number): boolean {
   if (uuid.length !== 36) return false;
   let out = at;
   for (let i = 0; i < 36; ) {
     if (i === 8 || i === 13 || i === 18 || i === 23) {
-      if (uuid.charCodeAt(i) !== 45) return false; // '-'
+      if (codeAt(uuid, i) !== 45) return false; // '-'
       i++;
       continue;
     }
-    const hi = hexValue(uuid.charCodeAt(i));
-    const lo = hexValue(uuid.charCodeAt(i + 1));
+    const hi = hexValue(codeAt(uuid, i));
+    const lo = hexValue(codeAt(uuid, i + 1));
     if (hi < 0 || lo < 0) return false;
     into[out++] = (hi << 4) | lo;
     i += 2;
@@ -145,8 +151,11 @@ export class VoterTable {
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
 
-  /** Remembers a voter's first vote. Returns false (and changes nothing) if the voter is already remembered. */
-  insert(fp: Fingerprint, voteId: string): boolean {
+  /**
+   * Remembers a voter's first vote (its voteId as text, or as the text's bytes). Returns false (and changes
+   * nothing) if the voter is already remembered.
+   */
+  insert(fp: Fingerprint, voteId: string | Uint8Array): boolean {
     if (this.used + 1 > this.index.length * voterTableLoadFactorMax) this.grow();
     const slot = this.probe(fp);
     if (this.index[slot] !== 0) return false;
@@ -164,7 +173,7 @@ export class VoterTable {
     f[at * 2 + 1] = fp.lo;
     // The entry is not in use until the index points at it: a bad voteId leaves the table as it was.
     if (!writeUuid(voteId, this.ids[chunk] as Uint8Array, at * voteIdBytes))
-      invariant(false, `voteId must be a UUID, got ${JSON.stringify(voteId)}`);
+      invariant(false, `voteId must be a UUID, got ${JSON.stringify(Buffer.from(voteId).toString())}`);
     this.index[slot] = (tagOf(fp.hi) | (entry + 1)) >>> 0;
     this.used++;
     return true;

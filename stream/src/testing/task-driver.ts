@@ -91,7 +91,7 @@ export class TaskDriver {
         let n = 0;
         for (const r of this.committed) {
           if (!topics.includes(r.topic) || r.partition !== partition) continue;
-          apply({ topic: r.topic, partition, key: r.key ?? '', value: r.value });
+          apply({ topic: r.topic, partition, key: Buffer.from(r.key ?? ''), value: r.value });
           n++;
         }
         return n;

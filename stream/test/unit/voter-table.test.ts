@@ -71,3 +71,19 @@ test('a voteId that is no UUID is refused (InvariantError) and leaves the table 
   t.true(table.insert(fp, 'ABCDEF01-2345-4789-8ABC-DEF012345678'));
   t.is(table.voteIdAt(table.find(fp)), 'abcdef01-2345-4789-8abc-def012345678');
 });
+
+test('a voteId given as the bytes of its text is stored as the text; a voter id hashed from its UTF-8 bytes has its fingerprint', (t) => {
+  const table = new VoterTable(4);
+  for (const voter of ['voter-1', 'vötér-ü', '投票者']) {
+    const fromText = fingerprintOf(voter, { hi: 0, lo: 0 });
+    t.deepEqual(fingerprintOf(Buffer.from(voter), { hi: 0, lo: 0 }), fromText);
+    const id = randomUUID().toUpperCase();
+    t.true(table.insert(fingerprintOf(Buffer.from(voter), { hi: 0, lo: 0 }), Buffer.from(id)));
+    t.is(table.voteIdAt(table.find(fromText)), id.toLowerCase());
+  }
+  const fp = fingerprintOf('voter-2', { hi: 0, lo: 0 });
+  for (const bad of ['0000000g-0000-4000-8000-000000000000', '00000000-0000-4000-8000-0000000000000', ''])
+    t.throws(() => table.insert(fp, Buffer.from(bad)), { message: /voteId must be a UUID/ });
+  t.is(table.size, 3);
+  t.is(table.find(fp), -1);
+});
