@@ -8,6 +8,7 @@
 //      as a process restores after a rebalance (from the call to the last record applied; group joins counted);
 //   B. baseline: a plain read_committed consume of the same changelog topics (one consumer, from its group join
 //      to the last batch: the join is not counted), nothing applied.
+// Each prints records/s and the process's CPU per record over the same span (less noisy on a shared machine).
 // Each restore is checked: records read = committed records, voters remembered = committed dedupe records.
 // BENCH_CPU_PROF_DIR=<dir>: the restore rounds only (not the fill, not the baseline) are profiled into
 // <dir>/restore-*.cpuprofile (node:inspector, the profile `node --cpu-prof` writes, without the fill in it).
@@ -118,8 +119,9 @@ const topics = {
 };
 
 /** A: every task's changelogs restored at once by the runtime's reader into a fresh DedupeProcessor. */
-const restoreRun = async (): Promise<{ records: number; ms: number }> => {
+const restoreRun = async (): Promise<{ records: number; ms: number; cpuUs: number }> => {
   const started = performance.now();
+  const cpu0 = process.cpuUsage();
   const counts = await Promise.all(
     Array.from({ length: partitions }, async (_, p) => {
       const processor = new DedupeProcessor(p, {
@@ -148,13 +150,14 @@ const restoreRun = async (): Promise<{ records: number; ms: number }> => {
     }),
   );
   const ms = performance.now() - started;
+  const cpu = process.cpuUsage(cpu0);
   const n = counts.reduce((a, b) => a + b, 0);
   if (n !== expectedRecords) throw new Error(`restored ${n} records, ${expectedRecords} committed`);
-  return { records: n, ms: Math.round(ms) };
+  return { records: n, ms: Math.round(ms), cpuUs: cpu.user + cpu.system };
 };
 
 /** B: a plain read_committed consume of the same changelog topics, nothing applied. */
-const consumeRun = async (): Promise<{ records: number; ms: number }> => {
+const consumeRun = async (): Promise<{ records: number; ms: number; cpuUs: number }> => {
   const c = kafka.consumer({
     groupId: `${id}-${randomUUID()}`,
     readUncommitted: false,
@@ -162,13 +165,16 @@ const consumeRun = async (): Promise<{ records: number; ms: number }> => {
     maxBytesPerPartition: 10 * 1024 * 1024,
   });
   let first = 0;
+  let cpu0 = process.cpuUsage();
   c.on(c.events.GROUP_JOIN, () => {
     first = performance.now();
+    cpu0 = process.cpuUsage();
   });
   await c.connect();
   await c.subscribe({ topics: changelogs, fromBeginning: true });
   let n = 0;
   let last = 0;
+  let cpu = { user: 0, system: 0 };
   await new Promise<void>((resolve) => {
     void c.run({
       autoCommit: false,
@@ -176,13 +182,14 @@ const consumeRun = async (): Promise<{ records: number; ms: number }> => {
         n += batch.messages.length;
         if (n >= expectedRecords) {
           last = performance.now();
+          cpu = process.cpuUsage(cpu0);
           resolve();
         }
       },
     });
   });
   await c.disconnect();
-  return { records: n, ms: Math.round(last - first) };
+  return { records: n, ms: Math.round(last - first), cpuUs: cpu.user + cpu.system };
 };
 
 const profile = process.env.BENCH_CPU_PROF_DIR ? new Session() : undefined;
@@ -204,7 +211,7 @@ for (let round = 1; round <= rounds; round++) {
   const consume = await consumeRun();
   const ratio = rate(restore.records, restore.ms) / Math.max(1, rate(consume.records, consume.ms));
   console.log(
-    `round ${round}: restore reader into ${partitions} DedupeProcessors ${restore.records} records in ${restore.ms} ms => ${rate(restore.records, restore.ms)} records/s; baseline read_committed consume ${consume.records} records in ${consume.ms} ms => ${rate(consume.records, consume.ms)} records/s; ratio ${ratio.toFixed(2)}`,
+    `round ${round}: restore reader into ${partitions} DedupeProcessors ${restore.records} records in ${restore.ms} ms => ${rate(restore.records, restore.ms)} records/s, ${(restore.cpuUs / restore.records).toFixed(2)} CPU-us/record; baseline read_committed consume ${consume.records} records in ${consume.ms} ms => ${rate(consume.records, consume.ms)} records/s, ${(consume.cpuUs / consume.records).toFixed(2)} CPU-us/record; ratio ${ratio.toFixed(2)} (records/s), ${(restore.cpuUs / restore.records / (consume.cpuUs / consume.records)).toFixed(2)}x CPU per record`,
   );
 }
 await cleanup();

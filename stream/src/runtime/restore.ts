@@ -132,8 +132,10 @@ export async function restoreChangelogs(opts: {
         const { topic, partition } = batch;
         const end = ends.get(topic)?.get(partition);
         if (end === undefined) return; // read to its end already (or never asked for)
+        // Offsets are compared only in the batch that reaches the end (the others are below it as a whole).
+        const whole = BigInt(batch.lastOffset()) < end;
         for (const m of batch.messages) {
-          if (BigInt(m.offset) >= end) break;
+          if (!whole && BigInt(m.offset) >= end) break;
           opts.apply({ topic, partition, key: m.key ?? noKey, value: m.value });
           restored++;
         }
