@@ -59,7 +59,7 @@ async function changelogs(t: ExecutionContext, s: StreamTest, names: string[], p
 }
 
 const asPairs = (records: ChangelogRecord[]) =>
-  records.map((r) => [r.key, r.value === null ? null : r.value.toString()]);
+  records.map((r) => [r.key.toString(), r.value === null ? null : r.value.toString()]);
 
 test('a changelog partition restores its committed records only, in offset order', async (t) => {
   const s = await streamTest(t, 'restore');
