@@ -19,10 +19,9 @@ import { join } from 'node:path';
 import { stack, uniqueId } from '@votestream/devstack';
 import { createKafka, createLogger, waitForLeaders } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
-import { Registry } from 'prom-client';
-import { DedupeProcessor, type StreamConfig, streamTopics } from '../stream/src/index.ts';
+import { streamTopics } from '../stream/src/index.ts';
 import { taskPosition } from '../stream/src/runtime/changelog.ts';
-import { restoreChangelogs } from '../stream/src/runtime/restore.ts';
+import { consumeChangelogs, type RestoreFigures, restoreDedupeTasks } from './restore-kit.ts';
 
 const records = Number(process.argv[2] ?? 500_000);
 const rounds = Number(process.argv[3] ?? 2);
@@ -108,89 +107,19 @@ const committed = await Promise.all(
 const fillMs = Math.round(performance.now() - fillStarted);
 const expectedRecords = committed.reduce((a, c) => a + c.total, 0);
 
-const config = { windowMs: 1000, graceMs: 2000, windowRetentionMs: 600_000 } as StreamConfig;
-const topics = {
-  votes: `${prefix}votes`,
-  voteDecisions: `${prefix}vote-decisions`,
-  tallyPartials: `${prefix}tally-partials`,
-  tallyChangelog: internal.partialTallyChangelog,
-  dedupeChangelog: internal.dedupeChangelog,
-  analyticsVotes: `${prefix}analytics-votes`,
-};
-
-/** A: every task's changelogs restored at once by the runtime's reader into a fresh DedupeProcessor. */
-const restoreRun = async (): Promise<{ records: number; ms: number; cpuUs: number }> => {
-  const started = performance.now();
-  const cpu0 = process.cpuUsage();
-  const counts = await Promise.all(
-    Array.from({ length: partitions }, async (_, p) => {
-      const processor = new DedupeProcessor(p, {
-        config,
-        topics,
-        serde,
-        catalog: { get: () => undefined, all: () => [].values(), catchUp: async () => {} },
-        logger,
-        registry: new Registry(),
-        salts: { get: () => Buffer.alloc(32) },
-      });
-      const n = await restoreChangelogs({
-        kafka,
-        admin,
-        partitions: processor.changelogTopics.map((topic) => ({ topic, partition: p })),
-        logger,
-        apply: (r) => {
-          if (!(r.topic === processor.positionChangelog && taskPosition.isKey(r.key))) processor.restore(r);
-        },
-      });
-      processor.restored();
-      const voters = processor.rememberedVoters();
-      if (voters !== committed[p]?.dedupe)
-        throw new Error(`task ${p} remembers ${voters} voters, ${committed[p]?.dedupe} committed`);
-      return n;
-    }),
-  );
-  const ms = performance.now() - started;
-  const cpu = process.cpuUsage(cpu0);
-  const n = counts.reduce((a, b) => a + b, 0);
-  if (n !== expectedRecords) throw new Error(`restored ${n} records, ${expectedRecords} committed`);
-  return { records: n, ms: Math.round(ms), cpuUs: cpu.user + cpu.system };
+/** A: every task's changelogs restored at once by the runtime's reader into a fresh DedupeProcessor; checked. */
+const restoreRun = async (): Promise<RestoreFigures> => {
+  const figures = await restoreDedupeTasks({ kafka, admin, serde, logger, prefix, internal, partitions });
+  for (const [p, voters] of figures.voters.entries())
+    if (voters !== committed[p]?.dedupe)
+      throw new Error(`task ${p} remembers ${voters} voters, ${committed[p]?.dedupe} committed`);
+  if (figures.records !== expectedRecords)
+    throw new Error(`restored ${figures.records} records, ${expectedRecords} committed`);
+  return figures;
 };
 
 /** B: a plain read_committed consume of the same changelog topics, nothing applied. */
-const consumeRun = async (): Promise<{ records: number; ms: number; cpuUs: number }> => {
-  const c = kafka.consumer({
-    groupId: `${id}-${randomUUID()}`,
-    readUncommitted: false,
-    maxWaitTimeInMs: 100,
-    maxBytesPerPartition: 10 * 1024 * 1024,
-  });
-  let first = 0;
-  let cpu0 = process.cpuUsage();
-  c.on(c.events.GROUP_JOIN, () => {
-    first = performance.now();
-    cpu0 = process.cpuUsage();
-  });
-  await c.connect();
-  await c.subscribe({ topics: changelogs, fromBeginning: true });
-  let n = 0;
-  let last = 0;
-  let cpu = { user: 0, system: 0 };
-  await new Promise<void>((resolve) => {
-    void c.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        n += batch.messages.length;
-        if (n >= expectedRecords) {
-          last = performance.now();
-          cpu = process.cpuUsage(cpu0);
-          resolve();
-        }
-      },
-    });
-  });
-  await c.disconnect();
-  return { records: n, ms: Math.round(last - first), cpuUs: cpu.user + cpu.system };
-};
+const consumeRun = () => consumeChangelogs({ kafka, groupPrefix: id, topics: changelogs, records: expectedRecords });
 
 const profile = process.env.BENCH_CPU_PROF_DIR ? new Session() : undefined;
 if (profile) {
