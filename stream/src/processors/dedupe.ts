@@ -9,7 +9,7 @@ import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
 import { type Clock, systemClock, type TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
-import { type Fingerprint, fingerprintOf, VoterTable } from '../state/voter-table.ts';
+import { type Fingerprint, fingerprintOf, fingerprintOfBytes, VoterTable } from '../state/voter-table.ts';
 import { dedupeStore, type PartialTallyRecord, partialTallyStore } from './changelogs.ts';
 import { nextVersion, sumOf, toWindowCounts, type WindowState, windowStartOf } from './tally-state.ts';
 import { eligibilityOf } from './vote-rules.ts';
@@ -118,7 +118,7 @@ export class DedupeProcessor implements TaskProcessor {
         r = { pollId: Buffer.from(key.subarray(0, slash)), table: this.table(key.toString('utf8', 0, slash)) };
         this.restoring = r;
       }
-      r.table.insert(fingerprintOf(key.subarray(slash + 1), this.fp), value);
+      r.table.insert(fingerprintOfBytes(key, slash + 1, key.length, this.fp), value);
       return;
     }
     invariant(topic === this.ctx.topics.tallyChangelog, `a changelog of this processor, got ${topic}`);
