@@ -7,7 +7,7 @@ import { topicOffsets } from './offsets.ts';
 export const restoreTimeoutMs = 300_000;
 /** Most bytes one restore fetch returns per changelog partition. */
 export const restoreFetchPartitionBytesMax = 10 * 1024 * 1024;
-/** Most bytes one restore fetch returns in all (KafkaJS's default; two partitions of a task share it). */
+/** Most bytes one restore fetch returns in all (twice KafkaJS's 10 MiB default: a task reads two partitions). */
 export const restoreFetchBytesMax = 20 * 1024 * 1024;
 
 /**
