@@ -37,9 +37,8 @@ import {
 import { createKafka, createLogger } from '@votestream/runtime';
 import { createAvroSerde } from '@votestream/schemas';
 import { type Consumer, Partitioners, type Transaction } from 'kafkajs';
-import { Registry } from 'prom-client';
-import { DedupeProcessor, fingerprintOf, type StreamConfig, streamTopics, VoterTable } from '../stream/src/index.ts';
-import { restoreChangelogPartition } from '../stream/src/runtime/restore.ts';
+import { fingerprintOf, streamTopics, VoterTable } from '../stream/src/index.ts';
+import { consumeChangelogs, type RestoreFigures, restoreDedupeTasks } from './restore-kit.ts';
 
 const burstVotes = Number(process.argv[2] ?? 20_000);
 const pacedRate = Number(process.argv[3] ?? 1000);
@@ -443,84 +442,21 @@ const bare = await (async () => {
 // Restore, interleaved A/B/A/B: the restore reader into fresh DedupeProcessors (every dedupe task in parallel, both
 // its changelogs, as a process restores) vs a plain read_committed consume of the same changelog topics.
 const internal = streamTopics(prefix, env.STREAM_APPLICATION_ID);
-const restoreRun = async (): Promise<{ records: number; ms: number }> => {
+const restoreRun = async (): Promise<RestoreFigures> => {
   const admin = kafka.admin();
   await admin.connect();
-  const config = { windowMs: 1000, graceMs: 2000, windowRetentionMs: 600_000 } as StreamConfig;
-  const topics = {
-    votes: `${prefix}votes`,
-    voteDecisions: `${prefix}vote-decisions`,
-    tallyPartials: `${prefix}tally-partials`,
-    tallyChangelog: internal.partialTallyChangelog,
-    dedupeChangelog: internal.dedupeChangelog,
-    analyticsVotes: `${prefix}analytics-votes`,
-  };
-  const started = performance.now();
-  const counts = await Promise.all(
-    Array.from({ length: partitions }, async (_, p) => {
-      const processor = new DedupeProcessor(p, {
-        config,
-        topics,
-        serde,
-        catalog: { get: () => undefined, all: () => [].values(), catchUp: async () => {} },
-        logger,
-        registry: new Registry(),
-        salts: { get: () => Buffer.alloc(32) },
-      });
-      const n = await Promise.all(
-        processor.changelogTopics.map((topic) =>
-          restoreChangelogPartition({
-            kafka,
-            admin,
-            topic,
-            partition: p,
-            logger,
-            apply: (r) => {
-              if (!r.key.startsWith('\u0000')) processor.restore(r);
-            },
-          }),
-        ),
-      );
-      processor.restored();
-      return n.reduce((a, b) => a + b, 0);
-    }),
-  );
-  const ms = performance.now() - started;
+  const figures = await restoreDedupeTasks({ kafka, admin, serde, logger, prefix, internal, partitions });
   await admin.disconnect();
-  return { records: counts.reduce((a, b) => a + b, 0), ms: Math.round(ms) };
+  return figures;
 };
-const consumeRun = async (records: number): Promise<{ records: number; ms: number }> => {
-  const c = kafka.consumer({
-    groupId: `${id}-${randomUUID()}`,
-    readUncommitted: false,
-    maxWaitTimeInMs: 100,
-    maxBytesPerPartition: 10 * 1024 * 1024,
+const consumeRun = (records: number) =>
+  consumeChangelogs({
+    kafka,
+    groupPrefix: id,
+    topics: [internal.dedupeChangelog, internal.partialTallyChangelog],
+    records,
   });
-  // From the group join (the consumer has its partitions) to the last batch: the join itself is not counted.
-  let first = 0;
-  c.on(c.events.GROUP_JOIN, () => {
-    first = performance.now();
-  });
-  await c.connect();
-  await c.subscribe({ topics: [internal.dedupeChangelog, internal.partialTallyChangelog], fromBeginning: true });
-  let n = 0;
-  let last = 0;
-  await new Promise<void>((resolve) => {
-    void c.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        n += batch.messages.length;
-        if (n >= records) {
-          last = performance.now();
-          resolve();
-        }
-      },
-    });
-  });
-  await c.disconnect();
-  return { records: n, ms: Math.round(last - first) };
-};
-const restoreRounds: Array<{ restore: { records: number; ms: number }; consume: { records: number; ms: number } }> = [];
+const restoreRounds: Array<{ restore: RestoreFigures; consume: RestoreFigures }> = [];
 for (let round = 0; round < 2; round++) {
   const restore = await restoreRun();
   restoreRounds.push({ restore, consume: await consumeRun(restore.records) });

@@ -34,6 +34,18 @@ export const dedupeStore = {
       throw new ChangelogCorruptError(`dedupe store: key must be pollId/voterId, got ${JSON.stringify(key)}`);
     return { pollId: key.slice(0, slash), voterId: key.slice(slash + 1) };
   },
+  /**
+   * Where the pollId of a key read as bytes ends (the '/'; UTF-8 never has the byte 0x2f inside a character):
+   * the restore reads pollId and voterId from the bytes without decoding them.
+   */
+  keySlashOf(key: Buffer): number {
+    const slash = key.indexOf(0x2f);
+    if (slash <= 0)
+      throw new ChangelogCorruptError(
+        `dedupe store: key must be pollId/voterId, got ${JSON.stringify(key.toString())}`,
+      );
+    return slash;
+  },
   value: {
     encode: (voteId: string): Buffer => Buffer.from(voteId),
     decode: (value: Buffer): string => value.toString(),

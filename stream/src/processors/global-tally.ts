@@ -76,7 +76,7 @@ export class GlobalTallyProcessor implements TaskProcessor {
   }
 
   restore({ key, value }: ChangelogRecord): void {
-    const k = globalTallyStore.decodeKey(key);
+    const k = globalTallyStore.decodeKey(key.toString());
     const p = this.poll(k.pollId);
     if (k.kind === 'poll') {
       if (!value) return;

@@ -51,10 +51,14 @@ export const isSafeInt = (v: unknown): v is number => Number.isSafeInteger(v);
  * KafkaJS). On disk: key U+0000 "position", value JSON `{"nextOffset":"<decimal>"}` (unchanged since the first
  * release, so existing changelogs restore).
  */
+const positionKey = `${runtimeKeyPrefix}position`;
+const positionKeyBytes = Buffer.from(positionKey);
+
 export const taskPosition = {
-  key: `${runtimeKeyPrefix}position`,
-  isKey(key: string): boolean {
-    return key === this.key;
+  key: positionKey,
+  /** A changelog key (as read, bytes) is the position's. */
+  isKey(key: Buffer): boolean {
+    return key.equals(positionKeyBytes);
   },
   encode(nextOffset: bigint): Buffer {
     return Buffer.from(JSON.stringify({ nextOffset: String(nextOffset) }));

@@ -8,7 +8,7 @@ import { StreamMetrics } from './metrics.ts';
 import { type PartitionOffsets, topicOffsets } from './offsets.ts';
 import { PartitionCounts } from './partitions.ts';
 import { type Clock, type ProcessorFactory, systemClock } from './processor.ts';
-import { restoreChangelogPartition } from './restore.ts';
+import { restoreChangelogs } from './restore.ts';
 import type { StreamTask } from './task.ts';
 import { TaskManager, type TaskReport } from './task-manager.ts';
 
@@ -89,8 +89,14 @@ export class StreamThread {
         metrics,
         clock: this.clock,
         deadLetterRoute: (partition) => this.deadLetterRoute(partition, metrics),
-        restoreChangelog: (topic, partition, apply) =>
-          restoreChangelogPartition({ kafka: o.kafka, admin: o.admin, topic, partition, logger: this.log, apply }),
+        restoreChangelogs: (topics, partition, apply) =>
+          restoreChangelogs({
+            kafka: o.kafka,
+            admin: o.admin,
+            partitions: topics.map((topic) => ({ topic, partition })),
+            logger: this.log,
+            apply,
+          }),
       },
       kafka: o.kafka,
       producers: o.producers,

@@ -25,10 +25,14 @@ export interface TaskContext {
   clock: Clock;
   deadLetterRoute(partition: number): DeadLetterRoute | undefined;
   /**
-   * Reads partition `partition` of changelog `topic` from its beginning to its end, applying each record
-   * (restoreChangelogPartition on Kafka; the test driver reads its in-memory changelog). Returns the count.
+   * Reads partition `partition` of each changelog of `topics` from its beginning to its end, applying each record
+   * (restoreChangelogs on Kafka; the test driver reads its in-memory changelog). Returns the count.
    */
-  restoreChangelog(topic: string, partition: number, apply: (record: ChangelogRecord) => void): Promise<number>;
+  restoreChangelogs(
+    topics: readonly string[],
+    partition: number,
+    apply: (record: ChangelogRecord) => void,
+  ): Promise<number>;
 }
 
 /** The task's transactions (TaskProducer on Kafka; the test driver records them in memory). */
@@ -93,9 +97,9 @@ export class StreamTask {
 
   /**
    * created -> restoring -> running: fences the previous owner, then reads every changelog partition of the
-   * task to its end (at the same time: each read joins a consumer group of its own, and a new group waits
-   * group.initial.rebalance.delay.ms, 3 s on MSK, before its first assignment, so one after the other would add
-   * that delay per changelog to the failover time; records of different stores never interact).
+   * task to its end, all in one read (one consumer group join: a new group waits group.initial.rebalance.delay.ms,
+   * 3 s on MSK, before its first assignment, so one read per changelog would add that delay per changelog to the
+   * failover time; records of different stores interleave, and never interact).
    * On failure the task is closed and the error rethrown. Returns the number of records restored.
    */
   async initialize(): Promise<number> {
@@ -107,24 +111,16 @@ export class StreamTask {
     try {
       await this.producer.fence();
       let corrupt: unknown;
-      const reads = await Promise.allSettled(
-        processor.changelogTopics.map((topic) =>
-          ctx.restoreChangelog(topic, partition, (record) => {
-            if (corrupt !== undefined) return;
-            try {
-              if (topic === processor.positionChangelog && taskPosition.isKey(record.key)) {
-                if (record.value) this.nextOffset = taskPosition.decode(record.value);
-              } else processor.restore(record);
-            } catch (err) {
-              corrupt = err; // thrown once the reads are over (ChangelogCorruptError/InvariantError: fatal)
-            }
-          }),
-        ),
-      );
-      for (const r of reads) {
-        if (r.status === 'rejected') throw r.reason;
-        restored += r.value;
-      }
+      restored = await ctx.restoreChangelogs(processor.changelogTopics, partition, (record) => {
+        if (corrupt !== undefined) return;
+        try {
+          if (record.topic === processor.positionChangelog && taskPosition.isKey(record.key)) {
+            if (record.value) this.nextOffset = taskPosition.decode(record.value);
+          } else processor.restore(record);
+        } catch (err) {
+          corrupt = err; // thrown once the read is over (ChangelogCorruptError/InvariantError: fatal)
+        }
+      });
       if (corrupt !== undefined) throw corrupt;
       processor.restored();
     } catch (err) {

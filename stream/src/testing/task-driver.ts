@@ -87,11 +87,11 @@ export class TaskDriver {
               consumer: 'driver',
               counted() {},
             },
-      restoreChangelog: async (topic, partition, apply: (r: ChangelogRecord) => void) => {
+      restoreChangelogs: async (topics, partition, apply: (r: ChangelogRecord) => void) => {
         let n = 0;
         for (const r of this.committed) {
-          if (r.topic !== topic || r.partition !== partition) continue;
-          apply({ topic, key: r.key ?? '', value: r.value });
+          if (!topics.includes(r.topic) || r.partition !== partition) continue;
+          apply({ topic: r.topic, partition, key: Buffer.from(r.key ?? ''), value: r.value });
           n++;
         }
         return n;

@@ -197,6 +197,51 @@ test('a failed commit leaves nothing committed; the batch processed again is dec
   );
 });
 
+test('a restore applies the dedupe records of interleaved polls from their bytes, each voter in its own poll', async (t) => {
+  const { driver, clock, catalog } = await setUp();
+  catalog.put(makePoll('p2', ['a', 'b'], { opensAt: t0 - 60_000 }));
+  catalog.put(makePoll('pö3', ['a', 'b'], { opensAt: t0 - 60_000 }));
+  // Runs of one poll and changes between polls (the restore decodes a pollId only when it changes), a non-ASCII
+  // pollId and voterId (hashed and decoded from their UTF-8 bytes).
+  const firsts = [
+    makeVote('p1', 'v1', 'a', t0),
+    makeVote('p1', 'v2', 'a', t0),
+    makeVote('p2', 'v1', 'a', t0),
+    makeVote('pö3', 'vötér', 'a', t0),
+    makeVote('p1', 'v3', 'a', t0),
+    makeVote('p2', 'v2', 'a', t0),
+  ];
+  await driver.pipe(firsts.map(input));
+  await driver.close();
+
+  const restored = await TaskDriver.create(dedupeProcessor(0, catalog, clock), { clock, log: driver.log() });
+  const again = [...firsts.map((v) => makeVote(v.pollId, v.voterId, 'b', t0 + 1)), makeVote('p2', 'v3', 'b', t0 + 1)];
+  await restored.pipe(again.map(input));
+  const d = await Promise.all(
+    restored
+      .output(dedupeTopics.voteDecisions)
+      .slice(firsts.length)
+      .map((r) => decodeDecision(r.value as Buffer)),
+  );
+  t.deepEqual(
+    d.map((x) => [x.vote.pollId, x.vote.voterId, x.outcome, x.reason, x.countedVoteId]),
+    [
+      ...firsts.map((v) => [v.pollId, v.voterId, 'REJECTED', 'DUPLICATE', v.voteId]),
+      ['p2', 'v3', 'COUNTED', null, null],
+    ],
+  );
+});
+
+test('a dedupe changelog key without a pollId stops the restore with ChangelogCorruptError', async (t) => {
+  const { driver, clock, catalog } = await setUp();
+  await driver.pipe([input(makeVote('p1', 'v1', 'a', t0))]);
+  const log = driver.log().map((r) => (r.key === 'p1/v1' ? { ...r, key: '/v1' } : r));
+  await t.throwsAsync(TaskDriver.create(dedupeProcessor(0, catalog, clock), { clock, log }), {
+    instanceOf: ChangelogCorruptError,
+    message: /dedupe store: key must be pollId\/voterId, got "\/v1"/,
+  });
+});
+
 test('a corrupt changelog record stops the restore with ChangelogCorruptError (fatal), the task closed', async (t) => {
   const { driver, clock, catalog } = await setUp();
   await driver.pipe([input(makeVote('p1', 'v1', 'a', t0))]);

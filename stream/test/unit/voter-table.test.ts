@@ -1,6 +1,12 @@
-import { randomUUID } from 'node:crypto';
+import { hash, randomBytes, randomUUID } from 'node:crypto';
 import test from 'ava';
-import { fingerprintOf, VoterTable, voterTableEntryBytes, voterTableSlotBytes } from '../../src/state/voter-table.ts';
+import {
+  fingerprintOf,
+  fingerprintOfBytes,
+  VoterTable,
+  voterTableEntryBytes,
+  voterTableSlotBytes,
+} from '../../src/state/voter-table.ts';
 
 test('a remembered voter is found with the voteId of the first vote; a second insert changes nothing', (t) => {
   const table = new VoterTable(4);
@@ -70,4 +76,49 @@ test('a voteId that is no UUID is refused (InvariantError) and leaves the table 
   t.is(table.find(fp), -1);
   t.true(table.insert(fp, 'ABCDEF01-2345-4789-8ABC-DEF012345678'));
   t.is(table.voteIdAt(table.find(fp)), 'abcdef01-2345-4789-8abc-def012345678');
+});
+
+test('a voteId given as the bytes of its text is stored as the text; a voter id hashed from its UTF-8 bytes has its fingerprint', (t) => {
+  const table = new VoterTable(4);
+  for (const voter of ['voter-1', 'vötér-ü', '投票者']) {
+    const fromText = fingerprintOf(voter, { hi: 0, lo: 0 });
+    const bytes = Buffer.from(`xx${voter}`);
+    t.deepEqual(fingerprintOfBytes(bytes, 2, bytes.length, { hi: 0, lo: 0 }), fromText);
+    const id = randomUUID().toUpperCase();
+    t.true(table.insert(fingerprintOfBytes(bytes, 2, bytes.length, { hi: 0, lo: 0 }), Buffer.from(id)));
+    t.is(table.voteIdAt(table.find(fromText)), id.toLowerCase());
+  }
+  const fp = fingerprintOf('voter-2', { hi: 0, lo: 0 });
+  for (const bad of ['0000000g-0000-4000-8000-000000000000', '00000000-0000-4000-8000-0000000000000', ''])
+    t.throws(() => table.insert(fp, Buffer.from(bad)), { message: /voteId must be a UUID/ });
+  t.is(table.size, 3);
+  t.is(table.find(fp), -1);
+});
+
+test('a fingerprint is the first 64 bits of SHA-1 of the id, as node:crypto computes it, for every length and text', (t) => {
+  const expected = (data: string | Buffer) => {
+    const d = hash('sha1', data, 'buffer') as unknown as Buffer;
+    const fp = { hi: d.readUInt32LE(0), lo: d.readUInt32LE(4) };
+    return fp.hi === 0 && fp.lo === 0 ? { hi: 0, lo: 1 } : fp;
+  };
+  const alphabet = ['a', 'Z', '9', '-', '/', 'é', 'ü', '投', '😀', '\ud800', '\udfff', '\u0000'];
+  let mismatches = 0;
+  for (let len = 0; len <= 300; len++) {
+    for (let k = 0; k < 4; k++) {
+      const ascii = randomBytes(len).toString('base64').slice(0, len);
+      let text = '';
+      for (let i = 0; i < len; i++) text += alphabet[(i * 7 + k * 13 + len) % alphabet.length];
+      for (const id of [ascii, text]) {
+        const want = expected(id);
+        const got = fingerprintOf(id, { hi: 0, lo: 0 });
+        const bytes = Buffer.concat([randomBytes(k), Buffer.from(id), randomBytes(3)]);
+        const fromBytes = fingerprintOfBytes(bytes, k, bytes.length - 3, { hi: 0, lo: 0 });
+        if (got.hi !== want.hi || got.lo !== want.lo || fromBytes.hi !== want.hi || fromBytes.lo !== want.lo)
+          mismatches++;
+      }
+    }
+  }
+  t.is(mismatches, 0);
+  // A known vector: SHA-1("abc") = a9993e36 4706816a ...
+  t.deepEqual(fingerprintOf('abc', { hi: 0, lo: 0 }), { hi: 0x363e99a9, lo: 0x6a810647 });
 });
