@@ -14,15 +14,19 @@
  * - CPU is each server process's own (all its threads: utime + stime from /proc/<pid>/stat), so the load generator
  *   (this process), Kafka and Redis sharing the 2 cores are not charged to either; `--rounds N` alternates bare and
  *   ingest N times (B/I/B/I) and prints the ratio per round and of the sums.
+ * - ingest runs from its build (`npm run build` first; a build older than the sources is refused), as production
+ *   runs it: `node --enable-source-maps ingest/dist/main.js`, not under tsx, whose transform adds work of its own to
+ *   every function created per request (esbuild's `__name`), which production does not do.
  * Ingest's votes per produce request (its metrics) are printed too: its Kafka cost per vote depends on them.
  *
- * Needs the local stack. `BENCH_CPU_PROF_DIR=<dir>` profiles the ingest process; `BENCH_INGEST_ENTRY=<path relative
- * to the repo root>` runs another copy of ingest's main.ts (an A/B against an older build, in the same harness).
+ * Needs the local stack. `BENCH_CPU_PROF_DIR=<dir>` profiles the ingest process (and the bare one into `<dir>/bare`); `BENCH_INGEST_ENTRY=<path relative
+ * to the repo root>` runs another copy of ingest's `src/main.ts` from its `dist/main.js` next to it (an A/B against
+ * an older build, in the same harness).
  */
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   createPoll,
@@ -117,6 +121,28 @@ async function load(
   };
 }
 
+/** The newest modification time (ms) of the files below `dir`. */
+function newestMtimeMs(dir: string): number {
+  return Math.max(
+    0,
+    ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+      e.isDirectory() ? newestMtimeMs(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
+    ),
+  );
+}
+const ingestEntry = process.env.BENCH_INGEST_ENTRY ?? 'ingest/src/main.ts';
+const ingestSources = join(repoRoot, dirname(ingestEntry));
+const builtEntry = join(repoRoot, ingestEntry.replace('/src/', '/dist/').replace(/\.ts$/, '.js'));
+const sourcesNewer = (() => {
+  try {
+    return newestMtimeMs(ingestSources) > statSync(builtEntry).mtimeMs;
+  } catch {
+    return true;
+  }
+})();
+if (sourcesNewer)
+  throw new Error(`${builtEntry} is missing or older than ${ingestSources}: run npm run -s build first`);
+
 const prefix = `bench-${randomBytes(4).toString('hex')}.`;
 const deleteTopics = await createTopics(prefix, { votePartitions: 6, only: ['votes', 'polls'] });
 const dir = mkdtempSync(join(tmpdir(), 'bench-ingest-'));
@@ -135,9 +161,12 @@ try {
     name: 'bare-express',
     command: [
       process.execPath,
+      ...(process.env.BENCH_CPU_PROF_DIR
+        ? [`--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}/bare`, '--cpu-prof']
+        : []),
       '--input-type=module',
       '-e',
-      `import express from 'express'; const app = express(); app.get('/healthz', (q, s) => s.json({})); app.post('/v1/polls/:pollId/votes', express.json(), (q, s) => s.status(202).json({ ok: true, pollId: q.params.pollId, optionId: q.body.optionId })); app.listen(${barePort}, '127.0.0.1');`,
+      `import express from 'express'; const app = express(); app.get('/healthz', (q, s) => s.json({})); app.post('/v1/polls/:pollId/votes', express.json(), (q, s) => s.status(202).json({ ok: true, pollId: q.params.pollId, optionId: q.body.optionId })); app.listen(${barePort}, '127.0.0.1'); process.on('SIGTERM', () => process.exit(0));`,
     ],
     env: {},
     logFile: join(logDir, 'bare-express.log'),
@@ -168,8 +197,10 @@ try {
       LOG_LEVEL: 'warn',
     },
     logDir,
+    // From the build, as production runs it (the nodeArgs of the image: source maps on).
+    built: { cwd: repoRoot },
+    entry: ingestEntry,
     execArgv: profile,
-    ...(process.env.BENCH_INGEST_ENTRY ? { entry: process.env.BENCH_INGEST_ENTRY } : {}),
   });
   children.push(ingest);
   const adminToken = await mintToken({ privateKeyPem, sub: 'bench-admin', admin: true });
