@@ -3,7 +3,7 @@
  * ingest process with every check on (JWT, proof of work, rate limits, Redis guard + idempotency,
  * Avro, idempotent produce with acks=all), against a bare Express endpoint measured in the same run.
  *
- *   node --import tsx bench/ingest.ts [--votes 3000] [--connections 50] [--warmup 500] [--rounds 1]
+ *   node --import tsx bench/ingest.ts [--votes 3000] [--connections 50] [--warmup 1500] [--rounds 1]
  *
  * Fair to both sides:
  * - the same client load: the bare endpoint gets byte for byte the requests ingest gets (same path shape, the same
@@ -57,7 +57,7 @@ const { values } = parseArgs({
   options: {
     votes: { type: 'string', default: '3000' },
     connections: { type: 'string', default: '50' },
-    warmup: { type: 'string', default: '500' },
+    warmup: { type: 'string', default: '1500' },
     rounds: { type: 'string', default: '1' },
   },
 });
@@ -280,7 +280,7 @@ try {
   );
   const batches = metric('ingest_produce_batch_messages_count');
   console.log(
-    `ingest: ${batches} batches, ${(metric('ingest_produce_batch_messages_sum') / batches).toFixed(1)} votes per batch (each batch is one produce request per partition it touches)`,
+    `ingest: ${batches} batches, ${(metric('ingest_produce_batch_messages_sum') / batches).toFixed(1)} votes per batch (each batch is one produce request per leader broker)`,
   );
   console.log(
     `cores for 250k acknowledged votes/s at ${Math.round(ingestPerOk)} µs/vote: ${((250_000 * ingestPerOk) / 1e6).toFixed(1)} (targets: >= 5000 votes/s per process, <= 200 µs/vote)`,
