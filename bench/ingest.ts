@@ -280,7 +280,7 @@ try {
   );
   const batches = metric('ingest_produce_batch_messages_count');
   console.log(
-    `ingest: ${batches} batches, ${(metric('ingest_produce_batch_messages_sum') / batches).toFixed(1)} votes per batch (each batch is one produce request per leader broker)`,
+    `ingest: ${batches} batches, ${(metric('ingest_produce_batch_messages_sum') / batches).toFixed(1)} votes per batch`,
   );
   console.log(
     `cores for 250k acknowledged votes/s at ${Math.round(ingestPerOk)} µs/vote: ${((250_000 * ingestPerOk) / 1e6).toFixed(1)} (targets: >= 5000 votes/s per process, <= 200 µs/vote)`,
