@@ -44,9 +44,10 @@ test.after.always(async (t) => {
   await t.context.close();
 });
 
-async function both(t: { context: Ctx }, headers: Record<string, string>, body: Buffer | string | undefined) {
+async function both(t: { context: Ctx }, headers: Record<string, string>, body: Buffer | string) {
+  const bytes = typeof body === 'string' ? body : new Uint8Array(body);
   const send = async (path: string) => {
-    const res = await fetch(`${t.context.url}${path}`, { method: 'POST', headers, body });
+    const res = await fetch(`${t.context.url}${path}`, { method: 'POST', headers, body: bytes });
     return { status: res.status, json: await res.json() };
   };
   return { plain: await send('/plain'), reference: await send('/reference') };
