@@ -47,7 +47,6 @@ interface AutocannonResult {
   '2xx': number;
   non2xx: number;
   errors: number;
-  duration: number;
   latency: { p50: number; p99: number };
 }
 type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
@@ -97,6 +96,8 @@ async function load(
 ): Promise<Run> {
   const pid = child.pid;
   const cpu0 = cpuMicros(pid);
+  const started = performance.now();
+  let lastResponse = started;
   const result = await autocannon({
     url,
     connections,
@@ -105,6 +106,9 @@ async function load(
       {
         method: 'POST',
         setupRequest: (req: Record<string, unknown>) => ({ ...req, ...next() }),
+        onResponse: () => {
+          lastResponse = performance.now();
+        },
       },
     ],
   });
@@ -114,7 +118,8 @@ async function load(
     name,
     ok,
     errors: result.non2xx + result.errors,
-    seconds: result.duration,
+    // Until the last response: autocannon's `duration` (and its promise) end on its whole-second ticks.
+    seconds: (lastResponse - started) / 1000,
     p50: result.latency.p50,
     p99: result.latency.p99,
     cpuUsPerOk: ok > 0 ? cpu / ok : Number.NaN,
