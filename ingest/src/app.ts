@@ -2,6 +2,7 @@ import express from 'express';
 import type { IngestContext } from './context.ts';
 import { notFound, problemHandler } from './errors.ts';
 import { securityHeaders } from './http/hardening.ts';
+import { plainJsonBody } from './http/json-body.ts';
 import { registerChallengeRoutes } from './routes/challenge.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerPollRoutes } from './routes/polls.ts';
@@ -21,8 +22,9 @@ export function createIngestApp(ctx: IngestContext): express.Express {
   app.use(securityHeaders);
   const json = express.json({ limit: ctx.config.bodyLimitBytes, strict: true, type: 'application/json' });
 
-  // The vote route first: the router tries routes in order, and this is the one taking the load.
-  registerVoteRoutes(app, ctx, json);
+  // The vote route first: the router tries routes in order, and this is the one taking the load. Its plain JSON
+  // bodies are read without body-parser's per-request work; any other body goes through `json` (http/json-body.ts).
+  registerVoteRoutes(app, ctx, plainJsonBody(ctx.config.bodyLimitBytes, json));
   registerHealthRoutes(app, ctx);
   registerChallengeRoutes(app, ctx);
   registerTokenRevocationRoutes(app, ctx, json);

@@ -100,17 +100,17 @@ const uint32Max = 0xffff_ffff;
 
 /** JSON with object keys sorted at every level (altcha-lib's canonical form of the signed parameters). */
 function canonicalJson(value: unknown): string {
-  const sort = (v: unknown): unknown => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return v;
-    const o = v as Record<string, unknown>;
-    return Object.fromEntries(
-      Object.keys(o)
-        .sort()
-        .filter((k) => o[k] !== undefined)
-        .map((k) => [k, sort(o[k])]),
-    );
-  };
-  return JSON.stringify(sort(value));
+  return JSON.stringify(sortedKeys(value));
+}
+
+/** A copy of `v` with object keys in sorted order at every level, undefined members left out (no closures: per vote). */
+function sortedKeys(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return v;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o).sort();
+  const sorted: Record<string, unknown> = {};
+  for (const k of keys) if (o[k] !== undefined) sorted[k] = sortedKeys(o[k]);
+  return sorted;
 }
 
 function hexEqual(expected: unknown, actualHex: string): boolean {

@@ -85,8 +85,8 @@ export async function createResettingProducer(
     });
     return replacing;
   };
-  // One produce request per partition (see the comment on `send`): the partition of each keyed message is
-  // chosen here with KafkaJS's own default partitioner (murmur2 of the key, as the Java client), so nothing moves.
+  // Each keyed message's partition is chosen here with KafkaJS's own default partitioner (murmur2 of the key, as the
+  // Java client), so nothing moves, and so the partitions a send must be acknowledged for are known (see `send`).
   const partitioner = Partitioners.DefaultPartitioner();
   const partitionCounts = new Map<string, PartitionMetadata[]>();
   const admin = kafka.admin();
@@ -101,11 +101,21 @@ export async function createResettingProducer(
     return parts;
   };
   const traceAcks = logger.isLevelEnabled('debug');
-  const sendOnce = async (record: ProducerRecord): Promise<RecordMetadata[]> => {
+  /** One KafkaJS send; with `partitions`, it fails unless Kafka acknowledged every one of them (see `send`). */
+  const sendOnce = async (record: ProducerRecord, partitions?: Set<number>): Promise<RecordMetadata[]> => {
     const p = await producerForSend();
     inFlight.set(p, (inFlight.get(p) ?? 0) + 1);
     try {
       const acked = await p.send(record);
+      if (partitions !== undefined) {
+        const missing = new Set(partitions);
+        for (const m of acked) if (m.topicName === record.topic && m.errorCode === 0) missing.delete(m.partition);
+        if (missing.size > 0) {
+          throw new Error(
+            `KafkaJS resolved a send without Kafka's acknowledgement of partition(s) ${[...missing].join(', ')} of ${record.topic}`,
+          );
+        }
+      }
       // Where Kafka says each batch landed (LOG_LEVEL=debug): lets a fault run match a vote to its acknowledgement.
       if (traceAcks) {
         const keys = record.messages.map((m) => String(m.key));
@@ -129,9 +139,13 @@ export async function createResettingProducer(
      * one of them fails, the retry re-reads the leaders but sends only to brokers that have not answered yet,
      * so messages of a partition whose new leader already answered in the first attempt are dropped while the
      * send resolves (producer/sendMessages.js, `brokersWithoutResponse`). Found on the 3-node cluster: votes
-     * answered 202 that are not in the topic. So a batch goes out as one send per partition (one leader each);
-     * all must succeed for the batch to be acknowledged. A partition that did land while another failed is
-     * answered 503 and resent by the voter: a duplicate the stream's dedupe drops.
+     * answered 202 that are not in the topic. Such a send resolves without that partition in its result (the
+     * result is the brokers' produce responses, and a partition is in one only if that broker appended all of the
+     * send's messages of it), so a batch goes out as one send, its messages' partitions set here, and it is
+     * acknowledged only if the result holds every one of those partitions without error; otherwise it fails (503,
+     * the voters resend; a partition that did land is a duplicate the stream's dedupe drops) and the producer is
+     * retired like after any failed send. One send per batch, not one per partition: the produce requests per batch
+     * are one per leader broker, not one per partition (each costs the client about as much as a whole small batch).
      */
     async send(record: ProducerRecord): Promise<RecordMetadata[]> {
       if (
@@ -140,19 +154,15 @@ export async function createResettingProducer(
       )
         return sendOnce(record);
       const partitionMetadata = await partitionsOf(record.topic);
-      const groups = new Map<number, Message[]>();
-      for (const message of record.messages) {
+      const partitions = new Set<number>();
+      const messages = new Array<Message>(record.messages.length);
+      for (let i = 0; i < messages.length; i++) {
+        const message = record.messages[i] as Message;
         const partition = partitioner({ topic: record.topic, partitionMetadata, message });
-        const group = groups.get(partition) ?? [];
-        group.push({ ...message, partition });
-        groups.set(partition, group);
+        partitions.add(partition);
+        messages[i] = { ...message, partition };
       }
-      const results = await Promise.allSettled(
-        [...groups.values()].map((messages) => sendOnce({ ...record, messages })),
-      );
-      const failed = results.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      return results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      return sendOnce({ ...record, messages }, partitions);
     },
     async disconnect() {
       closed = true;

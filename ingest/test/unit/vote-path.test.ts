@@ -140,6 +140,28 @@ test('token, revocation and rate limit are checked before any guard is taken', a
   t.is(path.producer.sends, 0);
 });
 
+test('a revoked token is answered 401 before any other answer: a malformed request, an unknown poll, a rate limit', async (t) => {
+  const { path } = t.context;
+  const poll = path.addPoll();
+  path.revoked.add('stolen');
+  const token = await path.token('voter-1', { jti: 'stolen' });
+  path.limits.retryAfterS = 7;
+  const answers = [
+    await path.vote(poll.pollId, { token, idempotencyKey: 'short' }),
+    await path.vote('p-missing', { token }),
+    await path.vote(poll.pollId, { token, optionId: 'zz' }),
+    await path.vote(poll.pollId, { token }),
+  ];
+  t.deepEqual(
+    answers.map((a) => [a.status, a.body?.code, a.body?.detail]),
+    answers.map(() => [401, 'unauthenticated', 'this token was revoked']),
+  );
+  // The revocation read shares the rate limiters' round trip: only the well-formed request reached the limiters.
+  t.is(path.limits.consumed, 1);
+  t.deepEqual(path.guards.calls, []);
+  t.is(path.producer.sends, 0);
+});
+
 test('a resend with the same Idempotency-Key replays the 202; the same key with another option is 422', async (t) => {
   const { path } = t.context;
   const poll = path.addPoll();
