@@ -64,10 +64,11 @@ export class RecordCollector {
    * PartitionBatch.
    */
   partitionBatches(partitions: ReadonlyMap<string, number>, max: number): PartitionBatch[][] {
-    const groups = new Map<string, PartitionBatch[]>();
+    const groups: PartitionBatch[][] = [];
     for (const [topic, messages] of this.byTopic) {
       const count = partitions.get(topic);
       if (count === undefined || count <= 0) throw new Error(`no partition count for topic ${topic}`);
+      const byPartition: Array<PartitionBatch[] | undefined> = []; // this topic's groups, by partition
       for (const m of messages) {
         let partition = m.partition;
         if (partition === undefined || partition === null) {
@@ -75,11 +76,11 @@ export class RecordCollector {
             throw new Error(`a record for ${topic} has neither key nor partition`);
           partition = keyPartition(m.key, count);
         }
-        const id = `${partition}/${topic}`;
-        let batches = groups.get(id);
+        let batches = byPartition[partition];
         if (!batches) {
           batches = [];
-          groups.set(id, batches);
+          byPartition[partition] = batches;
+          groups.push(batches);
         }
         let last = batches[batches.length - 1];
         if (!last || last.messages.length >= max) {
@@ -89,7 +90,7 @@ export class RecordCollector {
         last.messages.push(m.partition === partition ? m : { ...m, partition });
       }
     }
-    return [...groups.values()];
+    return groups;
   }
 }
 
