@@ -244,7 +244,7 @@ export class DedupeProcessor implements TaskProcessor {
       }
       out.send(
         topics.voteDecisions,
-        m.key ? m.key.toString() : voteKey(vote.pollId, vote.voterId),
+        m.key ?? voteKey(vote.pollId, vote.voterId), // the vote's key bytes as they are: the same key
         this.encodeDecision(decision),
       );
       // The same decision without the voter's identity, in the same transaction: exactly one per decision.

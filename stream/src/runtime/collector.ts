@@ -19,7 +19,8 @@ export class RecordCollector {
 
   constructor(private readonly deadLetters?: DeadLetterRoute) {}
 
-  send(topic: string, key: string, value: Buffer | null, partition?: number): void {
+  /** `key` as text, or as the bytes of its UTF-8 (e.g. an input record's key passed on: no decode and encode). */
+  send(topic: string, key: string | Buffer, value: Buffer | null, partition?: number): void {
     this.push(topic, partition === undefined ? { key, value } : { key, value, partition });
   }
 
