@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac, hash } from 'node:crypto';
 import type { VoteAnalytics, VoteDecision } from '@votestream/schemas';
 
 /**
@@ -12,8 +12,46 @@ export const pseudonymBytes = 16;
 /** Longest client family kept. */
 export const clientFamilyCharsMax = 32;
 
+/** SHA-256's block size: HMAC pads its key to it (RFC 2104). */
+const blockBytes = 64;
+/** Longest voterId (UTF-8 bytes) the scratch buffer takes; a longer one goes through createHmac. */
+const voterIdBytesMax = 1024;
+
+/**
+ * Per salt: the HMAC key XOR ipad in front of a scratch area for the message, and the key XOR opad in front of
+ * room for the inner digest. HMAC-SHA256(salt, voterId) = SHA-256(K^opad || SHA-256(K^ipad || voterId)), computed
+ * with two one-shot hashes instead of a createHmac per vote (its key set-up and objects were ~5% of the dedupe
+ * stage's CPU). Same bytes as createHmac (a unit test compares them).
+ */
+interface HmacPads {
+  inner: Buffer;
+  outer: Buffer;
+}
+const padsBySalt = new WeakMap<Buffer, HmacPads>();
+
+function padsOf(salt: Buffer): HmacPads {
+  let pads = padsBySalt.get(salt);
+  if (pads === undefined) {
+    const key = salt.length > blockBytes ? createHash('sha256').update(salt).digest() : salt;
+    const inner = Buffer.alloc(blockBytes + voterIdBytesMax, 0x36);
+    const outer = Buffer.alloc(blockBytes + 32, 0x5c);
+    for (let i = 0; i < key.length; i++) {
+      inner[i] = (key[i] as number) ^ 0x36;
+      outer[i] = (key[i] as number) ^ 0x5c;
+    }
+    pads = { inner, outer };
+    padsBySalt.set(salt, pads);
+  }
+  return pads;
+}
+
 export function pseudonymOf(salt: Buffer, voterId: string): string {
-  return createHmac('sha256', salt).update(voterId).digest().subarray(0, pseudonymBytes).toString('base64url');
+  if (voterId.length * 3 > voterIdBytesMax)
+    return createHmac('sha256', salt).update(voterId).digest().subarray(0, pseudonymBytes).toString('base64url');
+  const { inner, outer } = padsOf(salt);
+  const n = inner.write(voterId, blockBytes, 'utf8');
+  hash('sha256', inner.subarray(0, blockBytes + n), 'buffer').copy(outer, blockBytes);
+  return hash('sha256', outer, 'buffer').subarray(0, pseudonymBytes).toString('base64url');
 }
 
 /** `a.b.c.0/24` → `a.b.0.0/16`; an IPv6 `x:y:z::/48` → `x:y::/32`; anything else → null (never passed on raw). */

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { createHash, createPublicKey, hash, type KeyObject, sign, verify } from 'node:crypto';
 import type { AuditChainHead, VoteDecision } from '@votestream/schemas';
 
 /**
@@ -37,11 +37,17 @@ export function genesisOf(pollId: string, partition: number): string {
 
 /** The next link after `prev` (hex) for `leaf`. */
 export function linkOf(prev: string, leaf: AuditLeaf): string {
-  const leafHash = createHash('sha256')
-    .update(`${leaf.voteId}|${leaf.optionId}|${leaf.outcome}|${leaf.reason ?? ''}|${leaf.countedVoteId ?? ''}`)
-    .digest();
-  return createHash('sha256').update(Buffer.from(prev, 'hex')).update(leafHash).digest('hex');
+  // One-shot hashes into a reused buffer (prev || leaf hash): no Hash objects per decision.
+  linkInput.write(prev, 0, 32, 'hex');
+  hash(
+    'sha256',
+    `${leaf.voteId}|${leaf.optionId}|${leaf.outcome}|${leaf.reason ?? ''}|${leaf.countedVoteId ?? ''}`,
+    'buffer',
+  ).copy(linkInput, 32);
+  return hash('sha256', linkInput, 'hex');
 }
+/** The 64 bytes a link hashes (see linkOf; one per process: linkOf is synchronous). */
+const linkInput = Buffer.alloc(64);
 
 /** The bytes a checkpoint signature covers: canonical JSON (sorted option keys, heads by source). */
 export function checkpointBytes(

@@ -91,6 +91,8 @@ export class DedupeProcessor implements TaskProcessor {
   private readonly encodeTally: (v: TallyUpdate) => Buffer;
   private readonly encodeAnalytics: (v: VoteAnalytics) => Buffer;
   private readonly decisions: Counter;
+  private readonly decidedOnTime = new Map<string, Counter.Internal>();
+  private readonly decidedLate = new Map<string, Counter.Internal>();
   private readonly clock: Clock;
 
   constructor(
@@ -219,7 +221,7 @@ export class DedupeProcessor implements TaskProcessor {
         this.watermarkDirty = true;
       }
       if (resent) {
-        this.decisions.inc({ outcome: 'RESENT', reason: '', late: String(late) });
+        this.decided('RESENT', '', late).inc();
         continue;
       }
       const decision: VoteDecision = {
@@ -242,15 +244,27 @@ export class DedupeProcessor implements TaskProcessor {
       }
       out.send(
         topics.voteDecisions,
-        m.key ? m.key.toString() : voteKey(vote.pollId, vote.voterId),
+        m.key ?? voteKey(vote.pollId, vote.voterId), // the vote's key bytes as they are: the same key
         this.encodeDecision(decision),
       );
       // The same decision without the voter's identity, in the same transaction: exactly one per decision.
       const salt = this.ctx.salts.get(vote.pollId);
       const analytics = analyticsOf(decision, salt instanceof Buffer ? salt : await salt);
       out.send(topics.analyticsVotes, `${vote.pollId}/${analytics.voterPseudonym}`, this.encodeAnalytics(analytics));
-      this.decisions.inc({ outcome: decision.outcome, reason: reason ?? '', late: String(late) });
+      this.decided(decision.outcome, reason ?? '', late).inc();
     }
+  }
+
+  /** The decisions counter's child for these labels, looked up once per label set (not per vote). */
+  private decided(outcome: 'COUNTED' | 'REJECTED' | 'RESENT', reason: string, late: boolean): Counter.Internal {
+    const children = late ? this.decidedLate : this.decidedOnTime;
+    const key = reason === '' ? outcome : reason; // a reason is only ever given with REJECTED
+    let child = children.get(key);
+    if (child === undefined) {
+      child = this.decisions.labels({ outcome, reason, late: String(late) });
+      children.set(key, child);
+    }
+    return child;
   }
 
   private table(pollId: string): VoterTable {

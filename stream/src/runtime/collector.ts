@@ -19,7 +19,8 @@ export class RecordCollector {
 
   constructor(private readonly deadLetters?: DeadLetterRoute) {}
 
-  send(topic: string, key: string, value: Buffer | null, partition?: number): void {
+  /** `key` as text, or as the bytes of its UTF-8 (e.g. an input record's key passed on: no decode and encode). */
+  send(topic: string, key: string | Buffer, value: Buffer | null, partition?: number): void {
     this.push(topic, partition === undefined ? { key, value } : { key, value, partition });
   }
 
@@ -64,10 +65,11 @@ export class RecordCollector {
    * PartitionBatch.
    */
   partitionBatches(partitions: ReadonlyMap<string, number>, max: number): PartitionBatch[][] {
-    const groups = new Map<string, PartitionBatch[]>();
+    const groups: PartitionBatch[][] = [];
     for (const [topic, messages] of this.byTopic) {
       const count = partitions.get(topic);
       if (count === undefined || count <= 0) throw new Error(`no partition count for topic ${topic}`);
+      const byPartition: Array<PartitionBatch[] | undefined> = []; // this topic's groups, by partition
       for (const m of messages) {
         let partition = m.partition;
         if (partition === undefined || partition === null) {
@@ -75,11 +77,11 @@ export class RecordCollector {
             throw new Error(`a record for ${topic} has neither key nor partition`);
           partition = keyPartition(m.key, count);
         }
-        const id = `${partition}/${topic}`;
-        let batches = groups.get(id);
+        let batches = byPartition[partition];
         if (!batches) {
           batches = [];
-          groups.set(id, batches);
+          byPartition[partition] = batches;
+          groups.push(batches);
         }
         let last = batches[batches.length - 1];
         if (!last || last.messages.length >= max) {
@@ -89,7 +91,7 @@ export class RecordCollector {
         last.messages.push(m.partition === partition ? m : { ...m, partition });
       }
     }
-    return [...groups.values()];
+    return groups;
   }
 }
 

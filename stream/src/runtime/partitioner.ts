@@ -1,13 +1,12 @@
 import { type ICustomPartitioner, Partitioners } from 'kafkajs';
 
 /**
- * murmur2 of Kafka's Java client (Utils.murmur2, seed 0x9747b28c), on 32-bit integers with Math.imul: the same
+ * murmur2 (of the first `length` bytes of `data`) of Kafka's Java client (Utils.murmur2, seed 0x9747b28c), on 32-bit integers with Math.imul: the same
  * value as KafkaJS's `murmur2` (which computes it with Long objects, several allocations per 4 key bytes: ~10% of
  * the dedupe stage's CPU in the profile of bench/stream.ts).
  */
-export function murmur2(data: Buffer): number {
+export function murmur2(data: Buffer, length = data.length): number {
   const m = 0x5bd1e995;
-  const length = data.length;
   let h = (0x9747b28c ^ length) | 0;
   const length4 = length >>> 2;
   for (let i = 0; i < length4; i++) {
@@ -53,6 +52,10 @@ export const fastDefaultPartitioner: ICustomPartitioner = () => {
 
 /** The default partitioner's partition for a key among `count` partitions: toPositive(murmur2(key)) % count. */
 export function keyPartition(key: string | Buffer, count: number): number {
-  const data = typeof key === 'string' ? Buffer.from(key) : key;
-  return (murmur2(data) & 0x7fffffff) % count;
+  if (typeof key !== 'string') return (murmur2(key) & 0x7fffffff) % count;
+  // A string key is encoded into a reused buffer (no Buffer per record); one longer than it could be gets its own.
+  if (key.length * 3 > keyScratch.length) return (murmur2(Buffer.from(key)) & 0x7fffffff) % count;
+  return (murmur2(keyScratch, keyScratch.write(key, 0, 'utf8')) & 0x7fffffff) % count;
 }
+/** UTF-8 of the key being partitioned (keyPartition is synchronous). */
+const keyScratch = Buffer.alloc(4096);

@@ -174,7 +174,12 @@ export class StreamTask {
       const { ctx } = this;
       const { config } = ctx;
       let rebalancing: unknown;
-      const todo = batch.messages.filter((m) => BigInt(m.offset) >= this.nextOffset);
+      // A fetched batch is in offset order: the records to do are those from the first one at or past the position
+      // (one BigInt per record skipped, not one per record).
+      let skip = 0;
+      while (skip < batch.messages.length && BigInt((batch.messages[skip] as KafkaMessage).offset) < this.nextOffset)
+        skip++;
+      const todo = skip === 0 ? batch.messages : batch.messages.slice(skip);
       if (batch.barrier && todo.length > 0) await batch.barrier();
       for (let from = 0; from < todo.length; from += config.commitRecordsMax) {
         const chunk = todo.slice(from, from + config.commitRecordsMax);

@@ -1,5 +1,5 @@
 // The analytics view of a decision, without a broker: what is kept, what is coarsened, what never appears.
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { analyticsOf, clientFamilyOf, coarseNetworkPrefix, pseudonymOf } from '../../src/analytics/pseudonymise.ts';
@@ -11,6 +11,17 @@ test('a pseudonym is stable for one salt and voter, different across salts and v
   t.not(pseudonymOf(s1, 'voter-1'), pseudonymOf(s2, 'voter-1'));
   t.not(pseudonymOf(s1, 'voter-1'), pseudonymOf(s1, 'voter-2'));
   t.is(Buffer.from(pseudonymOf(s1, 'voter-1'), 'base64url').length, 16);
+});
+
+test('a pseudonym is the first 16 bytes of HMAC-SHA256(salt, voterId), base64url, for any salt and voterId length', (t) => {
+  const hmac = (salt: Buffer, voterId: string) =>
+    createHmac('sha256', salt).update(voterId).digest().subarray(0, 16).toString('base64url');
+  for (const salt of [randomBytes(32), randomBytes(64), randomBytes(65), randomBytes(1)]) {
+    for (const voterId of ['voter-1', '', 'é€😀 voter', 'v'.repeat(341), 'v'.repeat(342), 'x'.repeat(5000)]) {
+      t.is(pseudonymOf(salt, voterId), hmac(salt, voterId), `salt ${salt.length} B, voterId ${voterId.length} chars`);
+    }
+    t.is(pseudonymOf(salt, 'voter-2'), hmac(salt, 'voter-2')); // the scratch buffer holds no earlier voterId
+  }
 });
 
 test('networks are coarsened to /16 (IPv4) and /32 (IPv6); anything else is dropped', (t) => {

@@ -1,6 +1,6 @@
 // The audit chain and its verification without a broker: a signed checkpoint over three partitions' chains, and
 // each kind of tampering with an export found and located.
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import test from 'ava';
 import {
   type AuditLeaf,
@@ -59,6 +59,32 @@ const sample = () => [
   chain(2, []),
 ];
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+
+test('a link is SHA-256(previous link || SHA-256(voteId|optionId|outcome|reason|countedVoteId)), as documented', (t) => {
+  const spec = (prev: string, l: AuditLeaf) =>
+    createHash('sha256')
+      .update(Buffer.from(prev, 'hex'))
+      .update(
+        createHash('sha256')
+          .update(`${l.voteId}|${l.optionId}|${l.outcome}|${l.reason ?? ''}|${l.countedVoteId ?? ''}`)
+          .digest(),
+      )
+      .digest('hex');
+  let link = genesisOf(pollId, 3);
+  let expected = link;
+  const counted = randomUUID();
+  const leaves: AuditLeaf[] = [
+    leaf('a'),
+    { voteId: randomUUID(), optionId: 'é€😀', outcome: 'REJECTED', reason: 'DUPLICATE', countedVoteId: counted },
+    { voteId: randomUUID(), optionId: 'b', outcome: 'REJECTED', reason: 'POLL_CLOSED', countedVoteId: null },
+    leaf('b'),
+  ];
+  for (const l of leaves) {
+    link = linkOf(link, l);
+    expected = spec(expected, l);
+    t.is(link, expected);
+  }
+});
 
 test('an untouched export verifies: chains, heads, counts, totals and signature', (t) => {
   const chains = sample();

@@ -24,7 +24,17 @@ test('the partitioner keeps an explicit partition and hashes keys like the defau
   }));
   const partition = fastDefaultPartitioner();
   t.is(partition({ topic: 'x', partitionMetadata, message: { key: 'k', value: null, partition: 5 } }), 5);
-  for (const key of ['poll-1/voter-1', 'p', '', 'a-much-longer-poll-id/with-a-voter']) {
+  for (const key of [
+    'poll-1/voter-1',
+    'p',
+    '',
+    'a-much-longer-poll-id/with-a-voter',
+    'é€😀/v',
+    'k'.repeat(1365),
+    'k'.repeat(1366),
+    '€'.repeat(3000),
+    'p/v',
+  ]) {
     const want = (kafkajsMurmur2(Buffer.from(key)) & 0x7fffffff) % 7;
     t.is(partition({ topic: 'x', partitionMetadata, message: { key, value: null } }), want);
     t.is(partition({ topic: 'x', partitionMetadata, message: { key: Buffer.from(key), value: null } }), want);
