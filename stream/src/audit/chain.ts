@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, hash, type KeyObject, sign, verify } from 'node:crypto';
+import { invariant } from '@votestream/runtime';
 import type { AuditChainHead, VoteDecision } from '@votestream/schemas';
 
 /**
@@ -38,7 +39,11 @@ export function genesisOf(pollId: string, partition: number): string {
 /** The next link after `prev` (hex) for `leaf`. */
 export function linkOf(prev: string, leaf: AuditLeaf): string {
   // One-shot hashes into a reused buffer (prev || leaf hash): no Hash objects per decision.
-  linkInput.write(prev, 0, 32, 'hex');
+  // A link read back from state is checked: a short or non-hex one would leave the previous call's bytes in place.
+  invariant(
+    prev.length === 64 && linkInput.write(prev, 0, 32, 'hex') === 32,
+    `an audit link is 64 hex digits, got ${JSON.stringify(prev.slice(0, 80))}`,
+  );
   hash(
     'sha256',
     `${leaf.voteId}|${leaf.optionId}|${leaf.outcome}|${leaf.reason ?? ''}|${leaf.countedVoteId ?? ''}`,

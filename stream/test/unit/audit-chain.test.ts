@@ -86,6 +86,16 @@ test('a link is SHA-256(previous link || SHA-256(voteId|optionId|outcome|reason|
   }
 });
 
+test('a previous link that is not 64 hex digits is refused, not hashed with stale bytes', (t) => {
+  const l = leaf('a');
+  const good = linkOf(genesisOf(pollId, 1), l);
+  for (const bad of ['', good.slice(0, 62), `${good.slice(0, 62)}zz`, `${good}00`]) {
+    t.throws(() => linkOf(bad, l), { message: /an audit link is 64 hex digits/ });
+  }
+  // the refused calls left nothing behind: the same inputs give the same link as before
+  t.is(linkOf(genesisOf(pollId, 1), l), good);
+});
+
 test('an untouched export verifies: chains, heads, counts, totals and signature', (t) => {
   const chains = sample();
   t.deepEqual(verifyExport({ ...signed(chains), chains, publicKey }), []);
