@@ -130,9 +130,12 @@ export async function requireTopics(admin: import('kafkajs').Admin, topics: stri
 }
 
 /**
- * Waits until every partition of every topic has a leader, and returns their metadata. Bounded: 60 attempts,
- * 500 ms apart, then an error naming the topics. Used instead of KafkaJS's createTopics waitForLeaders, which
- * can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still propagating a new topic.
+ * Waits until every partition of every topic has a leader that answers for it, and returns their metadata.
+ * Bounded: 60 attempts, 500 ms apart, then an error naming the topics. Used instead of KafkaJS's createTopics
+ * waitForLeaders, which can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still propagating a new topic.
+ * A leader in the metadata is not enough: a KRaft broker can name itself leader before it serves the partition,
+ * and KafkaJS's fetchTopicOffsets does not retry the NOT_LEADER_FOR_PARTITION it then answers (a start-up that
+ * reads a new topic's end offsets failed on it), so the end offsets are read here too.
  */
 export async function waitForLeaders(
   admin: import('kafkajs').Admin,
@@ -147,7 +150,14 @@ export async function waitForLeaders(
         const parts = meta.topics.find((m) => m.name === t)?.partitions ?? [];
         return parts.length > 0 && parts.every((p) => p.leader >= 0);
       });
-    if (ready) return meta;
+    if (
+      ready &&
+      (await Promise.all(topics.map((t) => admin.fetchTopicOffsets(t))).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return meta;
     if (attempt >= attemptsMax) {
       throw new Error(`topics ${topics.join(', ')} have no leader on every partition after ${attemptsMax} attempts`);
     }
