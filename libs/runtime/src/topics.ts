@@ -112,6 +112,35 @@ export async function ensureTopics(
       throw new Error(`topic ${spec.topic} has ${n} partitions, expected ${spec.partitions}`);
     }
   }
+  await waitForServedPartitions(
+    admin,
+    specs.map((s) => s.topic),
+  );
+}
+
+/**
+ * Waits until the end offsets of every topic can be read. A leader in the metadata is not enough: a KRaft broker
+ * can name itself leader of a new topic's partition before it serves it, and KafkaJS's fetchTopicOffsets does not
+ * retry the NOT_LEADER_FOR_PARTITION it then answers (an ingest start-up that read a just-created topic's end
+ * offsets failed on it). Bounded: 60 attempts, 500 ms apart, then the last error.
+ */
+export async function waitForServedPartitions(admin: import('kafkajs').Admin, topics: string[]): Promise<void> {
+  const attemptsMax = 60;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await Promise.all(topics.map((t) => admin.fetchTopicOffsets(t)));
+      return;
+    } catch (err) {
+      if (attempt >= attemptsMax)
+        throw new Error(
+          `topics ${topics.join(', ')} do not answer for their partitions after ${attemptsMax} attempts`,
+          {
+            cause: err,
+          },
+        );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 /**
@@ -130,12 +159,9 @@ export async function requireTopics(admin: import('kafkajs').Admin, topics: stri
 }
 
 /**
- * Waits until every partition of every topic has a leader that answers for it, and returns their metadata.
- * Bounded: 60 attempts, 500 ms apart, then an error naming the topics. Used instead of KafkaJS's createTopics
- * waitForLeaders, which can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still propagating a new topic.
- * A leader in the metadata is not enough: a KRaft broker can name itself leader before it serves the partition,
- * and KafkaJS's fetchTopicOffsets does not retry the NOT_LEADER_FOR_PARTITION it then answers (a start-up that
- * reads a new topic's end offsets failed on it), so the end offsets are read here too.
+ * Waits until every partition of every topic has a leader, and returns their metadata. Bounded: 60 attempts,
+ * 500 ms apart, then an error naming the topics. Used instead of KafkaJS's createTopics waitForLeaders, which
+ * can throw UNKNOWN_TOPIC_OR_PARTITION while a busy broker is still propagating a new topic.
  */
 export async function waitForLeaders(
   admin: import('kafkajs').Admin,
@@ -150,14 +176,7 @@ export async function waitForLeaders(
         const parts = meta.topics.find((m) => m.name === t)?.partitions ?? [];
         return parts.length > 0 && parts.every((p) => p.leader >= 0);
       });
-    if (
-      ready &&
-      (await Promise.all(topics.map((t) => admin.fetchTopicOffsets(t))).then(
-        () => true,
-        () => false,
-      ))
-    )
-      return meta;
+    if (ready) return meta;
     if (attempt >= attemptsMax) {
       throw new Error(`topics ${topics.join(', ')} have no leader on every partition after ${attemptsMax} attempts`);
     }
