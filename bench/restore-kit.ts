@@ -39,7 +39,6 @@ export async function restoreDedupeTasks(o: {
     tallyPartials: `${o.prefix}tally-partials`,
     tallyChangelog: o.internal.partialTallyChangelog,
     dedupeChangelog: o.internal.dedupeChangelog,
-    analyticsVotes: `${o.prefix}analytics-votes`,
   };
   const started = performance.now();
   const cpu0 = process.cpuUsage();
@@ -52,7 +51,6 @@ export async function restoreDedupeTasks(o: {
         catalog: { get: () => undefined, all: () => [].values(), catchUp: async () => {} },
         logger: o.logger,
         registry: new Registry(),
-        salts: { get: () => Buffer.alloc(32) },
       });
       const records = await restoreChangelogs({
         kafka: o.kafka,

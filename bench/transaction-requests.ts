@@ -1,8 +1,10 @@
 // Where a stream transaction's time goes: the Kafka requests one commit of the stream runtime's TaskProducer makes
 // (KafkaJS 2.2.4's REQUEST instrumentation events, @platformatic/kafka's `plt:kafka:connections:api` diagnostics
 // channel: api, duration; and the process's CPU time per commit), for a stage-1-like commit of n votes (decisions
-// on the task's partition, one analytics record per vote spread by key over the analytics topic, one partial, two
-// changelog records, the input offset) and a stage-2-like commit (one tally, one changelog record, the offset).
+// on the task's partition, one partial, two changelog records, the input offset), the same with one analytics
+// record per vote spread by key over the analytics topic (stage 1 as it was until the analytics stage took them),
+// an analytics-stage-like commit (the n analytics records, a position record, the offset) and a stage-2-like
+// commit (one tally, one changelog record, the offset).
 // Baseline, same run: the same records in one idempotent, non-transactional send (one produce request per broker).
 // Also: how soon a read_committed reader with a long fetch wait receives what a commit made visible.
 //
@@ -163,17 +165,28 @@ const setups = [];
 for (const client of clients) {
   const stage1 = await taskProducer(client, 'dedupe', t.votes);
   const stage2 = await taskProducer(client, 'tally', t.partials);
-  setups.push({ client, stage1, stage2, r1: [] as Run[], r2: [] as Run[] });
+  const analytics = await taskProducer(client, 'analytics', t.decisions);
+  setups.push({
+    client,
+    stage1,
+    stage2,
+    analytics,
+    r1: [] as Run[],
+    r1WithAnalytics: [] as Run[],
+    rA: [] as Run[],
+    r2: [] as Run[],
+  });
 }
 const plain = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
 await plain.connect();
 
-const stage1Records = () => {
-  const out = new RecordCollector();
-  for (let i = 0; i < votesPerCommit; i++) {
-    out.send(t.decisions, `p/${randomUUID()}`, Buffer.alloc(120), 0);
-    out.send(t.analytics, `p/${randomUUID()}`, Buffer.alloc(80));
-  }
+const analyticsRecords = (out = new RecordCollector()) => {
+  for (let i = 0; i < votesPerCommit; i++) out.send(t.analytics, `p/${randomUUID()}`, Buffer.alloc(80));
+  return out;
+};
+const stage1Records = (withAnalytics = false) => {
+  const out = withAnalytics ? analyticsRecords() : new RecordCollector();
+  for (let i = 0; i < votesPerCommit; i++) out.send(t.decisions, `p/${randomUUID()}`, Buffer.alloc(120), 0);
   out.send(t.partials, 'p', Buffer.alloc(200));
   out.send(changelogA, 'k', Buffer.alloc(40), 0);
   out.send(changelogB, 'k', Buffer.alloc(60), 0);
@@ -215,8 +228,12 @@ let offset = 0n;
 for (let i = 0; i < commits; i++) {
   // Interleaved, so the machine's load hits every client and the baseline alike.
   offset += BigInt(votesPerCommit);
-  for (const { client, stage1, stage2, r1, r2 } of setups) {
+  for (const { client, stage1, stage2, analytics, r1, r1WithAnalytics, rA, r2 } of setups) {
     r1.push(await traced(stage1.traceable, () => stage1.producer.commit(stage1Records(), offset)));
+    r1WithAnalytics.push(await traced(stage1.traceable, () => stage1.producer.commit(stage1Records(true), offset)));
+    const position = analyticsRecords();
+    position.send(changelogB, 'position', Buffer.alloc(8), 0);
+    rA.push(await traced(analytics.traceable, () => analytics.producer.commit(position, offset)));
     const tallyKey = `${client}-p${i}`;
     r2.push(await traced(stage2.traceable, () => stage2.producer.commit(stage2Records(tallyKey), offset)));
     if (committedAt.has(tallyKey)) visibleAfter.push(0);
@@ -237,8 +254,10 @@ for (let i = 0; i < commits; i++) {
 console.log(
   `${commits} commits each, ${votesPerCommit} votes per stage-1 commit, one broker, Node ${process.versions.node}`,
 );
-for (const { client, r1, r2 } of setups) {
+for (const { client, r1, r1WithAnalytics, rA, r2 } of setups) {
   report(`[${client}] stage-1-like transaction (TaskProducer.commit)`, r1);
+  report(`[${client}] the same with the analytics records in it (stage 1 before the analytics stage)`, r1WithAnalytics);
+  report(`[${client}] analytics-stage-like transaction (TaskProducer.commit)`, rA);
   report(`[${client}] stage-2-like transaction (TaskProducer.commit)`, r2);
 }
 report('baseline: the stage-1 records in one idempotent non-transactional send', rb);
@@ -248,9 +267,10 @@ console.log(
   `a read_committed reader with a ${fetchWaitMs} ms fetch wait: commit() resolved -> record received p50 ${pct(visibleAfter, 50).toFixed(1)} ms, max ${Math.max(...visibleAfter).toFixed(1)} ms (n=${visibleAfter.length} of ${commits * setups.length})`,
 );
 await reader.disconnect();
-for (const { stage1, stage2 } of setups) {
+for (const { stage1, stage2, analytics } of setups) {
   await stage1.producer.disconnect();
   await stage2.producer.disconnect();
+  await analytics.producer.disconnect();
 }
 await plain.disconnect();
 await admin.disconnect();

@@ -10,14 +10,17 @@ import {
   secretPath,
 } from '@votestream/runtime';
 
-export const stageNames = ['dedupe', 'tally', 'sink'] as const;
+export const stageNames = ['dedupe', 'analytics', 'tally', 'sink'] as const;
 export type StageName = (typeof stageNames)[number];
 
 /** Stream processor settings, read once at start-up from the environment (defaults fit the local stack). */
 export interface StreamConfig extends CommonConfig {
   /** Names the consumer groups, the transactional ids and the changelog topics (like Kafka Streams' application.id). */
   applicationId: string;
-  /** Which stages this process runs: dedupe (stage 1), tally (stage 2, global), sink (tallies -> CQL). */
+  /**
+   * Which stages this process runs: dedupe (stage 1), analytics (decisions -> analytics-votes), tally (stage 2,
+   * global), sink (tallies -> CQL).
+   */
   stages: StageName[];
   metricsPort: number;
   schemaSubjectPrefix: string;

@@ -15,6 +15,7 @@ import { createAvroSerde } from '@votestream/schemas';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import type { StreamConfig } from './config.ts';
+import { AnalyticsProcessor } from './processors/analytics.ts';
 import { DedupeProcessor } from './processors/dedupe.ts';
 import { GlobalTallyProcessor } from './processors/global-tally.ts';
 import type { FatalHandler } from './runtime/errors.ts';
@@ -72,19 +73,7 @@ export async function startStream(
   const votesPartitions = await partitionCount(admin, topics.votes);
 
   if (config.stages.includes('dedupe')) {
-    await requireTopics(admin, [
-      topics.votes,
-      topics.polls,
-      topics.voteDecisions,
-      topics.tallyPartials,
-      topics.analyticsVotes,
-    ]);
-    const saltsCql = createCqlClient({
-      contactPoints: config.cqlContactPoints,
-      localDataCenter: config.cqlLocalDataCenter,
-      security: config.cqlSecurity,
-    });
-    const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
+    await requireTopics(admin, [topics.votes, topics.polls, topics.voteDecisions, topics.tallyPartials]);
     await ensureChangelog(admin, topics.dedupeChangelog, votesPartitions, replicationFactor, logger);
     await ensureChangelog(admin, topics.partialTallyChangelog, votesPartitions, replicationFactor, logger);
     const catalog = new PollCatalog(kafka, admin, topics.polls, serde, logger.child({ component: 'catalog' }));
@@ -116,9 +105,7 @@ export async function startStream(
           catalog,
           logger,
           registry,
-          salts,
           topics: {
-            analyticsVotes: topics.analyticsVotes,
             votes: topics.votes,
             voteDecisions: topics.voteDecisions,
             tallyPartials: topics.tallyPartials,
@@ -132,6 +119,48 @@ export async function startStream(
     closers.push(
       () => thread.stop(),
       () => catalog.stop(),
+    );
+  }
+
+  if (config.stages.includes('analytics')) {
+    // Off stage 1's transaction: the decisions, each as one pseudonymous record (docs/trust.md), exactly once.
+    await requireTopics(admin, [topics.voteDecisions, topics.analyticsVotes]);
+    const saltsCql = createCqlClient({
+      contactPoints: config.cqlContactPoints,
+      localDataCenter: config.cqlLocalDataCenter,
+      security: config.cqlSecurity,
+    });
+    const salts = new PollSalts(saltsCql, config.cqlKeyspace, config.analyticsSaltTtlS);
+    const decisionsPartitions = await partitionCount(admin, topics.voteDecisions);
+    await ensureChangelog(admin, topics.analyticsPositionChangelog, decisionsPartitions, replicationFactor, logger);
+    const thread = new StreamThread({
+      stage: 'analytics',
+      onFatal,
+      kafka,
+      producers,
+      admin,
+      inputTopic: topics.voteDecisions,
+      groupId: `${app}-analytics`,
+      transactionalIdPrefix: `${app}-${topics.voteDecisions}`,
+      deadLetterTopic: topics.deadLetters,
+      config,
+      logger,
+      registry,
+      createProcessor: (partition) =>
+        new AnalyticsProcessor(partition, {
+          serde,
+          salts,
+          topics: {
+            voteDecisions: topics.voteDecisions,
+            analyticsVotes: topics.analyticsVotes,
+            positionChangelog: topics.analyticsPositionChangelog,
+          },
+        }),
+    });
+    await thread.start();
+    threads.push(thread);
+    closers.push(
+      () => thread.stop(),
       () => saltsCql.shutdown(),
     );
   }

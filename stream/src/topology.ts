@@ -7,6 +7,8 @@ export interface StreamTopics extends Topics {
   dedupeChangelog: string;
   partialTallyChangelog: string;
   globalTallyChangelog: string;
+  /** The analytics stage keeps no state: its changelog holds only the runtime's task positions. */
+  analyticsPositionChangelog: string;
 }
 
 export function streamTopics(prefix: string, applicationId: string): StreamTopics {
@@ -15,6 +17,7 @@ export function streamTopics(prefix: string, applicationId: string): StreamTopic
     dedupeChangelog: `${prefix}${applicationId}-dedupe-store-changelog`,
     partialTallyChangelog: `${prefix}${applicationId}-partial-tally-store-changelog`,
     globalTallyChangelog: `${prefix}${applicationId}-global-tally-store-changelog`,
+    analyticsPositionChangelog: `${prefix}${applicationId}-analytics-position-changelog`,
   };
 }
 

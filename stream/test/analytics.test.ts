@@ -50,19 +50,31 @@ test('every decision has one analytics record with a per-poll pseudonym and no v
     120_000,
   );
 
-  // The analytics topic read to its end (read_committed): exactly one record per decision.
+  // The analytics topic read to its end (read_committed): exactly one record per decision. The analytics stage
+  // reads the committed decisions in transactions of its own, so the topic is read until it holds as many
+  // records as there are votes (never more: checked once more below after a further read).
   const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl });
   const decode = serde.decoder('VoteAnalytics');
-  const records: Array<{ key: string; value: VoteAnalytics; raw: string }> = [];
-  await readTopicToEnd(
-    kafka,
-    `${prefix}analytics-votes`,
-    async (_p, m) => {
-      if (m.value)
-        records.push({ key: m.key?.toString() ?? '', value: await decode(m.value), raw: m.value.toString('latin1') });
-    },
-    { timeoutMs: 60_000, groupIdPrefix: `${id}-analytics` },
+  let reads = 0;
+  const readAnalytics = async () => {
+    const out: Array<{ key: string; value: VoteAnalytics; raw: string }> = [];
+    await readTopicToEnd(
+      kafka,
+      `${prefix}analytics-votes`,
+      async (_p, m) => {
+        if (m.value)
+          out.push({ key: m.key?.toString() ?? '', value: await decode(m.value), raw: m.value.toString('latin1') });
+      },
+      { timeoutMs: 60_000, groupIdPrefix: `${id}-analytics-${reads++}` },
+    );
+    return out;
+  };
+  await eventually(
+    'an analytics record for every decision',
+    async () => ((await readAnalytics()).length >= votes.length ? true : undefined),
+    120_000,
   );
+  const records = await readAnalytics();
   t.is(records.length, votes.length);
 
   // Counted and rejected exactly as the decisions say, per poll and option.

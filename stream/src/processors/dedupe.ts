@@ -1,8 +1,7 @@
 import { invariant, type Logger, sharedMetric, voteKey } from '@votestream/runtime';
-import type { AvroSerde, TallyUpdate, VoteAnalytics, VoteCast, VoteDecision } from '@votestream/schemas';
+import type { AvroSerde, TallyUpdate, VoteCast, VoteDecision } from '@votestream/schemas';
 import type { KafkaMessage } from 'kafkajs';
 import { Counter, type Registry } from 'prom-client';
-import { analyticsOf } from '../analytics/pseudonymise.ts';
 import { genesisOf, leafOf, linkOf } from '../audit/chain.ts';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
 import type { StreamConfig } from '../config.ts';
@@ -22,8 +21,6 @@ export interface DedupeTopics {
   tallyChangelog: string;
   /** Changelog of the dedupe store: key pollId/voterId, value the voteId of the first vote. */
   dedupeChangelog: string;
-  /** VoteAnalytics, one per decision, without the voter's identity. */
-  analyticsVotes: string;
 }
 
 /** The partial tally of one poll in one task (source = the votes partition). */
@@ -51,8 +48,6 @@ export interface DedupeContext {
   /** Processing time (decidedAt); default the wall clock. */
   clock?: Clock;
   registry: Registry;
-  /** Per-poll salts of the analytics pseudonyms (PollSalts: CQL, cached). */
-  salts: { get(pollId: string): Buffer | Promise<Buffer> };
 }
 
 function decisionsCounter(registry: Registry): Counter {
@@ -89,7 +84,6 @@ export class DedupeProcessor implements TaskProcessor {
   private readonly decodeVote: (buf: Buffer) => Promise<VoteCast>;
   private readonly encodeDecision: (v: VoteDecision) => Buffer;
   private readonly encodeTally: (v: TallyUpdate) => Buffer;
-  private readonly encodeAnalytics: (v: VoteAnalytics) => Buffer;
   private readonly decisions: Counter;
   private readonly decidedOnTime = new Map<string, Counter.Internal>();
   private readonly decidedLate = new Map<string, Counter.Internal>();
@@ -105,7 +99,6 @@ export class DedupeProcessor implements TaskProcessor {
     this.decodeVote = ctx.serde.decoder('VoteCast');
     this.encodeDecision = ctx.serde.encoder('VoteDecision', { validate: false });
     this.encodeTally = ctx.serde.encoder('TallyUpdate', { validate: false });
-    this.encodeAnalytics = ctx.serde.encoder('VoteAnalytics', { validate: false });
     this.decisions = decisionsCounter(ctx.registry);
   }
 
@@ -247,10 +240,6 @@ export class DedupeProcessor implements TaskProcessor {
         m.key ?? voteKey(vote.pollId, vote.voterId), // the vote's key bytes as they are: the same key
         this.encodeDecision(decision),
       );
-      // The same decision without the voter's identity, in the same transaction: exactly one per decision.
-      const salt = this.ctx.salts.get(vote.pollId);
-      const analytics = analyticsOf(decision, salt instanceof Buffer ? salt : await salt);
-      out.send(topics.analyticsVotes, `${vote.pollId}/${analytics.voterPseudonym}`, this.encodeAnalytics(analytics));
       this.decided(decision.outcome, reason ?? '', late).inc();
     }
   }

@@ -4,6 +4,7 @@ import { createLogger } from '@votestream/runtime';
 import type { PollDefinition } from '@votestream/schemas';
 import { Registry } from 'prom-client';
 import { loadStreamConfig } from '../../src/config.ts';
+import { AnalyticsProcessor } from '../../src/processors/analytics.ts';
 import { DedupeProcessor } from '../../src/processors/dedupe.ts';
 import { GlobalTallyProcessor } from '../../src/processors/global-tally.ts';
 import { createLocalSerde } from '../../src/testing/local-serde.ts';
@@ -19,7 +20,6 @@ export const dedupeTopics = {
   tallyPartials: 'tally-partials',
   tallyChangelog: 'partial-tally-changelog',
   dedupeChangelog: 'dedupe-changelog',
-  analyticsVotes: 'analytics-votes',
 };
 
 /** The poll catalog as the dedupe stage reads it, with polls the test puts in. */
@@ -47,7 +47,6 @@ export function dedupeProcessor(partition: number, catalog: FakeCatalog, clock: 
     catalog,
     logger,
     registry: new Registry(),
-    salts: { get: () => Buffer.alloc(32, 7) },
     clock: clock.now,
     topics: dedupeTopics,
   });
@@ -61,4 +60,25 @@ export const globalTopics = {
 
 export function globalTallyProcessor(partition: number, sources: number): GlobalTallyProcessor {
   return new GlobalTallyProcessor(partition, { config, serde, sources, logger, topics: globalTopics });
+}
+
+export const analyticsTopics = {
+  voteDecisions: 'vote-decisions',
+  analyticsVotes: 'analytics-votes',
+  positionChangelog: 'analytics-position-changelog',
+};
+
+/** The analytics stage with a fixed salt per poll (`salts`: pollId -> salt; a missing poll fails the test). */
+export function analyticsProcessor(partition: number, salts: ReadonlyMap<string, Buffer>): AnalyticsProcessor {
+  return new AnalyticsProcessor(partition, {
+    serde,
+    topics: analyticsTopics,
+    salts: {
+      get: (pollId) => {
+        const salt = salts.get(pollId);
+        if (salt === undefined) throw new Error(`no salt for ${pollId} in the test`);
+        return pollId.endsWith('-async') ? Promise.resolve(salt) : salt;
+      },
+    },
+  });
 }

@@ -83,6 +83,11 @@ locals {
       partitions = var.tally_partitions
       config     = local.compact
     }
+    # The analytics stage keeps no state: only its task positions (co-partitioned with vote-decisions).
+    "${var.application_id}-analytics-position-changelog" = {
+      partitions = var.votes_partitions
+      config     = local.compact
+    }
   }
 }
 

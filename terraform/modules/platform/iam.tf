@@ -37,6 +37,7 @@ locals {
         actions = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
         resources = [
           "${local.kafka_topic}/${local.p}votes", "${local.kafka_topic}/${local.p}polls",
+          "${local.kafka_topic}/${local.p}vote-decisions", # the analytics stage's input
           "${local.kafka_topic}/${local.p}tally-partials", "${local.kafka_topic}/${local.p}tallies",
           "${local.kafka_topic}/${local.p}${local.app}-*",
         ]

@@ -67,7 +67,7 @@ locals {
       stream-dedupe = {
         replicas = var.replicas.stream - 3
         env = {
-          STREAM_STAGES                = "dedupe"
+          STREAM_STAGES                = "dedupe,analytics"
           STREAM_APPLICATION_ID        = var.stream_application_id
           STREAM_CHANGELOG_REPLICATION = "3"
           STREAM_METRICS_PORT          = "9470"
