@@ -1,6 +1,6 @@
 // Benchmark of the stream processors (run by hand: `node --import tsx bench/stream.ts [burstVotes] [pacedRate] [pacedSeconds]`,
 // defaults 20000, 1000 votes/s, 8 s). On a fresh topic prefix of the local stack, in one run:
-//   1. one processor process (stages dedupe + tally, exactly-once) is started and waits, ready, for votes;
+//   1. one processor process (stages BENCH_STREAM_STAGES, below; exactly-once) is started and waits, ready, for votes;
 //   2. paced phase: votes at a steady rate below capacity -> append-to-tally latency p50/p99;
 //   3. burst phase: N votes produced as fast as possible -> throughput: the stage's processing rate (from the
 //      first burst vote it began to process, decidedAt, to the last decision committed) and end to end (from the
@@ -16,6 +16,10 @@
 //      applied) vs a plain read_committed consume of the same changelog topics (from its group join to the last
 //      batch: the join is not counted);
 //   8. memory per remembered voter of the dedupe table (at 1M voters, and the most over 100k..1M).
+// Stages (BENCH_STREAM_STAGES, default dedupe,analytics,tally: every stage that does work per vote): with the
+// analytics stage, the drain's CPU window ends only once every backlog decision also has its analytics record, so
+// the figure holds all of a vote's stream work; BENCH_STREAM_STAGES=dedupe,tally gives the vote path's alone (the
+// figure of issue 14's table, when stage 1 still wrote the analytics records itself).
 // Append-to-tally latency of a vote = receive time, by a read_committed consumer of `tallies`, of the first global
 // TallyUpdate that includes it, minus the vote's record timestamp (set by this producer when it sends the vote).
 // To know exactly which update includes which vote, each poll's voters are chosen so that all its votes land on one
@@ -56,6 +60,17 @@ const encodeVote = serde.encoder('VoteCast');
 const decodeVote = serde.decoder('VoteCast');
 const decodeDecision = serde.decoder('VoteDecision');
 const decodeTally = serde.decoder('TallyUpdate');
+const decodeAnalytics = serde.decoder('VoteAnalytics');
+const stages = (process.env.BENCH_STREAM_STAGES ?? 'dedupe,analytics,tally').split(',');
+if (
+  !(
+    stages.includes('dedupe') &&
+    stages.includes('tally') &&
+    stages.every((x) => ['dedupe', 'analytics', 'tally'].includes(x))
+  )
+)
+  throw new Error('BENCH_STREAM_STAGES must list dedupe and tally, and may list analytics');
+const withAnalytics = stages.includes('analytics');
 const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
 await producer.connect();
 const children = new Set<ServiceProcess>();
@@ -137,6 +152,12 @@ const decided: Record<Phase, { n: number; firstDecidedAt: number; lastAt: number
   backlog: { n: 0, firstDecidedAt: Number.MAX_SAFE_INTEGER, lastAt: 0 },
 };
 const phaseOf = (pollId: string): Phase => pollId.slice(0, pollId.indexOf('-')) as Phase;
+/** Analytics records committed per phase, and when the last was received. */
+const analysed: Record<Phase, { n: number; lastAt: number }> = {
+  paced: { n: 0, lastAt: 0 },
+  burst: { n: 0, lastAt: 0 },
+  backlog: { n: 0, lastAt: 0 },
+};
 
 const consumers: Consumer[] = [];
 async function reader(topicName: string, onBatch: (values: Buffer[], at: number) => Promise<void>): Promise<void> {
@@ -167,6 +188,17 @@ await Promise.all([
       s.lastAt = at;
     }
   }),
+  ...(withAnalytics
+    ? [
+        reader(`${prefix}analytics-votes`, async (values, at) => {
+          for (const v of values) {
+            const s = analysed[phaseOf((await decodeAnalytics(v)).pollId)];
+            s.n++;
+            s.lastAt = at;
+          }
+        }),
+      ]
+    : []),
   reader(`${prefix}tallies`, async (values, at) => {
     for (const v of values) {
       const u = await decodeTally(v);
@@ -181,7 +213,7 @@ const env = {
   TOPIC_PREFIX: prefix,
   SCHEMA_SUBJECT_PREFIX: `${id}.`,
   STREAM_APPLICATION_ID: `${id}-app`,
-  STREAM_STAGES: 'dedupe,tally',
+  STREAM_STAGES: stages.join(','),
   LOG_LEVEL: 'info',
 };
 const logDir = join(repoRoot, `test-results/bench-stream-${id}`);
@@ -211,7 +243,11 @@ const start = async (): Promise<Started> => {
       const text = await (await fetch(`${metricsUrl}/metrics`)).text();
       const running = (stage: string) =>
         Number(new RegExp(`^stream_tasks_active\\{stage="${stage}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-      return running('dedupe') >= partitions && running('tally') >= tallyPartitions ? true : undefined;
+      return running('dedupe') >= partitions &&
+        running('tally') >= tallyPartitions &&
+        (!withAnalytics || running('analytics') >= partitions)
+        ? true
+        : undefined;
     },
     waitMsMax,
   );
@@ -329,8 +365,10 @@ const restoredRecords = restored.reduce((n, r) => n + r.restoredRecords, 0);
 const restoreMs = restored.reduce((n, r) => Math.max(n, r.restoreMs), 0);
 await until('backlog decided', () => decided.backlog.n >= burstVotes);
 await until('backlog tallied', complete('backlog'));
+if (withAnalytics) await until('backlog analysed', () => analysed.backlog.n >= burstVotes);
 const drainMs = decided.backlog.lastAt - decided.backlog.firstDecidedAt;
-// The stage's CPU per vote: from the moment every task ran (restore done) to the last backlog decision committed.
+// The stage's CPU per vote: from the moment every task ran (restore done) to the last backlog decision committed
+// (with the analytics stage: and its last analytics record).
 const drainCpuUsPerVote = ((cpuOf(p2.process.pid) - drainCpu0) * 1e6) / Math.max(1, decided.backlog.n - drainDecided0);
 const drainCpuVotes = decided.backlog.n - drainDecided0;
 await stop(p2);
@@ -473,7 +511,7 @@ for (let i = 0; i < 1_000_000; i++) {
 const rate = (n: number, ms: number) => Math.round((n * 1000) / Math.max(1, ms));
 const paced = latencies('paced');
 const burst = latencies('burst');
-console.log(`one processor process, stages dedupe + tally, exactly-once; ${partitions} votes partitions`);
+console.log(`one processor process, stages ${stages.join(' + ')}, exactly-once; ${partitions} votes partitions`);
 console.log(
   `paced ${pacedVotes} votes at ${Math.round(pacedActualRate)} votes/s: append -> committed tally p50 ${paced.p50} ms, p99 ${paced.p99} ms, max ${paced.max} ms`,
 );
@@ -493,7 +531,7 @@ console.log(
   `backlog ${burstVotes} votes queued while no processor ran: stage processing rate (first vote taken -> last decision committed) ${rate(burstVotes, drainMs)} votes/s (${drainMs} ms)`,
 );
 console.log(
-  `  stage CPU: ${drainCpuUsPerVote.toFixed(1)} CPU-us/vote (processor process, stages dedupe + tally, over the ${drainCpuVotes} votes decided after every task ran)`,
+  `  stage CPU: ${drainCpuUsPerVote.toFixed(1)} CPU-us/vote (processor process, stages ${stages.join(' + ')}, over the ${drainCpuVotes} votes decided after every task ran)`,
 );
 console.log(
   `baseline bare KafkaJS exactly-once consume -> produce of the same ${bare.n} votes (a transactional producer per partition, 100 ms commits): ${rate(bare.n, bare.ms)} msgs/s, ${bare.cpuUsPerMsg.toFixed(1)} CPU-us/msg => stage / bare = ${(drainCpuUsPerVote / bare.cpuUsPerMsg).toFixed(2)}x CPU per vote`,
