@@ -6,9 +6,10 @@ import { genesisOf, leafOf, linkOf } from '../audit/chain.ts';
 import { closeTimeOf, type PollCatalog } from '../catalog.ts';
 import type { StreamConfig } from '../config.ts';
 import type { RecordCollector } from '../runtime/collector.ts';
+import { ChangelogCorruptError } from '../runtime/errors.ts';
 import { type Clock, systemClock, type TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
-import { type Fingerprint, fingerprintOf, fingerprintOfBytes, VoterTable } from '../state/voter-table.ts';
+import { type Fingerprint, fingerprintOf, fingerprintOfBytes, isVoteId, VoterTable } from '../state/voter-table.ts';
 import { dedupeStore, type PartialTallyRecord, partialTallyStore } from './changelogs.ts';
 import { nextVersion, sumOf, toWindowCounts, type WindowState, windowStartOf } from './tally-state.ts';
 import { eligibilityOf } from './vote-rules.ts';
@@ -113,6 +114,11 @@ export class DedupeProcessor implements TaskProcessor {
         r = { pollId: Buffer.from(key.subarray(0, slash)), table: this.table(key.toString('utf8', 0, slash)) };
         this.restoring = r;
       }
+      // A value that is no voteId is a corrupt record (fatal), named as such before the table's own invariant.
+      if (!isVoteId(value))
+        throw new ChangelogCorruptError(
+          `dedupe store: value must be a voteId (UUID), got ${JSON.stringify(value.toString('utf8', 0, 64))}`,
+        );
       r.table.insert(fingerprintOfBytes(key, slash + 1, key.length, this.fp), value);
       return;
     }

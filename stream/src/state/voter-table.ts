@@ -181,6 +181,13 @@ function writeUuid(uuid: string | Uint8Array, into: Uint8Array, at: number): boo
   return true;
 }
 
+const uuidScratch = new Uint8Array(voteIdBytes);
+
+/** Whether `voteId` is a UUID in its 36-character text form (what `VoterTable.insert` accepts). */
+export function isVoteId(voteId: string | Uint8Array): boolean {
+  return writeUuid(voteId, uuidScratch, 0);
+}
+
 /** The index slot's tag: the top 6 bits of fingerprint.hi, in the slot's top 6 bits. */
 const tagOf = (hi: number): number => ((hi >>> entryBits) << entryBits) >>> 0;
 

@@ -248,6 +248,24 @@ test('a dedupe changelog key without a pollId stops the restore with ChangelogCo
   });
 });
 
+test('a dedupe changelog value that is no voteId stops the restore with ChangelogCorruptError', async (t) => {
+  const { driver, clock, catalog } = await setUp();
+  await driver.pipe([input(makeVote('p1', 'v1', 'a', t0))]);
+  for (const bad of [
+    'not-a-uuid',
+    '',
+    '0123456789abcdef0123456789abcdef',
+    `${'g'.repeat(8)}-0000-0000-0000-000000000000`,
+  ]) {
+    const log = driver.log().map((r) => (r.key === 'p1/v1' ? { ...r, value: Buffer.from(bad) } : r));
+    await t.throwsAsync(
+      TaskDriver.create(dedupeProcessor(0, catalog, clock), { clock, log }),
+      { instanceOf: ChangelogCorruptError, message: /dedupe store: value must be a voteId/ },
+      JSON.stringify(bad),
+    );
+  }
+});
+
 test('a corrupt changelog record stops the restore with ChangelogCorruptError (fatal), the task closed', async (t) => {
   const { driver, clock, catalog } = await setUp();
   await driver.pipe([input(makeVote('p1', 'v1', 'a', t0))]);
