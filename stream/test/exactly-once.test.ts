@@ -4,11 +4,12 @@
 // fails on any exit it did not cause, and checks the exact outcome against its own independent count.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { withTimeout } from '@votestream/runtime';
+import { readTopicToEnd, withTimeout } from '@votestream/runtime';
 import { createAvroSerde, type TallyUpdate, type VoteCast, type VoteDecision } from '@votestream/schemas';
 import test from 'ava';
 import { freePort } from '../../libs/devstack/src/process.ts';
 import { eventually, repoRoot, stack } from '../../tests/support/stack.ts';
+import { pseudonymOf } from '../src/analytics/pseudonymise.ts';
 import { makePoll, makeVote, streamTest } from './support.ts';
 
 const options = ['red', 'green', 'blue'];
@@ -24,7 +25,7 @@ const CQL_MS = 60_000;
 const EXIT_MS = 30_000;
 const VOTE_PARTITIONS = 4; // createStreamTopics' default
 
-test('totals equal the distinct first votes and every vote has exactly one decision, through kill -9, rebalances and restores', async (t) => {
+test('totals equal the distinct first votes, every vote has exactly one decision and every decision one analytics record, through kill -9, rebalances and restores', async (t) => {
   t.timeout(
     SETUP_MS +
       FIRST_DECISIONS_MS +
@@ -36,7 +37,8 @@ test('totals equal the distinct first votes and every vote has exactly one decis
       EXIT_MS +
       FINAL_MS +
       CQL_MS +
-      EXIT_MS,
+      FINAL_MS +
+      2 * EXIT_MS,
   );
   const { id, prefix, keyspace, kafka, cql, children } = await streamTest(t, 'eo', { cql: true });
   const serde = await createAvroSerde({ registryUrl: stack.schemaRegistryUrl, subjectPrefix: `${id}.` });
@@ -201,6 +203,21 @@ test('totals equal the distinct first votes and every vote has exactly one decis
     },
   });
   const decided = () => [...decisions.values()].reduce((n, l) => n + l.length, 0);
+  // The analytics stage's output as committed, counted as it arrives (checked record by record at the end).
+  let analysed = 0;
+  const analyticsReader = kafka.consumer({
+    groupId: `${id}-verify-analytics`,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+  });
+  await analyticsReader.connect();
+  t.teardown(() => analyticsReader.disconnect());
+  await analyticsReader.subscribe({ topics: [`${prefix}analytics-votes`], fromBeginning: true });
+  await analyticsReader.run({
+    eachBatch: async ({ batch }) => {
+      analysed += batch.messages.length;
+    },
+  });
 
   // 1 processor, then kill -9 it several times while votes flow. Every kill lands on a process whose own
   // metrics show committed dedupe transactions, while a round of votes is still being produced.
@@ -293,6 +310,34 @@ test('totals equal the distinct first votes and every vote has exactly one decis
   const cqlTotals: Record<string, number> = {};
   for (const [k, v] of Object.entries(row.get('totals') as Record<string, unknown>)) cqlTotals[k] = Number(v);
   t.deepEqual(cqlTotals, expected);
+
+  // The analytics stage (in the same processes, killed and rebalanced with them): exactly one analytics record
+  // per decision. Read to its end once every process has stopped, and compared record by record with what the
+  // decisions and the poll's salt (CQL) say.
+  await until('an analytics record for every decision', () => analysed >= allVotes.size, FINAL_MS);
   await stopGracefully(final);
+  const salt = (
+    await cql.execute(`SELECT salt FROM ${keyspace}.analytics_salts WHERE poll_id = ?`, [pollId], { prepare: true })
+  )
+    .first()
+    .get('salt') as Buffer;
+  const decodeAnalytics = serde.decoder('VoteAnalytics');
+  const analytics: string[] = [];
+  await readTopicToEnd(
+    kafka,
+    `${prefix}analytics-votes`,
+    async (_p, m) => {
+      if (!m.value) return;
+      const a = await decodeAnalytics(m.value);
+      analytics.push(`${m.key?.toString()} ${a.optionId} ${a.counted} ${a.reason}`);
+    },
+    { timeoutMs: EXIT_MS, groupIdPrefix: `${id}-analytics-end` },
+  );
+  const fromDecisions = [...decisions.values()].map(([d]) => {
+    const { vote } = d as VoteDecision;
+    return `${pollId}/${pseudonymOf(salt, vote.voterId)} ${vote.optionId} ${d?.outcome === 'COUNTED'} ${d?.reason}`;
+  });
+  t.is(analytics.length, allVotes.size, 'one analytics record per decision, none twice');
+  t.deepEqual(analytics.sort(), fromDecisions.sort());
   t.deepEqual(unexpectedExits, [], 'no processor exited unless the test killed or stopped it');
 });

@@ -5,7 +5,8 @@ import { mintToken } from '@votestream/ingest';
 import { voterKey } from '@votestream/read-models';
 import type { CqlClient } from '@votestream/runtime';
 import mqtt from 'mqtt';
-import { type Decision, type LoggedVote, readDecisions, readVotes } from './decisions.ts';
+import { pseudonymOf } from '../../stream/src/analytics/pseudonymise.ts';
+import { type Decision, type LoggedVote, readAnalytics, readDecisions, readVotes } from './decisions.ts';
 import type { VoterRecord } from './voters.ts';
 
 export interface Totals {
@@ -33,6 +34,12 @@ export interface AuditReport {
   receiptsMissing: number;
   /** Records in vote-decisions that repeat a decision already there (same vote, same outcome). */
   duplicateDecisionRecords: number;
+  /**
+   * Decision records without their one analytics record, plus analytics records without their decision record (the
+   * analytics stage writes exactly one per committed decision record: same pseudonym key, option, outcome).
+   */
+  analyticsMismatches: number;
+  analyticsRecords: number;
   /** Sampled voters whose `votes/me` does not name their counted vote. */
   receiptMismatches: number;
   receiptsChecked: number;
@@ -157,6 +164,7 @@ export async function audit(o: {
   let receipts = new Map<string, Receipt[]>();
   let decisions: Decision[] | undefined;
   let duplicateDecisionRecords = 0;
+  let decisionRecords: Decision[] = [];
   let countedByOption: Record<string, number> = {};
   let agree = false;
   let receiptsMissing = 0;
@@ -187,6 +195,7 @@ export async function audit(o: {
         const seen = new Map<string, Decision>();
         for (const d of all) seen.set(`${d.voteId}/${d.counted}`, d);
         duplicateDecisionRecords = all.length - seen.size;
+        decisionRecords = all;
         decisions = [...seen.values()];
       }
       [cqlTotals, mqttTotals, receipts] = await Promise.all([readCql(), readMqtt(), readReceipts()]);
@@ -295,6 +304,52 @@ export async function audit(o: {
   }
   if (receiptsMissing > 0) example(`${receiptsMissing} decisions have no matching ballot receipt in CQL`);
 
+  // The analytics stage: one record per decision record, read once it has caught up (or at the deadline).
+  const saltRow = (
+    await o.cql.execute(`SELECT salt FROM ${o.keyspace}.analytics_salts WHERE poll_id = ?`, [o.pollId], {
+      prepare: true,
+    })
+  ).first();
+  const salt = saltRow?.get('salt') as Buffer | undefined;
+  const line = (key: string, optionId: string, counted: boolean, reason: string | null) =>
+    `${key} ${optionId} ${counted} ${reason}`;
+  const expectedAnalytics = new Map<string, number>();
+  for (const d of decisionRecords) {
+    const k = line(`${o.pollId}/${salt ? pseudonymOf(salt, d.voterId) : '?'}`, d.optionId, d.counted, d.reason);
+    expectedAnalytics.set(k, (expectedAnalytics.get(k) ?? 0) + 1);
+  }
+  let analyticsRecords = 0;
+  let analyticsMismatches = decisionRecords.length;
+  const analyticsDeadline = performance.now() + o.convergeTimeoutMs;
+  for (;;) {
+    const got = await readAnalytics({
+      brokers: o.brokers,
+      prefix: o.prefix,
+      pollId: o.pollId,
+      registryUrl: o.registryUrl,
+      timeoutMs: 60_000,
+    });
+    analyticsRecords = got.length;
+    const left = new Map(expectedAnalytics);
+    let extra = 0;
+    for (const a of got) {
+      const k = line(a.key, a.optionId, a.counted, a.reason);
+      const n = left.get(k) ?? 0;
+      if (n > 0) left.set(k, n - 1);
+      else {
+        extra++;
+        if (extra <= 5) example(`analytics record without its decision record: ${k}`);
+      }
+    }
+    const missing = [...left.values()].reduce((a, b) => a + b, 0);
+    analyticsMismatches = missing + extra;
+    if (analyticsMismatches === 0 || got.length > decisionRecords.length || performance.now() > analyticsDeadline) {
+      if (missing > 0) example(`${missing} decision records without their analytics record`);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+
   // What a voter sees: votes/me names the counted vote, for a sample of the counted voters.
   const sample = [...countedVoteOf.entries()].filter(
     (_, i, all) => i % Math.max(1, Math.floor(all.length / o.receiptSample)) === 0,
@@ -328,6 +383,8 @@ export async function audit(o: {
     agree,
     receiptsMissing,
     duplicateDecisionRecords,
+    analyticsMismatches,
+    analyticsRecords,
     receiptMismatches,
     receiptsChecked: Math.min(sample.length, o.receiptSample),
     convergeMs,

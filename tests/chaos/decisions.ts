@@ -56,6 +56,21 @@ export async function readDecisions(o: ReadOptions): Promise<Decision[]> {
   );
 }
 
+/** An analytics record of the poll as it is in `analytics-votes`: its key and what it says. */
+export interface AnalyticsRecord {
+  key: string;
+  optionId: string;
+  counted: boolean;
+  reason: string | null;
+}
+
+/** Every committed record of the poll in `analytics-votes` (the analytics stage's output). */
+export async function readAnalytics(o: ReadOptions): Promise<AnalyticsRecord[]> {
+  return readPollRecords(o, topicNames(o.prefix).analyticsVotes, 'VoteAnalytics', (a, _at, _ts, key) =>
+    a.pollId !== o.pollId ? undefined : { key, optionId: a.optionId, counted: a.counted, reason: a.reason },
+  );
+}
+
 /** Every vote of the poll in the `votes` topic (committed or not: ingest's producer is not transactional). */
 export async function readVotes(o: ReadOptions): Promise<LoggedVote[]> {
   return readPollRecords(o, topicNames(o.prefix).votes, 'VoteCast', (v: VoteCast, at, timestamp) =>
@@ -73,12 +88,12 @@ export async function readVotes(o: ReadOptions): Promise<LoggedVote[]> {
   );
 }
 
-async function readPollRecords<R extends 'VoteDecision' | 'VoteCast', T>(
+async function readPollRecords<R extends 'VoteDecision' | 'VoteCast' | 'VoteAnalytics', T>(
   o: ReadOptions,
   topic: string,
   record: R,
   // biome-ignore lint/suspicious/noExplicitAny: the decoded record's type follows `record`
-  pick: (value: any, at: string, timestamp: number) => T | undefined,
+  pick: (value: any, at: string, timestamp: number, key: string) => T | undefined,
 ): Promise<T[]> {
   const serde = await createAvroSerde({ registryUrl: o.registryUrl, records: [record], autoRegister: false });
   const decode = serde.decoder(record);
@@ -126,7 +141,7 @@ async function readPollRecords<R extends 'VoteDecision' | 'VoteCast', T>(
         for (const m of batch.messages) {
           if (BigInt(m.offset) >= end || !m.value) continue;
           const at = `${batch.partition}:${m.offset}`;
-          const picked = pick(await decode(m.value), at, Number(m.timestamp));
+          const picked = pick(await decode(m.value), at, Number(m.timestamp), m.key?.toString() ?? '');
           if (picked !== undefined) out.set(at, picked);
         }
       },

@@ -406,6 +406,8 @@ export function formatChaos(r: ChaosResult): string {
     `  202s whose vote is not the counted one      ${a.wrongAccepted}`,
     `  refused (4xx) votes counted                 ${a.refusedCounted}`,
     `  decisions without their ballot receipt      ${a.receiptsMissing}`,
+    `  decision records not matched one to one by  ${a.analyticsMismatches} (${a.analyticsRecords} analytics records)`,
+    `    an analytics record (analytics stage)`,
     `  votes/me not naming the counted vote        ${a.receiptMismatches} (of ${a.receiptsChecked} sampled)`,
     `  results = CQL = MQTT = decisions, final     ${a.agree ? 'yes' : 'NO'}`,
     `  recount from the votes log agrees, final    ${r.recount.code === 0 ? 'yes' : `NO (exit ${r.recount.code})`}`,
@@ -427,6 +429,7 @@ export function chaosCorrect(r: ChaosResult): boolean {
     a.wrongAccepted === 0 &&
     a.refusedCounted === 0 &&
     a.receiptsMissing === 0 &&
+    a.analyticsMismatches === 0 &&
     a.receiptMismatches === 0 &&
     a.agree &&
     r.recount.code === 0

@@ -52,6 +52,7 @@ function assertCorrect(t: import('ava').ExecutionContext, r: ChaosResult, faults
   t.is(r.audit.wrongAccepted, 0, '202s whose vote is not the counted one');
   t.is(r.audit.refusedCounted, 0, 'refused votes counted');
   t.is(r.audit.receiptsMissing, 0, 'decisions without their receipt');
+  t.is(r.audit.analyticsMismatches, 0, 'decision records without exactly one analytics record');
   t.is(r.audit.receiptMismatches, 0, 'votes/me not naming the counted vote');
   t.true(r.audit.agree, 'results = CQL = MQTT = decisions, final');
   // The recount (issue 15) replays the votes log by the dedupe rules: the same totals as every store, all final.
