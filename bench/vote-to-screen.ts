@@ -27,7 +27,19 @@
 // global tally; receive time: when it became visible), and MQTT. Votes are ordered by when their decision became
 // visible; the k-th is in the first tally (and MQTT message) whose total is >= k. The bench's own read_committed
 // consumers fetch with a 10 ms wait: "visible" is at most that late.
+//
+// Where the cores go (Linux only: /proc): for each run, the CPU used during the measured window (from the first
+// vote sent until MQTT showed every accepted vote) by every process involved: the fleet's ingest, stream and
+// projections processes (utime + stime from /proc/<pid>/stat; a killed one's until just before its kill), the
+// stack's services (pids from the stack's pid files, .stack/run/<service>.pid, as compose/native/stack writes them),
+// this bench process (process.cpuUsage(): load generator, MQTT subscriber, trace consumers), and the machine's busy
+// time from /proc/stat, so "other" (busy - listed) is what else ran on the shared cores (the largest such processes
+// are named). Each as cores (CPU-seconds / wall seconds) and CPU-µs per accepted vote. The fleet inherits this
+// process's nice level (run under `nice -n 19`); the stack's services do not.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   createPoll,
@@ -231,6 +243,157 @@ const serviceHists = [
 const scrapeAll = (fleet: Fleet) =>
   Promise.all(serviceHists.map(([, service, name, match]) => scrapeHist(fleet, service, name, match)));
 
+// ---------------------------------------------------------------------------------------------------- CPU (/proc)
+
+/** Whether the CPU tables can be printed: they read /proc (Linux). */
+const procAvailable = existsSync('/proc/stat') && existsSync('/proc/self/stat');
+if (!procAvailable)
+  console.log('CPU tables skipped: they read /proc/<pid>/stat and /proc/stat, which exist only on Linux');
+/** Clock ticks per second of /proc's CPU times (USER_HZ; 100 on nearly every Linux). */
+const clockTicksPerS = (() => {
+  if (!procAvailable) return 100;
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+/** The stack's services whose CPU is listed, by the name of their pid file under `.stack/run/`. */
+const stackServices = ['kafka', 'registry', 'cassandra', 'redis', 'mosquitto'] as const;
+
+/** utime + stime (all threads) of a process so far, in s, and its command name; undefined once it is gone. */
+function procCpu(pid: number): { cpuS: number; comm: string } | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ...": comm may hold spaces and parentheses, so split after its last ')'.
+  const close = stat.lastIndexOf(')');
+  const fields = stat.slice(close + 2).split(' ');
+  return {
+    cpuS: (Number(fields[11]) + Number(fields[12])) / clockTicksPerS, // fields 14 and 15 of proc(5)
+    comm: stat.slice(stat.indexOf('(') + 1, close),
+  };
+}
+/** Every process on the machine: pid -> CPU so far (for "other": what else ran). */
+function allProcs(): Map<number, { cpuS: number; comm: string }> {
+  const out = new Map<number, { cpuS: number; comm: string }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const p = procCpu(Number(entry));
+    if (p) out.set(Number(entry), p);
+  }
+  return out;
+}
+/** The machine's busy CPU seconds so far, all cores (/proc/stat's "cpu" line; guest time is inside user). */
+function machineBusyS(): number {
+  const [user, nice, system, , , irq, softirq, steal] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / clockTicksPerS;
+}
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/** A process whose CPU is listed: a fleet member or a stack service (pid undefined: no readable pid file). */
+interface Watched {
+  name: string;
+  pid: number | undefined;
+}
+function stackWatched(): Watched[] {
+  return stackServices.map((name) => {
+    try {
+      const pid = Number(readFileSync(join(stackDir, 'run', `${name}.pid`), 'utf8').trim());
+      return { name, pid: pid > 0 ? pid : undefined };
+    } catch {
+      return { name, pid: undefined };
+    }
+  });
+}
+
+/**
+ * The CPU of the measured window: `begin` samples every process, `beforeKill` samples one just before it is
+ * killed (its CPU is counted until then), `end` samples again and returns what prints the table for `accepted`
+ * votes (printed after the run's other figures).
+ */
+function cpuWindow(watched: Watched[]) {
+  const wall0 = performance.now();
+  const self0 = process.cpuUsage();
+  const busy0 = machineBusyS();
+  const load0 = loadAverage();
+  const procs0 = allProcs();
+  const last = new Map<number, number>(); // pid -> CPU s at its last sample before a kill
+  const killed = new Set<number>();
+  return {
+    beforeKill(pid: number) {
+      const p = procCpu(pid);
+      if (p) last.set(pid, p.cpuS);
+      killed.add(pid);
+    },
+    end(accepted: number): () => void {
+      const procs1 = allProcs();
+      const busy1 = machineBusyS();
+      const self = process.cpuUsage(self0);
+      const wallS = (performance.now() - wall0) / 1000;
+      const rows: { name: string; pid: string; cpuS: number | undefined }[] = watched.map((w) => {
+        if (w.pid === undefined) return { name: w.name, pid: '(no pid file)', cpuS: undefined };
+        const a = procs0.get(w.pid)?.cpuS;
+        const b = killed.has(w.pid) ? last.get(w.pid) : procs1.get(w.pid)?.cpuS;
+        return {
+          name: killed.has(w.pid) ? `${w.name} (until its kill)` : w.name,
+          pid: String(w.pid),
+          cpuS: a === undefined || b === undefined ? undefined : b - a,
+        };
+      });
+      rows.push({ name: 'bench (this process)', pid: String(process.pid), cpuS: (self.user + self.system) / 1e6 });
+      const listedS = rows.reduce((n, r) => n + (r.cpuS ?? 0), 0);
+      const busyS = busy1 - busy0;
+      // What else ran: processes not listed, by their CPU in the window (one that started in it: all its CPU).
+      const listedPids = new Set([...watched.map((w) => w.pid), process.pid]);
+      const others = [...procs1]
+        .filter(([pid]) => !listedPids.has(pid))
+        .map(([pid, p]) => ({ pid, comm: p.comm, cpuS: p.cpuS - (procs0.get(pid)?.cpuS ?? 0) }))
+        .sort((x, y) => y.cpuS - x.cpuS)
+        .slice(0, 3)
+        .filter((o) => o.cpuS > 0);
+      const top = rows.reduce((a, b) => ((b.cpuS ?? 0) > (a.cpuS ?? 0) ? b : a));
+      const load1 = loadAverage();
+      const cols = (name: string, pid: string, cpuS: number | undefined) =>
+        `    ${name.padEnd(36)} ${pid.padStart(13)} ${cpuS === undefined ? '-'.padStart(8) : cpuS.toFixed(2).padStart(8)} ` +
+        `${cpuS === undefined ? '-'.padStart(6) : (cpuS / wallS).toFixed(2).padStart(6)} ` +
+        `${cpuS === undefined || accepted === 0 ? '-'.padStart(11) : ((cpuS * 1e6) / accepted).toFixed(0).padStart(11)}`;
+      return () => {
+        console.log(
+          `  CPU in the measured window (${wallS.toFixed(1)} s wall, first vote sent -> every accepted vote on MQTT; ` +
+            `${availableParallelism()} cores; load average 1/5/15 min ${load0} at its start, ${load1} at its end):`,
+        );
+        console.log(
+          `    ${'process'.padEnd(36)} ${'pid'.padStart(13)} ${'CPU s'.padStart(8)} ${'cores'.padStart(6)} ${'CPU-µs/vote'.padStart(11)}`,
+        );
+        for (const r of rows) console.log(cols(r.name, r.pid, r.cpuS));
+        console.log(cols('= listed', '', listedS));
+        console.log(cols('other (machine busy - listed)', '', busyS - listedS));
+        console.log(cols('machine busy (/proc/stat)', '', busyS));
+        if (others.length > 0)
+          console.log(
+            `    largest other processes: ${others.map((o) => `${o.comm} (pid ${o.pid}) ${(o.cpuS / wallS).toFixed(2)} cores`).join(', ')}`,
+          );
+        console.log(
+          `  largest consumer: ${top.name} (${((top.cpuS ?? 0) / wallS).toFixed(2)} cores, ` +
+            `${((100 * (top.cpuS ?? 0)) / (busyS || 1)).toFixed(0)}% of the machine's busy time)` +
+            (busyS - listedS > (top.cpuS ?? 0)
+              ? `; other processes together used more: ${((busyS - listedS) / wallS).toFixed(2)} cores`
+              : ''),
+        );
+      };
+    },
+  };
+}
+
 interface RunResult {
   name: string;
   asked: number;
@@ -332,6 +495,9 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     await live.subscribeAsync(`votestream/polls/${pollId}/totals`, { qos: 1 });
 
     const histsBefore = await scrapeAll(fleet);
+    const cpu = procAvailable
+      ? cpuWindow([...fleet.members.map((m) => ({ name: m.name, pid: m.process.pid })), ...stackWatched()])
+      : undefined;
     const started = performance.now();
     const inFlight: Promise<void>[] = [];
     let pending = 0;
@@ -339,6 +505,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     const killer = kill
       ? (async () => {
           await sleep((seconds * 1000) / 2);
+          cpu?.beforeKill(fleet.member('stream-1').process.pid);
           killedAt = now();
           await fleet.kill9('stream-1');
         })()
@@ -382,6 +549,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     await killer;
     const deadline = performance.now() + 60_000;
     while (seenAt.length < acked.length && performance.now() < deadline) await sleep(50);
+    const printCpu = cpu?.end(acked.length);
     // The trace consumers are behind MQTT by at most their fetch wait; give them a moment to catch up.
     await sleep(1000);
     const histsAfter = await scrapeAll(fleet);
@@ -458,6 +626,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
       const which = `${label}${kill ? ' (survivors only)' : ''}`;
       console.log(`    ${which.padEnd(84)} ${histDelta(histsBefore[i] ?? new Map(), histsAfter[i] ?? new Map())}`);
     });
+    printCpu?.();
     return { name, asked: votesPerSecond, reached, lat202: lat } satisfies RunResult;
   } finally {
     await tr?.stop().catch(() => undefined);
