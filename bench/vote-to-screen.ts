@@ -34,8 +34,10 @@
 // stack's services (pids from the stack's pid files, .stack/run/<service>.pid, as compose/native/stack writes them),
 // this bench process (process.cpuUsage(): load generator, MQTT subscriber, trace consumers), and the machine's busy
 // time from /proc/stat, so "other" (busy - listed) is what else ran on the shared cores (the largest such processes
-// are named). Each as cores (CPU-seconds / wall seconds) and CPU-µs per accepted vote. The fleet inherits this
-// process's nice level (run under `nice -n 19`); the stack's services do not.
+// are named). Each as cores (CPU-seconds / wall seconds) and CPU-µs per accepted vote, beside the same processes'
+// cores over 5 s with no votes just before the window (fixed costs, and the shared stack's other clients: the stack's
+// services serve everyone on the machine). The fleet inherits this process's nice level (run under `nice -n 19`);
+// the stack's services do not.
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -261,9 +263,18 @@ const clockTicksPerS = (() => {
 })();
 /** The stack's services whose CPU is listed, by the name of their pid file under `.stack/run/`. */
 const stackServices = ['kafka', 'registry', 'cassandra', 'redis', 'mosquitto'] as const;
+/** The idle baseline: the same table over this long with no votes sent, just before the measured window. */
+const idleWindowMs = 5000;
 
-/** utime + stime (all threads) of a process so far, in s, and its command name; undefined once it is gone. */
-function procCpu(pid: number): { cpuS: number; comm: string } | undefined {
+interface ProcCpu {
+  /** utime + stime of all its threads so far, s. */
+  cpuS: number;
+  /** cutime + cstime: the CPU of its children that have exited and been waited for, s. */
+  childrenS: number;
+  comm: string;
+}
+/** A process's CPU so far (/proc/<pid>/stat); undefined once it is gone. */
+function procCpu(pid: number): ProcCpu | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -272,15 +283,19 @@ function procCpu(pid: number): { cpuS: number; comm: string } | undefined {
   }
   // "pid (comm) state ...": comm may hold spaces and parentheses, so split after its last ')'.
   const close = stat.lastIndexOf(')');
-  const fields = stat.slice(close + 2).split(' ');
+  const f = stat
+    .slice(close + 2)
+    .split(' ')
+    .map(Number); // f[0] is field 3 (state) of proc(5)
   return {
-    cpuS: (Number(fields[11]) + Number(fields[12])) / clockTicksPerS, // fields 14 and 15 of proc(5)
+    cpuS: ((f[11] ?? 0) + (f[12] ?? 0)) / clockTicksPerS, // fields 14, 15: utime, stime
+    childrenS: ((f[13] ?? 0) + (f[14] ?? 0)) / clockTicksPerS, // fields 16, 17: cutime, cstime
     comm: stat.slice(stat.indexOf('(') + 1, close),
   };
 }
-/** Every process on the machine: pid -> CPU so far (for "other": what else ran). */
-function allProcs(): Map<number, { cpuS: number; comm: string }> {
-  const out = new Map<number, { cpuS: number; comm: string }>();
+/** Every process on the machine, by pid (for "other": what else ran). */
+function allProcs(): Map<number, ProcCpu> {
+  const out = new Map<number, ProcCpu>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const p = procCpu(Number(entry));
@@ -288,14 +303,23 @@ function allProcs(): Map<number, { cpuS: number; comm: string }> {
   }
   return out;
 }
-/** The machine's busy CPU seconds so far, all cores (/proc/stat's "cpu" line; guest time is inside user). */
-function machineBusyS(): number {
-  const [user, nice, system, , , irq, softirq, steal] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+/**
+ * The machine's CPU seconds so far, all cores, from /proc/stat's "cpu" line: busy (user, nice, system, irq,
+ * softirq, steal; guest time is inside user) and, of it, irq + softirq (kernel work charged to no process, e.g.
+ * loopback packets).
+ */
+function machineCpuS(): { busyS: number; irqS: number } {
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = (
+    readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+  )
     .trim()
     .split(/\s+/)
     .slice(1)
     .map(Number);
-  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / clockTicksPerS;
+  return {
+    busyS: (user + nice + system + irq + softirq + steal) / clockTicksPerS,
+    irqS: (irq + softirq) / clockTicksPerS,
+  };
 }
 const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
@@ -315,83 +339,110 @@ function stackWatched(): Watched[] {
   });
 }
 
+/** CPU seconds over one window (undefined: not measurable, e.g. no pid file). */
+interface CpuFigures {
+  wallS: number;
+  loadAtStart: string;
+  loadAtEnd: string;
+  /** Listed processes in `watched` order, then this bench process. */
+  rows: { name: string; pid: string; cpuS: number | undefined }[];
+  busyS: number;
+  irqS: number;
+  /** The unlisted processes alive at the end with the most CPU in the window (own + reaped children). */
+  others: { pid: number; comm: string; cpuS: number }[];
+}
+
 /**
- * The CPU of the measured window: `begin` samples every process, `beforeKill` samples one just before it is
- * killed (its CPU is counted until then), `end` samples again and returns what prints the table for `accepted`
- * votes (printed after the run's other figures).
+ * A window over which CPU is counted: `beforeKill` samples a process just before it is killed (its CPU counts
+ * until then), `end` samples everything again.
  */
 function cpuWindow(watched: Watched[]) {
   const wall0 = performance.now();
   const self0 = process.cpuUsage();
-  const busy0 = machineBusyS();
-  const load0 = loadAverage();
+  const machine0 = machineCpuS();
+  const loadAtStart = loadAverage();
   const procs0 = allProcs();
-  const last = new Map<number, number>(); // pid -> CPU s at its last sample before a kill
-  const killed = new Set<number>();
+  const atKill = new Map<number, number>(); // pid -> CPU s just before its kill
   return {
     beforeKill(pid: number) {
-      const p = procCpu(pid);
-      if (p) last.set(pid, p.cpuS);
-      killed.add(pid);
+      atKill.set(pid, procCpu(pid)?.cpuS ?? Number.NaN);
     },
-    end(accepted: number): () => void {
+    end(): CpuFigures {
       const procs1 = allProcs();
-      const busy1 = machineBusyS();
+      const machine1 = machineCpuS();
       const self = process.cpuUsage(self0);
       const wallS = (performance.now() - wall0) / 1000;
-      const rows: { name: string; pid: string; cpuS: number | undefined }[] = watched.map((w) => {
+      const rows: CpuFigures['rows'] = watched.map((w) => {
         if (w.pid === undefined) return { name: w.name, pid: '(no pid file)', cpuS: undefined };
         const a = procs0.get(w.pid)?.cpuS;
-        const b = killed.has(w.pid) ? last.get(w.pid) : procs1.get(w.pid)?.cpuS;
+        const b = atKill.has(w.pid) ? atKill.get(w.pid) : procs1.get(w.pid)?.cpuS;
         return {
-          name: killed.has(w.pid) ? `${w.name} (until its kill)` : w.name,
+          name: atKill.has(w.pid) ? `${w.name} (until its kill)` : w.name,
           pid: String(w.pid),
-          cpuS: a === undefined || b === undefined ? undefined : b - a,
+          cpuS: a === undefined || b === undefined || Number.isNaN(b) ? undefined : b - a,
         };
       });
       rows.push({ name: 'bench (this process)', pid: String(process.pid), cpuS: (self.user + self.system) / 1e6 });
-      const listedS = rows.reduce((n, r) => n + (r.cpuS ?? 0), 0);
-      const busyS = busy1 - busy0;
-      // What else ran: processes not listed, by their CPU in the window (one that started in it: all its CPU).
+      // What else ran: a process that exited in the window counts in its parent's children time (all of its life).
       const listedPids = new Set([...watched.map((w) => w.pid), process.pid]);
       const others = [...procs1]
         .filter(([pid]) => !listedPids.has(pid))
-        .map(([pid, p]) => ({ pid, comm: p.comm, cpuS: p.cpuS - (procs0.get(pid)?.cpuS ?? 0) }))
+        .map(([pid, p]) => {
+          const p0 = procs0.get(pid);
+          return { pid, comm: p.comm, cpuS: p.cpuS + p.childrenS - (p0 ? p0.cpuS + p0.childrenS : 0) };
+        })
         .sort((x, y) => y.cpuS - x.cpuS)
         .slice(0, 3)
         .filter((o) => o.cpuS > 0);
-      const top = rows.reduce((a, b) => ((b.cpuS ?? 0) > (a.cpuS ?? 0) ? b : a));
-      const load1 = loadAverage();
-      const cols = (name: string, pid: string, cpuS: number | undefined) =>
-        `    ${name.padEnd(36)} ${pid.padStart(13)} ${cpuS === undefined ? '-'.padStart(8) : cpuS.toFixed(2).padStart(8)} ` +
-        `${cpuS === undefined ? '-'.padStart(6) : (cpuS / wallS).toFixed(2).padStart(6)} ` +
-        `${cpuS === undefined || accepted === 0 ? '-'.padStart(11) : ((cpuS * 1e6) / accepted).toFixed(0).padStart(11)}`;
-      return () => {
-        console.log(
-          `  CPU in the measured window (${wallS.toFixed(1)} s wall, first vote sent -> every accepted vote on MQTT; ` +
-            `${availableParallelism()} cores; load average 1/5/15 min ${load0} at its start, ${load1} at its end):`,
-        );
-        console.log(
-          `    ${'process'.padEnd(36)} ${'pid'.padStart(13)} ${'CPU s'.padStart(8)} ${'cores'.padStart(6)} ${'CPU-µs/vote'.padStart(11)}`,
-        );
-        for (const r of rows) console.log(cols(r.name, r.pid, r.cpuS));
-        console.log(cols('= listed', '', listedS));
-        console.log(cols('other (machine busy - listed)', '', busyS - listedS));
-        console.log(cols('machine busy (/proc/stat)', '', busyS));
-        if (others.length > 0)
-          console.log(
-            `    largest other processes: ${others.map((o) => `${o.comm} (pid ${o.pid}) ${(o.cpuS / wallS).toFixed(2)} cores`).join(', ')}`,
-          );
-        console.log(
-          `  largest consumer: ${top.name} (${((top.cpuS ?? 0) / wallS).toFixed(2)} cores, ` +
-            `${((100 * (top.cpuS ?? 0)) / (busyS || 1)).toFixed(0)}% of the machine's busy time)` +
-            (busyS - listedS > (top.cpuS ?? 0)
-              ? `; other processes together used more: ${((busyS - listedS) / wallS).toFixed(2)} cores`
-              : ''),
-        );
+      return {
+        wallS,
+        loadAtStart,
+        loadAtEnd: loadAverage(),
+        rows,
+        busyS: machine1.busyS - machine0.busyS,
+        irqS: machine1.irqS - machine0.irqS,
+        others,
       };
     },
   };
+}
+
+/** The CPU table of one run: cores and CPU-µs per accepted vote in the measured window, idle cores beside. */
+function printCpu(m: CpuFigures, idle: CpuFigures, accepted: number) {
+  const listed = (f: CpuFigures) => f.rows.reduce((n, r) => n + (r.cpuS ?? 0), 0);
+  const cores = (s: number | undefined, f: CpuFigures) => (s === undefined ? '-' : (s / f.wallS).toFixed(2));
+  const line = (name: string, pid: string, s: number | undefined, idleS: number | undefined) =>
+    `    ${name.padEnd(38)} ${pid.padStart(13)} ${(s === undefined ? '-' : s.toFixed(2)).padStart(8)} ` +
+    `${cores(s, m).padStart(6)} ${(s === undefined || accepted === 0 ? '-' : ((s * 1e6) / accepted).toFixed(0)).padStart(11)} ` +
+    `${cores(idleS, idle).padStart(10)}`;
+  console.log(
+    `  CPU in the measured window (${m.wallS.toFixed(1)} s wall: first vote sent -> every accepted vote on MQTT; ` +
+      `${availableParallelism()} cores; load average 1/5/15 min ${m.loadAtStart} at its start, ${m.loadAtEnd} at its end). ` +
+      `Baseline: cores over ${idleWindowMs / 1000} s idle just before it (same processes, no votes):`,
+  );
+  console.log(
+    `    ${'process'.padEnd(38)} ${'pid'.padStart(13)} ${'CPU s'.padStart(8)} ${'cores'.padStart(6)} ` +
+      `${'CPU-µs/vote'.padStart(11)} ${'idle cores'.padStart(10)}`,
+  );
+  m.rows.forEach((r, i) => {
+    console.log(line(r.name, r.pid, r.cpuS, idle.rows[i]?.cpuS));
+  });
+  console.log(line('= listed', '', listed(m), listed(idle)));
+  console.log(line('other (machine busy - listed)', '', m.busyS - listed(m), idle.busyS - listed(idle)));
+  console.log(line('  of which kernel irq + softirq', '', m.irqS, idle.irqS));
+  console.log(line('machine busy (/proc/stat)', '', m.busyS, idle.busyS));
+  if (m.others.length > 0)
+    console.log(
+      `    largest other processes (own + exited children's CPU): ` +
+        m.others.map((o) => `${o.comm} (pid ${o.pid}) ${cores(o.cpuS, m)} cores`).join(', '),
+    );
+  const top = m.rows.reduce((a, b) => ((b.cpuS ?? 0) > (a.cpuS ?? 0) ? b : a));
+  const otherS = m.busyS - listed(m);
+  console.log(
+    `  largest consumer: ${top.name} (${cores(top.cpuS, m)} cores, ` +
+      `${((100 * (top.cpuS ?? 0)) / (m.busyS || 1)).toFixed(0)}% of the machine's busy time)` +
+      (otherS > (top.cpuS ?? 0) ? `; unlisted processes together used more: ${cores(otherS, m)} cores` : ''),
+  );
 }
 
 interface RunResult {
@@ -494,10 +545,17 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     });
     await live.subscribeAsync(`votestream/polls/${pollId}/totals`, { qos: 1 });
 
+    // The CPU table's baseline: the same processes with no votes for a few seconds (fixed costs: polls, fetches,
+    // timers; the shared stack's other clients).
+    const watched = [...fleet.members.map((m) => ({ name: m.name, pid: m.process.pid })), ...stackWatched()];
+    let idleCpu: CpuFigures | undefined;
+    if (procAvailable) {
+      const w = cpuWindow(watched);
+      await sleep(idleWindowMs);
+      idleCpu = w.end();
+    }
     const histsBefore = await scrapeAll(fleet);
-    const cpu = procAvailable
-      ? cpuWindow([...fleet.members.map((m) => ({ name: m.name, pid: m.process.pid })), ...stackWatched()])
-      : undefined;
+    const cpu = procAvailable ? cpuWindow(watched) : undefined;
     const started = performance.now();
     const inFlight: Promise<void>[] = [];
     let pending = 0;
@@ -549,7 +607,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     await killer;
     const deadline = performance.now() + 60_000;
     while (seenAt.length < acked.length && performance.now() < deadline) await sleep(50);
-    const printCpu = cpu?.end(acked.length);
+    const cpuFigures = cpu?.end();
     // The trace consumers are behind MQTT by at most their fetch wait; give them a moment to catch up.
     await sleep(1000);
     const histsAfter = await scrapeAll(fleet);
@@ -626,7 +684,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
       const which = `${label}${kill ? ' (survivors only)' : ''}`;
       console.log(`    ${which.padEnd(84)} ${histDelta(histsBefore[i] ?? new Map(), histsAfter[i] ?? new Map())}`);
     });
-    printCpu?.();
+    if (cpuFigures && idleCpu) printCpu(cpuFigures, idleCpu, acked.length);
     return { name, asked: votesPerSecond, reached, lat202: lat } satisfies RunResult;
   } finally {
     await tr?.stop().catch(() => undefined);
