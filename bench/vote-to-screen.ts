@@ -271,6 +271,7 @@ interface ProcCpu {
   cpuS: number;
   /** cutime + cstime: the CPU of its children that have exited and been waited for, s. */
   childrenS: number;
+  ppid: number;
   comm: string;
 }
 /** A process's CPU so far (/proc/<pid>/stat); undefined once it is gone. */
@@ -290,6 +291,7 @@ function procCpu(pid: number): ProcCpu | undefined {
   return {
     cpuS: ((f[11] ?? 0) + (f[12] ?? 0)) / clockTicksPerS, // fields 14, 15: utime, stime
     childrenS: ((f[13] ?? 0) + (f[14] ?? 0)) / clockTicksPerS, // fields 16, 17: cutime, cstime
+    ppid: f[1] ?? 0, // field 4
     comm: stat.slice(stat.indexOf('(') + 1, close),
   };
 }
@@ -383,13 +385,18 @@ function cpuWindow(watched: Watched[]) {
         };
       });
       rows.push({ name: 'bench (this process)', pid: String(process.pid), cpuS: (self.user + self.system) / 1e6 });
-      // What else ran: a process that exited in the window counts in its parent's children time (all of its life).
+      // What else ran: a process that exited in the window is in its parent's children time once waited for (all
+      // of its life: what it had used before the window is taken off again).
+      const before = new Map<number, number>(); // parent pid -> CPU s before the window of its children gone since
+      for (const [pid, p] of procs0)
+        if (!procs1.has(pid)) before.set(p.ppid, (before.get(p.ppid) ?? 0) + p.cpuS + p.childrenS);
       const listedPids = new Set([...watched.map((w) => w.pid), process.pid]);
       const others = [...procs1]
         .filter(([pid]) => !listedPids.has(pid))
         .map(([pid, p]) => {
           const p0 = procs0.get(pid);
-          return { pid, comm: p.comm, cpuS: p.cpuS + p.childrenS - (p0 ? p0.cpuS + p0.childrenS : 0) };
+          const childrenS = Math.max(0, p.childrenS - (p0?.childrenS ?? 0) - (before.get(pid) ?? 0));
+          return { pid, comm: p.comm, cpuS: p.cpuS - (p0?.cpuS ?? 0) + childrenS };
         })
         .sort((x, y) => y.cpuS - x.cpuS)
         .slice(0, 3)
