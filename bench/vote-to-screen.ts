@@ -307,8 +307,8 @@ function allProcs(): Map<number, ProcCpu> {
 }
 /**
  * The machine's CPU seconds so far, all cores, from /proc/stat's "cpu" line: busy (user, nice, system, irq,
- * softirq, steal; guest time is inside user) and, of it, irq + softirq (kernel work charged to no process, e.g.
- * loopback packets).
+ * softirq, steal; guest time is inside user) and, of it, irq + softirq (kernel work such as loopback packets; with
+ * tick-based accounting and no CONFIG_IRQ_TIME_ACCOUNTING it is also in the stime of the process it interrupted).
  */
 function machineCpuS(): { busyS: number; irqS: number } {
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = (
@@ -436,13 +436,17 @@ function printCpu(m: CpuFigures, idle: CpuFigures, accepted: number) {
   });
   console.log(line('= listed', '', listed(m), listed(idle)));
   console.log(line('other (machine busy - listed)', '', m.busyS - listed(m), idle.busyS - listed(idle)));
-  console.log(line('  of which kernel irq + softirq', '', m.irqS, idle.irqS));
   console.log(line('machine busy (/proc/stat)', '', m.busyS, idle.busyS));
+  console.log(line('  of it kernel irq + softirq (*)', '', m.irqS, idle.irqS));
   if (m.others.length > 0)
     console.log(
       `    largest other processes (own + exited children's CPU): ` +
         m.others.map((o) => `${o.comm} (pid ${o.pid}) ${cores(o.cpuS, m)} cores`).join(', '),
     );
+  console.log(
+    '    (*) packet and interrupt work; unless the kernel accounts irq time apart (CONFIG_IRQ_TIME_ACCOUNTING), ' +
+      'it is also in the stime of the processes it interrupted',
+  );
   const top = m.rows.reduce((a, b) => ((b.cpuS ?? 0) > (a.cpuS ?? 0) ? b : a));
   const otherS = m.busyS - listed(m);
   console.log(
