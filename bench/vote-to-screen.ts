@@ -27,7 +27,21 @@
 // global tally; receive time: when it became visible), and MQTT. Votes are ordered by when their decision became
 // visible; the k-th is in the first tally (and MQTT message) whose total is >= k. The bench's own read_committed
 // consumers fetch with a 10 ms wait: "visible" is at most that late.
+//
+// Where the cores go (Linux only: /proc): for each run, the CPU used during the measured window (from the first
+// vote sent until MQTT showed every accepted vote) by every process involved: the fleet's ingest, stream and
+// projections processes (utime + stime from /proc/<pid>/stat; a killed one's until just before its kill), the
+// stack's services (pids from the stack's pid files, .stack/run/<service>.pid, as compose/native/stack writes them),
+// this bench process (process.cpuUsage(): load generator, MQTT subscriber, trace consumers), and the machine's busy
+// time from /proc/stat, so "other" (busy - listed) is what else ran on the shared cores (the largest such processes
+// are named). Each as cores (CPU-seconds / wall seconds) and CPU-µs per accepted vote, beside the same processes'
+// cores over 5 s with no votes just before the window (fixed costs, and the shared stack's other clients: the stack's
+// services serve everyone on the machine). The fleet inherits this process's nice level (run under `nice -n 19`);
+// the stack's services do not.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   createPoll,
@@ -231,6 +245,217 @@ const serviceHists = [
 const scrapeAll = (fleet: Fleet) =>
   Promise.all(serviceHists.map(([, service, name, match]) => scrapeHist(fleet, service, name, match)));
 
+// ---------------------------------------------------------------------------------------------------- CPU (/proc)
+
+/** Whether the CPU tables can be printed: they read /proc (Linux). */
+const procAvailable = existsSync('/proc/stat') && existsSync('/proc/self/stat');
+if (!procAvailable)
+  console.log('CPU tables skipped: they read /proc/<pid>/stat and /proc/stat, which exist only on Linux');
+/** Clock ticks per second of /proc's CPU times (USER_HZ; 100 on nearly every Linux). */
+const clockTicksPerS = (() => {
+  if (!procAvailable) return 100;
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+/** The stack's services whose CPU is listed, by the name of their pid file under `.stack/run/`. */
+const stackServices = ['kafka', 'registry', 'cassandra', 'redis', 'mosquitto'] as const;
+/** The idle baseline: the same table over this long with no votes sent, just before the measured window. */
+const idleWindowMs = 5000;
+
+interface ProcCpu {
+  /** utime + stime of all its threads so far, s. */
+  cpuS: number;
+  /** cutime + cstime: the CPU of its children that have exited and been waited for, s. */
+  childrenS: number;
+  ppid: number;
+  comm: string;
+}
+/** A process's CPU so far (/proc/<pid>/stat); undefined once it is gone. */
+function procCpu(pid: number): ProcCpu | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ...": comm may hold spaces and parentheses, so split after its last ')'.
+  const close = stat.lastIndexOf(')');
+  const f = stat
+    .slice(close + 2)
+    .split(' ')
+    .map(Number); // f[0] is field 3 (state) of proc(5)
+  return {
+    cpuS: ((f[11] ?? 0) + (f[12] ?? 0)) / clockTicksPerS, // fields 14, 15: utime, stime
+    childrenS: ((f[13] ?? 0) + (f[14] ?? 0)) / clockTicksPerS, // fields 16, 17: cutime, cstime
+    ppid: f[1] ?? 0, // field 4
+    comm: stat.slice(stat.indexOf('(') + 1, close),
+  };
+}
+/** Every process on the machine, by pid (for "other": what else ran). */
+function allProcs(): Map<number, ProcCpu> {
+  const out = new Map<number, ProcCpu>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const p = procCpu(Number(entry));
+    if (p) out.set(Number(entry), p);
+  }
+  return out;
+}
+/**
+ * The machine's CPU seconds so far, all cores, from /proc/stat's "cpu" line: busy (user, nice, system, irq,
+ * softirq, steal; guest time is inside user) and, of it, irq + softirq (kernel work such as loopback packets; with
+ * tick-based accounting and no CONFIG_IRQ_TIME_ACCOUNTING it is also in the stime of the process it interrupted).
+ */
+function machineCpuS(): { busyS: number; irqS: number } {
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = (
+    readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+  )
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return {
+    busyS: (user + nice + system + irq + softirq + steal) / clockTicksPerS,
+    irqS: (irq + softirq) / clockTicksPerS,
+  };
+}
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/** A process whose CPU is listed: a fleet member or a stack service (pid undefined: no readable pid file). */
+interface Watched {
+  name: string;
+  pid: number | undefined;
+}
+function stackWatched(): Watched[] {
+  return stackServices.map((name) => {
+    try {
+      const pid = Number(readFileSync(join(stackDir, 'run', `${name}.pid`), 'utf8').trim());
+      return { name, pid: pid > 0 ? pid : undefined };
+    } catch {
+      return { name, pid: undefined };
+    }
+  });
+}
+
+/** CPU seconds over one window (undefined: not measurable, e.g. no pid file). */
+interface CpuFigures {
+  wallS: number;
+  loadAtStart: string;
+  loadAtEnd: string;
+  /** Listed processes in `watched` order, then this bench process. */
+  rows: { name: string; pid: string; cpuS: number | undefined }[];
+  busyS: number;
+  irqS: number;
+  /** The unlisted processes alive at the end with the most CPU in the window (own + reaped children). */
+  others: { pid: number; comm: string; cpuS: number }[];
+}
+
+/**
+ * A window over which CPU is counted: `beforeKill` samples a process just before it is killed (its CPU counts
+ * until then), `end` samples everything again.
+ */
+function cpuWindow(watched: Watched[]) {
+  const wall0 = performance.now();
+  const self0 = process.cpuUsage();
+  const machine0 = machineCpuS();
+  const loadAtStart = loadAverage();
+  const procs0 = allProcs();
+  const atKill = new Map<number, number>(); // pid -> CPU s just before its kill
+  return {
+    beforeKill(pid: number) {
+      atKill.set(pid, procCpu(pid)?.cpuS ?? Number.NaN);
+    },
+    end(): CpuFigures {
+      const procs1 = allProcs();
+      const machine1 = machineCpuS();
+      const self = process.cpuUsage(self0);
+      const wallS = (performance.now() - wall0) / 1000;
+      const rows: CpuFigures['rows'] = watched.map((w) => {
+        if (w.pid === undefined) return { name: w.name, pid: '(no pid file)', cpuS: undefined };
+        const a = procs0.get(w.pid)?.cpuS;
+        const b = atKill.has(w.pid) ? atKill.get(w.pid) : procs1.get(w.pid)?.cpuS;
+        return {
+          name: atKill.has(w.pid) ? `${w.name} (until its kill)` : w.name,
+          pid: String(w.pid),
+          cpuS: a === undefined || b === undefined || Number.isNaN(b) ? undefined : b - a,
+        };
+      });
+      rows.push({ name: 'bench (this process)', pid: String(process.pid), cpuS: (self.user + self.system) / 1e6 });
+      // What else ran: a process that exited in the window is in its parent's children time once waited for (all
+      // of its life: what it had used before the window is taken off again).
+      const before = new Map<number, number>(); // parent pid -> CPU s before the window of its children gone since
+      for (const [pid, p] of procs0)
+        if (!procs1.has(pid)) before.set(p.ppid, (before.get(p.ppid) ?? 0) + p.cpuS + p.childrenS);
+      const listedPids = new Set([...watched.map((w) => w.pid), process.pid]);
+      const others = [...procs1]
+        .filter(([pid]) => !listedPids.has(pid))
+        .map(([pid, p]) => {
+          const p0 = procs0.get(pid);
+          const childrenS = Math.max(0, p.childrenS - (p0?.childrenS ?? 0) - (before.get(pid) ?? 0));
+          return { pid, comm: p.comm, cpuS: p.cpuS - (p0?.cpuS ?? 0) + childrenS };
+        })
+        .sort((x, y) => y.cpuS - x.cpuS)
+        .slice(0, 3)
+        .filter((o) => o.cpuS > 0);
+      return {
+        wallS,
+        loadAtStart,
+        loadAtEnd: loadAverage(),
+        rows,
+        busyS: machine1.busyS - machine0.busyS,
+        irqS: machine1.irqS - machine0.irqS,
+        others,
+      };
+    },
+  };
+}
+
+/** The CPU table of one run: cores and CPU-µs per accepted vote in the measured window, idle cores beside. */
+function printCpu(m: CpuFigures, idle: CpuFigures, accepted: number) {
+  const listed = (f: CpuFigures) => f.rows.reduce((n, r) => n + (r.cpuS ?? 0), 0);
+  const cores = (s: number | undefined, f: CpuFigures) => (s === undefined ? '-' : (s / f.wallS).toFixed(2));
+  const line = (name: string, pid: string, s: number | undefined, idleS: number | undefined) =>
+    `    ${name.padEnd(38)} ${pid.padStart(13)} ${(s === undefined ? '-' : s.toFixed(2)).padStart(8)} ` +
+    `${cores(s, m).padStart(6)} ${(s === undefined || accepted === 0 ? '-' : ((s * 1e6) / accepted).toFixed(0)).padStart(11)} ` +
+    `${cores(idleS, idle).padStart(10)}`;
+  console.log(
+    `  CPU in the measured window (${m.wallS.toFixed(1)} s wall: first vote sent -> every accepted vote on MQTT; ` +
+      `${availableParallelism()} cores; load average 1/5/15 min ${m.loadAtStart} at its start, ${m.loadAtEnd} at its end). ` +
+      `Baseline: cores over ${idleWindowMs / 1000} s idle just before it (same processes, no votes):`,
+  );
+  console.log(
+    `    ${'process'.padEnd(38)} ${'pid'.padStart(13)} ${'CPU s'.padStart(8)} ${'cores'.padStart(6)} ` +
+      `${'CPU-µs/vote'.padStart(11)} ${'idle cores'.padStart(10)}`,
+  );
+  m.rows.forEach((r, i) => {
+    console.log(line(r.name, r.pid, r.cpuS, idle.rows[i]?.cpuS));
+  });
+  console.log(line('= listed', '', listed(m), listed(idle)));
+  console.log(line('other (machine busy - listed)', '', m.busyS - listed(m), idle.busyS - listed(idle)));
+  console.log(line('machine busy (/proc/stat)', '', m.busyS, idle.busyS));
+  console.log(line('  of it kernel irq + softirq (*)', '', m.irqS, idle.irqS));
+  if (m.others.length > 0)
+    console.log(
+      `    largest other processes (own + exited children's CPU): ` +
+        m.others.map((o) => `${o.comm} (pid ${o.pid}) ${cores(o.cpuS, m)} cores`).join(', '),
+    );
+  console.log(
+    '    (*) packet and interrupt work; unless the kernel accounts irq time apart (CONFIG_IRQ_TIME_ACCOUNTING), ' +
+      'it is also in the stime of the processes it interrupted',
+  );
+  const top = m.rows.reduce((a, b) => ((b.cpuS ?? 0) > (a.cpuS ?? 0) ? b : a));
+  const otherS = m.busyS - listed(m);
+  console.log(
+    `  largest consumer: ${top.name} (${cores(top.cpuS, m)} cores, ` +
+      `${((100 * (top.cpuS ?? 0)) / (m.busyS || 1)).toFixed(0)}% of the machine's busy time)` +
+      (otherS > (top.cpuS ?? 0) ? `; unlisted processes together used more: ${cores(otherS, m)} cores` : ''),
+  );
+}
+
 interface RunResult {
   name: string;
   asked: number;
@@ -331,7 +556,17 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     });
     await live.subscribeAsync(`votestream/polls/${pollId}/totals`, { qos: 1 });
 
+    // The CPU table's baseline: the same processes with no votes for a few seconds (fixed costs: polls, fetches,
+    // timers; the shared stack's other clients).
+    const watched = [...fleet.members.map((m) => ({ name: m.name, pid: m.process.pid })), ...stackWatched()];
+    let idleCpu: CpuFigures | undefined;
+    if (procAvailable) {
+      const w = cpuWindow(watched);
+      await sleep(idleWindowMs);
+      idleCpu = w.end();
+    }
     const histsBefore = await scrapeAll(fleet);
+    const cpu = procAvailable ? cpuWindow(watched) : undefined;
     const started = performance.now();
     const inFlight: Promise<void>[] = [];
     let pending = 0;
@@ -339,6 +574,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     const killer = kill
       ? (async () => {
           await sleep((seconds * 1000) / 2);
+          cpu?.beforeKill(fleet.member('stream-1').process.pid);
           killedAt = now();
           await fleet.kill9('stream-1');
         })()
@@ -382,6 +618,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
     await killer;
     const deadline = performance.now() + 60_000;
     while (seenAt.length < acked.length && performance.now() < deadline) await sleep(50);
+    const cpuFigures = cpu?.end();
     // The trace consumers are behind MQTT by at most their fetch wait; give them a moment to catch up.
     await sleep(1000);
     const histsAfter = await scrapeAll(fleet);
@@ -458,6 +695,7 @@ async function runOnce(name: string, votesPerSecond: number, streamInstances: 1 
       const which = `${label}${kill ? ' (survivors only)' : ''}`;
       console.log(`    ${which.padEnd(84)} ${histDelta(histsBefore[i] ?? new Map(), histsAfter[i] ?? new Map())}`);
     });
+    if (cpuFigures && idleCpu) printCpu(cpuFigures, idleCpu, acked.length);
     return { name, asked: votesPerSecond, reached, lat202: lat } satisfies RunResult;
   } finally {
     await tr?.stop().catch(() => undefined);
