@@ -36,6 +36,8 @@ export interface StreamConfig extends CommonConfig {
   /** Records per transaction at most; a fetched batch larger than this is committed in several transactions. */
   commitRecordsMax: number;
   fetchMaxWaitMs: number;
+  /** The analytics stage's fetch wait: it fetches at least `analyticsFetchMinBytes` or waits this long (ms). */
+  analyticsFetchMaxWaitMs: number;
   fetchPartitionBytesMax: number;
   /** The broker aborts a transaction left open longer than this (e.g. by a process killed mid-commit). */
   transactionTimeoutMs: number;
@@ -105,6 +107,7 @@ export function loadStreamConfig(env: Record<string, string | undefined> = proce
     punctuateIntervalMs: r.int('STREAM_PUNCTUATE_INTERVAL_MS', 500, { min: 50, max: 60_000 }),
     commitRecordsMax: r.int('STREAM_COMMIT_RECORDS_MAX', 5000, { min: 1, max: 100_000 }),
     fetchMaxWaitMs: r.int('STREAM_FETCH_MAX_WAIT_MS', 100, { min: 1, max: 10_000 }),
+    analyticsFetchMaxWaitMs: r.int('STREAM_ANALYTICS_FETCH_MAX_WAIT_MS', 1000, { min: 1, max: 10_000 }),
     fetchPartitionBytesMax: r.int('STREAM_FETCH_PARTITION_BYTES_MAX', 1_048_576, { min: 1024, max: 52_428_800 }),
     transactionTimeoutMs: r.int('STREAM_TRANSACTION_TIMEOUT_MS', 60_000, { min: 1000, max: 900_000 }),
     ...consumerTimeouts(r),

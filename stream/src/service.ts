@@ -15,7 +15,7 @@ import { createAvroSerde } from '@votestream/schemas';
 import { PollSalts } from './analytics/poll-salts.ts';
 import { PollCatalog } from './catalog.ts';
 import type { StreamConfig } from './config.ts';
-import { AnalyticsProcessor } from './processors/analytics.ts';
+import { AnalyticsProcessor, analyticsFetchMinBytes } from './processors/analytics.ts';
 import { DedupeProcessor } from './processors/dedupe.ts';
 import { GlobalTallyProcessor } from './processors/global-tally.ts';
 import type { FatalHandler } from './runtime/errors.ts';
@@ -143,6 +143,8 @@ export async function startStream(
       groupId: `${app}-analytics`,
       transactionalIdPrefix: `${app}-${topics.voteDecisions}`,
       deadLetterTopic: topics.deadLetters,
+      // Off the vote-to-screen path: fewer, larger transactions (each costs ~20 Kafka requests whatever its size).
+      fetch: { maxWaitMs: config.analyticsFetchMaxWaitMs, minBytes: analyticsFetchMinBytes },
       config,
       logger,
       registry,

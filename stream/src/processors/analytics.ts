@@ -6,6 +6,13 @@ import { ChangelogCorruptError } from '../runtime/errors.ts';
 import type { TaskProcessor } from '../runtime/processor.ts';
 import type { ChangelogRecord } from '../runtime/restore.ts';
 
+/**
+ * The analytics stage fetches once this many bytes of decisions are there (thousands: a decision is 160-500 B) or
+ * STREAM_ANALYTICS_FETCH_MAX_WAIT_MS passed: at peak that is milliseconds, at a trickle one transaction per task per
+ * wait instead of one per few decisions.
+ */
+export const analyticsFetchMinBytes = 1_048_576;
+
 export interface AnalyticsTopics {
   voteDecisions: string;
   /** VoteAnalytics, one per decision, keyed `<pollId>/<pseudonym>`, without the voter's identity. */
