@@ -10,7 +10,9 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY . .
 # Install scripts stay off (every dependency ships its binaries inside npm), as in scripts/test.
+# scripts/patch-kafkajs.mjs mends KafkaJS's read_committed filter in node_modules (createKafka refuses to run without).
 RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && node scripts/patch-kafkajs.mjs \
  && npm run build \
  && node --import tsx scripts/stage-runtime.ts /stage
 
@@ -22,7 +24,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /stage/ ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && node scripts/patch-kafkajs.mjs && npm cache clean --force
 # No local-stack defaults (127.0.0.1 addresses, .stack/secrets) in a container: a missing setting fails at start
 # with a ConfigError naming it. Secrets are files in SECRETS_DIR (a mounted volume), one per secret.
 ENV NODE_ENV=production \

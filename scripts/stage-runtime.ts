@@ -62,6 +62,7 @@ export function stageRuntime(dest: string, root = repoRoot): string[] {
   copy('schemas/history');
   copy('migrations');
   copy('dist');
+  copy('scripts/patch-kafkajs.mjs'); // run after the runtime's npm ci (Dockerfile)
   return copied;
 }
 

@@ -32,5 +32,6 @@ export async function stagedRuntime(): Promise<string> {
     cwd: dest,
     timeout: 5 * 60_000,
   });
+  await run(process.execPath, ['scripts/patch-kafkajs.mjs'], { cwd: dest, timeout: 60_000 }); // as the Dockerfile
   return dest;
 }

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { type ISocketFactory, Kafka, type KafkaConfig, type LogEntry, logLevel, type SASLOptions } from 'kafkajs';
 import type { KafkaSecurity } from './config.ts';
 import type { Logger } from './logger.ts';
@@ -26,7 +27,65 @@ export interface CreateKafkaOptions {
 
 /** A KafkaJS client whose logs go through the service's pino logger. */
 export function createKafka(opts: CreateKafkaOptions): Kafka {
+  assertReadCommittedFilter();
   return new Kafka(kafkaClientConfig(opts));
+}
+
+export interface FilterRecord {
+  offset: string;
+  key: Buffer | null;
+  batchContext: { producerId: string; inTransaction: boolean };
+}
+/** KafkaJS's filterAbortedMessages.js: the records of a fetched partition a read_committed consumer may see. */
+export type AbortedFilter = (batch: {
+  messages: FilterRecord[];
+  abortedTransactions: Array<{ producerId: string; firstOffset: string }>;
+}) => FilterRecord[];
+let readCommittedFilterChecked = false;
+
+/**
+ * Throws unless the installed KafkaJS drops the records of aborted transactions that interleave in a partition
+ * when the broker lists them out of first-offset order (KafkaJS 2.2.4 does not: scripts/patch-kafkajs.mjs mends
+ * it after every install). Checked once per process, on a made-up fetch: producer 1's transaction starts first
+ * and is aborted after producer 2's; only producer 3's record and the ABORT markers may come through.
+ */
+export function assertReadCommittedFilter(): void {
+  if (readCommittedFilterChecked) return;
+  const filter = createRequire(import.meta.url)('kafkajs/src/consumer/filterAbortedMessages.js') as AbortedFilter;
+  const kept = interleavedAbortsKept(filter);
+  if (kept.join() !== '2,3,4')
+    throw new Error(
+      `KafkaJS's read_committed filter hands out records of aborted transactions (kept offsets ${kept.join()} of ` +
+        'the self-check, expected 2,3,4): run `node scripts/patch-kafkajs.mjs` after installing dependencies',
+    );
+  readCommittedFilterChecked = true;
+}
+
+/**
+ * The offsets a read_committed filter keeps of a made-up fetch: producer 1's transaction starts first (offset 0)
+ * and is aborted after producer 2's (offset 1), producer 3's record (offset 2) is committed, then the two ABORT
+ * markers (3, 4). Right: 2,3,4 (the markers are dropped later, as control records). KafkaJS 2.2.4: 0,2,3,4.
+ */
+export function interleavedAbortsKept(filter: AbortedFilter): string[] {
+  const abortMarker = Buffer.from([0, 0, 0, 0]);
+  const record = (offset: number, producerId: string, key: Buffer | null = null): FilterRecord => ({
+    offset: String(offset),
+    key,
+    batchContext: { producerId, inTransaction: true },
+  });
+  return filter({
+    messages: [
+      record(0, '1'),
+      record(1, '2'),
+      record(2, '3'),
+      record(3, '2', abortMarker),
+      record(4, '1', abortMarker),
+    ],
+    abortedTransactions: [
+      { producerId: '2', firstOffset: '1' },
+      { producerId: '1', firstOffset: '0' },
+    ],
+  }).map((m) => m.offset);
 }
 
 /** The KafkaJS configuration createKafka uses (exported so tests can check what TLS/SASL settings become). */
