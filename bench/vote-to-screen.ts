@@ -717,5 +717,5 @@ for (const r of results)
     r.lat202.length === 0
       ? `  ${r.name.padEnd(7)} ${r.asked} votes/s asked, ${r.reached.toFixed(0)}/s accepted: no vote on screen; target NOT reached`
       : `  ${r.name.padEnd(7)} ${r.asked} votes/s asked, ${r.reached.toFixed(0)}/s accepted: 202 -> MQTT p50 ${pct(r.lat202, 50).toFixed(1)} ms p99 ${pct(r.lat202, 99).toFixed(1)} ms ` +
-          `(pipeline adds ${(pct(r.lat202, 50) - pct(baseline, 50)).toFixed(1)} ms at p50); target p99 < 500 ms: ${pct(r.lat202, 99) < 500 ? 'met' : 'NOT met'}`,
+          `(pipeline adds ${(pct(r.lat202, 50) - pct(baseline, 50)).toFixed(1)} ms at p50; p99 ${(pct(r.lat202, 99) / pct(baseline, 99)).toFixed(0)}x the broker hop's); target p99 < 500 ms: ${pct(r.lat202, 99) < 500 ? 'met' : 'NOT met'}`,
   );
