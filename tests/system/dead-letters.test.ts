@@ -1,6 +1,6 @@
 // Issue 12, item 3: a poison record never stops counting. Garbage bytes, a record with an unknown schema id and a
 // tombstone go into `votes` between valid votes, and poison into every other consumed topic (tally-partials,
-// tallies, vote-decisions), on the real stack with the three services as processes. Every poison record is in
+// tallies, vote-decisions: each of its consumers, the analytics stage too), on the real stack with the three services as processes. Every poison record is in
 // `dead-letters` once per consumer that met it, with its source topic/partition/offset, reason and consumer in
 // headers; the valid votes around them are counted exactly once (results API, CQL, receipts); nothing restarts.
 import { randomUUID } from 'node:crypto';
@@ -111,8 +111,10 @@ test('poison records in every consumed topic are dead-lettered with their source
   const talliesConsumers = [`${app}-cql-sink`, `${id}-projections-tallies`];
   await poisonIn(topics.tallies, garbage, 'undecodable', talliesConsumers);
   await poisonIn(topics.tallies, unknownSchema, 'unknown_schema', talliesConsumers);
-  await poisonIn(topics.voteDecisions, garbage, 'undecodable', [`${id}-projections-receipts`]);
-  await poisonIn(topics.voteDecisions, unknownSchema, 'unknown_schema', [`${id}-projections-receipts`]);
+  // vote-decisions: projections' receipts and the stream's analytics stage each meet it.
+  const decisionsConsumers = [`${id}-projections-receipts`, `${app}-analytics`];
+  await poisonIn(topics.voteDecisions, garbage, 'undecodable', decisionsConsumers);
+  await poisonIn(topics.voteDecisions, unknownSchema, 'unknown_schema', decisionsConsumers);
   // Valid votes after the poison in the downstream topics: counting goes on.
   for (let i = VALID_VOTES; i < VALID_VOTES + 3; i++) await vote(i);
   const total = VALID_VOTES + 3;
